@@ -1,0 +1,106 @@
+"Build the offline docs site with tools/build_docs.py, serve it, and check it in headless Chromium."
+import functools, http.server, json, re, shutil, subprocess, sys, threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path('/usr/bin/chromium')
+CHROME_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+               '--disable-sync', '--no-first-run']
+SCREENSHOT = ROOT/'test_artifacts'/'docs_index.png'
+
+def _nb(*cells):
+    "A notebook dict from (cell_type, source[, outputs]) tuples."
+    def cell(t, src, outs=()):
+        c = dict(cell_type=t, metadata={}, source=src)
+        return c | dict(execution_count=None, outputs=list(outs)) if t == 'code' else c
+    return dict(nbformat=4, nbformat_minor=5, cells=[cell(*c) for c in cells],
+                metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python')))
+
+def fixture_project(tmp):
+    "A minimal nbdev project (index and a core notebook with a plotly output), used only while the real ones are missing."
+    proj = tmp/'proj'
+    (proj/'nbs').mkdir(parents=True)
+    shutil.copy(ROOT/'settings.ini', proj)
+    fig = {'data': [{'type': 'scatter', 'x': [1, 2, 3], 'y': [3, 1, 2]}], 'layout': {'title': {'text': 'demo'}}}
+    nbs = {'index.ipynb': _nb(('markdown', '# sparsediff\n\n> Fixture index'), ('markdown', '## Install\n\nSome prose.')),
+           '00_core.ipynb': _nb(('code', '#| default_exp core'), ('markdown', '# Core\n\n> Fixture core'),
+                                ('code', '#| export\ndef seed_everything(seed:int=0):\n    "Seed every RNG."\n    return seed'),
+                                ('code', 'fig', [dict(output_type='display_data', metadata={},
+                                                      data={'application/vnd.plotly.v1+json': fig, 'text/plain': 'Figure'})]))}
+    for name, nb in nbs.items(): (proj/'nbs'/name).write_text(json.dumps(nb))
+    return proj
+
+def build(project, out):
+    "Run `tools/build_docs.py --out out --no-readme` in `project`."
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py'), '--out', str(out), '--no-readme'],
+                       cwd=project, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args): pass
+
+def serve(folder):
+    "Serve `folder` on 127.0.0.1 on a free port in a thread; return the server."
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(QuietHandler, directory=str(folder)))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+def nb_text(path, cell_type):
+    "The joined sources of a notebook's cells of one type."
+    return '\n'.join(''.join(c['source']) for c in json.loads(path.read_text())['cells'] if c['cell_type'] == cell_type)
+
+def nb_title(path):
+    "The first `# Title` heading of a notebook."
+    return re.search(r'^#\s+(.+)$', nb_text(path, 'markdown'), re.M)[1].strip()
+
+@pytest.mark.browser
+def test_docs_site(tmp_path):
+    sync_api = pytest.importorskip('playwright.sync_api', reason='playwright is not installed')
+    if not CHROMIUM.exists(): pytest.skip(f'no Chromium at {CHROMIUM}')
+    real = all((ROOT/'nbs'/n).exists() for n in ('index.ipynb', '00_core.ipynb'))
+    project = ROOT if real else fixture_project(tmp_path)
+    site = tmp_path/'site'
+    build(project, site)
+    pages = {p.relative_to(site).as_posix(): p.read_text() for p in site.rglob('*.html') if p.parent.name != 'assets'}
+    api_pages = sorted((p for p, t in pages.items() if 'class="api"' in t), key=lambda p: p != 'core.html')
+    assert api_pages, f'no page with show_doc output among {sorted(pages)}'
+    source = '\n'.join(nb_text(p, 'code') for p in (project/'nbs').rglob('*.ipynb'))
+    srv = serve(site)
+    base = f'http://127.0.0.1:{srv.server_address[1]}'
+    errors = []
+    with sync_api.sync_playwright() as pw:
+        try: browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROME_ARGS)
+        except Exception as e: pytest.skip(f'Chromium does not start under playwright: {e}')
+        try:
+            page = browser.new_page(viewport={'width': 1280, 'height': 900})
+            page.on('console', lambda m: m.type == 'error' and errors.append(f'{page.url}: {m.text}'))
+            page.on('pageerror', lambda e: errors.append(f'{page.url}: {e}'))
+            page.on('response', lambda r: r.status >= 400 and errors.append(f'{page.url}: {r.status} for {r.url}'))
+            # the site must work offline: refuse anything that is not our server
+            page.route('**/*', lambda r: r.continue_() if r.request.url.startswith(base) else r.abort())
+
+            page.goto(f'{base}/index.html')
+            title = page.locator('h1.title')
+            assert title.is_visible() and title.inner_text() == nb_title(project/'nbs'/'index.ipynb')
+            links = page.locator('nav.sidebar a')
+            assert links.count() >= 2 and links.first.is_visible()
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT))
+
+            page.goto(f'{base}/{api_pages[0]}')
+            head = page.locator('.api h2, .api h3, .api h4').first
+            assert head.is_visible()
+            name = head.inner_text().strip(' ¶').split('.')[-1]
+            assert re.search(rf'\b(def|class)\s+{re.escape(name)}\b', source), f'show_doc heading {name!r} is not a real definition'
+
+            plotted = [p for p, t in pages.items() if 'Plotly.newPlot' in t]
+            if plotted:
+                page.goto(f'{base}/{plotted[0]}')
+                page.wait_for_selector('.js-plotly-plot', timeout=15_000)
+                assert page.evaluate("document.querySelector('.js-plotly-plot').data.length") > 0
+        finally:
+            browser.close()
+            srv.shutdown()
+    assert not errors, errors
