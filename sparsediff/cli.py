@@ -65,3 +65,6 @@ def main(argv=None):
         print(f'sparsediff {a.command}: error: {e}', file=sys.stderr); sys.exit(2)
     except KeyboardInterrupt:
         print(f'sparsediff {a.command}: interrupted; finished work is kept and a rerun resumes', file=sys.stderr); sys.exit(130)
+
+# %% ../nbs/14_cli.ipynb #c007
+if __name__ == '__main__': main()
