@@ -8,7 +8,7 @@ import argparse, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'train_parser', 'run_train', 'main']
+__all__ = ['COMMANDS', 'train_parser', 'run_train', 'report_parser', 'run_report_cmd', 'main']
 
 # %% ../nbs/14_cli.ipynb #c004
 def train_parser(sub):
@@ -51,8 +51,28 @@ def run_train(a):
     train(a.out, mcfg, tcfg, eval_images=eval_x, device=a.device)
     print(f'model written to {a.out} (load with sparsediff.unet.load_model)')
 
-# %% ../nbs/14_cli.ipynb #c006
-COMMANDS = {'train': (train_parser, run_train)}
+# %% ../nbs/14_cli.ipynb #c007
+def report_parser(sub, name='report'):
+    "Arguments of `sparsediff report` (and `demo`, which has defaults for all of them)."
+    demo = name == 'demo'
+    p = sub.add_parser(name, help='full report on the shipped model and offline datasets' if demo else 'full report on a checkpoint and an image folder')
+    p.add_argument('--out', default='sparsediff_demo' if demo else 'sparsediff_report', help='folder for report.html, report.json and the cache')
+    p.add_argument('--model', default='default', required=False, help='shipped model name or checkpoint folder')
+    p.add_argument('--data', default='demo', required=not demo, help="'demo', 'mnist', 'textures' or an image folder")
+    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    return p
+
+def run_report_cmd(a):
+    "Run `sparsediff demo` / `sparsediff report` from parsed arguments."
+    from sparsediff.report import run_report, demo, ReportConfig
+    if a.command == 'demo': h, j = demo(a.out, a.device, not a.quiet, a.model, a.data)
+    else: h, j = run_report(a.model, a.data, a.out, ReportConfig(device=a.device), not a.quiet)
+    print(f'wrote {h}\nwrote {j}')
+
+# %% ../nbs/14_cli.ipynb #c008
+COMMANDS = {'train': (train_parser, run_train), 'demo': (lambda sub: report_parser(sub, 'demo'), run_report_cmd),
+            'report': (report_parser, run_report_cmd)}
 
 def main(argv=None):
     "Entry point of the `sparsediff` command."
@@ -66,5 +86,5 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f'sparsediff {a.command}: interrupted; finished work is kept and a rerun resumes', file=sys.stderr); sys.exit(130)
 
-# %% ../nbs/14_cli.ipynb #c007
+# %% ../nbs/14_cli.ipynb #c009
 if __name__ == '__main__': main()

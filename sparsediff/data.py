@@ -211,6 +211,7 @@ def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None
         try:
             with Image.open(p) as im: xs.append(pil_to_tensor(im, size, channels))
         except (UnidentifiedImageError, OSError) as e: bad.append(p.name); continue
+        except ValueError as e: raise ValueError(f'{p}: {e}') from e
         ys.append(classes.index(p.parent.relative_to(root).as_posix()))
     if not xs: raise ValueError(f'none of the {len(files)} files in {root} could be read as an image (e.g. {bad[:3]})')
     if bad: import warnings; warnings.warn(f'skipped {len(bad)} unreadable files in {root}: {bad[:5]}')
