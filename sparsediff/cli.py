@@ -87,4 +87,5 @@ def main(argv=None):
         print(f'sparsediff {a.command}: interrupted; finished work is kept and a rerun resumes', file=sys.stderr); sys.exit(130)
 
 # %% ../nbs/14_cli.ipynb #c009
+#| eval: false
 if __name__ == '__main__': main()

@@ -16,7 +16,8 @@ from .unet import UNet, UNetConfig, save_model, load_model
 
 # %% auto #0
 __all__ = ['SIGMA_DISTS', 'sample_sigma', 'add_noise', 'TrainConfig', 'lr_at', 'save_checkpoint', 'load_checkpoint',
-           'evaluate_psnr', 'dead_channels', 'train_step', 'train', 'read_log', 'pretrained_log', 'plot_training']
+           'evaluate_psnr', 'dead_channels', 'train_step', 'train', 'read_log', 'export_run', 'pretrained_log',
+           'plot_training']
 
 # %% ../nbs/03_train.ipynb #c006
 SIGMA_DISTS = ('inv_sqrt', 'quadratic', 'uniform', 'log_uniform')
@@ -203,6 +204,20 @@ def read_log(out) -> pd.DataFrame:
     return pd.DataFrame(state['log'])
 
 # %% ../nbs/03_train.ipynb #c030
+def export_run(run, dest, eval_images=None) -> Path:
+    "Copy a run's model files into folder `dest` with its training log (`train_log.csv`) and a held-out PSNR table (`psnr.csv`)."
+    import shutil
+    run, dest = Path(run), Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    for f in ('model.safetensors', 'config.json'):
+        with atomic_path(dest/f) as tmp: shutil.copyfile(run/f, tmp)
+    log = read_log(run)
+    with atomic_path(dest/'train_log.csv') as tmp: log.to_csv(tmp, index=False)
+    if eval_images is not None:
+        ev = evaluate_psnr(load_model(dest), eval_images)
+        with atomic_path(dest/'psnr.csv') as tmp: ev.to_csv(tmp, index=False)
+    return dest
+
+# %% ../nbs/03_train.ipynb #c031
 def pretrained_log(name: str = 'default') -> pd.DataFrame:
     "The training log shipped with a pretrained model."
     from sparsediff.unet import pretrained_dir
@@ -210,7 +225,7 @@ def pretrained_log(name: str = 'default') -> pd.DataFrame:
     if not f.exists(): raise FileNotFoundError(f'no training log shipped with {name!r}')
     return pd.read_csv(f)
 
-# %% ../nbs/03_train.ipynb #c031
+# %% ../nbs/03_train.ipynb #c032
 def plot_training(log: pd.DataFrame):
     "Loss and held-out PSNR curves of a training log."
     import plotly.graph_objects as go

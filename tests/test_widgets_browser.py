@@ -1,0 +1,178 @@
+"Open the dashboard in a real JupyterLab with headless Chromium: move the σ slider, press Reconstruct, and check the figures change."
+import json, os, signal, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path('/usr/bin/chromium')
+CHROME_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+               '--disable-sync', '--no-first-run']
+ARTIFACTS = ROOT/'test_artifacts'
+
+# The notebook the test runs: the dashboard with the shipped model on 200 digits.
+SETUP = """\
+import torch
+from sparsediff.data import load_mnist
+from sparsediff.widgets import dashboard
+data = load_mnist('test').subset(range(0, 1000, 5))
+"""
+DASHBOARD = """\
+d = dashboard(data=data, device='cpu', n_noise=4, n=4, preview_every=2)
+d
+"""
+
+def notebook(*sources) -> dict:
+    "A notebook dict with one code cell per source."
+    cells = [dict(cell_type='code', metadata={}, source=s, execution_count=None, outputs=[]) for s in sources]
+    return dict(nbformat=4, nbformat_minor=5, cells=cells,
+                metadata=dict(kernelspec=dict(name='python3', display_name='Python 3', language='python')))
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def start_lab(folder: Path, port: int) -> subprocess.Popen:
+    "JupyterLab on 127.0.0.1:`port` serving `folder`, no token, settings and workspaces kept in `folder`."
+    settings = folder/'.settings'/'@jupyterlab'/'apputils-extension'
+    settings.mkdir(parents=True)
+    (settings/'notification.jupyterlab-settings').write_text(json.dumps({'fetchNews': 'false', 'checkForUpdates': False}))
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(folder/'.settings'), JUPYTERLAB_WORKSPACES_DIR=str(folder/'.workspaces'),
+               JUPYTER_RUNTIME_DIR=str(folder/'.runtime'), PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+    cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ServerApp.ip=127.0.0.1', f'--ServerApp.port={port}',
+           '--ServerApp.port_retries=0', '--ServerApp.allow_root=True', '--IdentityProvider.token=', '--ServerApp.password=', f'--ServerApp.root_dir={folder}',
+           '--LabApp.news_url=', '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate']
+    return subprocess.Popen(cmd, cwd=folder, env=env, stdout=open(folder/'lab.log', 'w'), stderr=subprocess.STDOUT, start_new_session=True)
+
+def wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None: pytest.fail(f'JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}')
+        try:
+            with urllib.request.urlopen(url + '/api/status', timeout=2) as r:
+                if r.status == 200: return
+        except OSError: time.sleep(0.5)
+    pytest.fail(f'JupyterLab did not answer within {timeout} s:\n{log.read_text()[-3000:]}')
+
+def stack_images(paths, out):
+    "Stack screenshots vertically into one PNG (the docs' static picture of the dashboard is made this way)."
+    from PIL import Image
+    ims = [Image.open(p).convert('RGB') for p in paths]
+    canvas = Image.new('RGB', (max(i.width for i in ims), sum(i.height for i in ims) + 12 * (len(ims) - 1)), 'white')
+    y = 0
+    for im in ims: canvas.paste(im, (0, y)); y += im.height + 12
+    canvas.save(out)
+
+def stop_lab(proc: subprocess.Popen):
+    "Stop the server and the kernels it started (its own process group)."
+    if proc.poll() is not None: return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try: proc.wait(15)
+    except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(5)
+
+# JavaScript run in the page: a plotly figure's state, found by the start of its title.
+FIGURE_STATE = """(prefix) => {
+  const el = [...document.querySelectorAll('.js-plotly-plot')].find(e => e.layout && e.layout.title &&
+               String(e.layout.title.text || e.layout.title).startsWith(prefix));
+  if (!el) return null;
+  const hash = s => { let h = 0; for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) | 0; return s.length + ':' + h; };
+  const enc = v => hash(v && v.bdata ? v.bdata : JSON.stringify(v === undefined ? null : v));
+  return {title: String(el.layout.title.text), traces: el.data.map(t => enc(t.y) + '|' + enc(t.z) + '|' + (t.source || '').length),
+          width: el.getBoundingClientRect().width, height: el.getBoundingClientRect().height,
+          annotations: (el.layout.annotations || []).map(a => a.text)};
+}"""
+
+# JavaScript: screen position and index of the tallest bar of the first bar trace (φ) of a figure.
+TALLEST_BAR = """(prefix) => {
+  const el = [...document.querySelectorAll('.js-plotly-plot')].find(e => e.layout && String(e.layout.title.text).startsWith(prefix));
+  const points = [...el.querySelectorAll('.barlayer .trace.bars')[0].querySelectorAll('.point')];
+  let best = null;
+  points.forEach((p, n) => { const r = p.getBoundingClientRect();
+    if (!best || r.height > best.h) best = {x: r.x + r.width / 2, y: r.y + r.height / 2, h: r.height, i: p.__data__ ? p.__data__.i : n}; });
+  return best;
+}"""
+
+ERRORS = """() => [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-output.jp-mod-error, .jp-RenderedText[data-mime-type="application/vnd.jupyter.error"]')].map(e => e.innerText).join('\\n')"""
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_dashboard_in_jupyterlab(tmp_path):
+    sync_api = pytest.importorskip('playwright.sync_api', reason='playwright is not installed')
+    pytest.importorskip('jupyterlab', reason='jupyterlab is not installed')
+    if not CHROMIUM.exists(): pytest.skip(f'no Chromium at {CHROMIUM}')
+    ARTIFACTS.mkdir(exist_ok=True)
+    (tmp_path/'dash.ipynb').write_text(json.dumps(notebook(SETUP, DASHBOARD)))
+    port = free_port(); url = f'http://127.0.0.1:{port}'
+    lab = start_lab(tmp_path, port)
+    t0 = time.time()
+    try:
+        wait_for_server(url, lab, tmp_path/'lab.log')
+        with sync_api.sync_playwright() as pw:
+            try: browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROME_ARGS)
+            except Exception as e: pytest.skip(f'Chromium does not start under playwright: {e}')
+            try:
+                page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+                console = []
+                page.on('console', lambda m: m.type == 'error' and console.append(m.text))
+                page.goto(f'{url}/lab/tree/dash.ipynb', wait_until='domcontentloaded')
+                page.wait_for_selector('.jp-Notebook .jp-Cell', timeout=90_000)
+                page.wait_for_timeout(1000)
+                page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
+                page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
+                try: page.wait_for_function(f'() => ({FIGURE_STATE})("σ explorer") !== null', timeout=150_000)
+                except Exception:
+                    page.screenshot(path=str(ARTIFACTS/'widgets_failed.png'))
+                    pytest.fail(f'the σ explorer did not render; errors in the notebook: {page.evaluate(ERRORS)[-3000:]}; console: {console[-5:]}')
+                page.wait_for_timeout(500)
+                sigma_fig = lambda: page.evaluate(FIGURE_STATE, 'σ explorer')
+                before = sigma_fig()
+                assert before['width'] > 300 and before['height'] > 200, before
+                page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_sigma_before.png'))
+
+                # Move the σ slider with the keyboard: five steps of 0.01 to the right.
+                handle = page.locator('.widget-hslider .noUi-handle').first
+                handle.click()
+                for _ in range(5): handle.press('ArrowRight')
+                readout = page.locator('.widget-hslider .widget-readout').first
+                page.wait_for_function('(el) => el.innerText.trim() === "0.25"', arg=readout.element_handle(), timeout=10_000)
+                # every key press sends a value; the kernel may draw 0.21…0.24 on the way, the last drawing is 0.25
+                page.wait_for_function(f'() => {{ const s = ({FIGURE_STATE})("σ explorer"); return s && s.title.includes("σ = 0.25"); }}',
+                                       timeout=30_000)
+                after = sigma_fig()
+                assert after['title'] != before['title'] and 'σ = 0.2' in before['title'], (before['title'], after['title'])
+                assert after['traces'][0] != before['traces'][0], 'the noisy image did not change'
+                assert after['traces'][2] != before['traces'][2], 'the φ bars did not change'
+                page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_sigma_after.png'))
+
+                # Click the tallest φ bar: the channel tab opens on that channel.
+                bar = page.evaluate(TALLEST_BAR, 'σ explorer')
+                assert bar and bar['h'] > 5, bar
+                page.mouse.click(bar['x'], bar['y'])
+                page.wait_for_function(f'''(c) => {{ const s = ({FIGURE_STATE})("channel " + c + ":"); return s && s.width > 300; }}''',
+                                       arg=bar['i'], timeout=30_000)
+                page.wait_for_timeout(300)
+                page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_channels.png'))
+                page.locator('.widget-tab .lm-TabBar-tab', has_text='neighbours').first.click()
+                page.wait_for_function(f'() => {{ const s = ({FIGURE_STATE})("neighbours of image"); return s && s.width > 300; }}', timeout=30_000)
+                page.wait_for_timeout(300)
+                page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_neighbours.png'))
+
+                # Reconstruct: samples appear (live previews, then the final grid), and the status says done.
+                page.locator('.widget-tab .lm-TabBar-tab', has_text='reconstruction').first.click()
+                page.wait_for_function(f'() => ({FIGURE_STATE})("φ-guided") !== null', timeout=30_000)
+                empty = page.evaluate(FIGURE_STATE, 'φ-guided')
+                page.locator('button.jupyter-button', has_text='Reconstruct').first.click()
+                page.wait_for_function(f'''() => {{ const s = ({FIGURE_STATE})("φ-guided");
+                                         return s && s.annotations.some(a => String(a).includes('samples (done')); }}''', timeout=120_000)
+                done = page.evaluate(FIGURE_STATE, 'φ-guided')
+                assert done['traces'][1] != empty['traces'][1], 'the samples image did not change'
+                status = page.locator('.widget-tab .widget-html', has_text='done').first.inner_text()
+                assert 'samples in' in status, status
+                page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_reconstruction.png'))
+                stack_images([ARTIFACTS/'widgets_sigma_after.png', ARTIFACTS/'widgets_reconstruction.png'], ARTIFACTS/'widgets_dashboard.png')
+                assert not page.evaluate(ERRORS).strip().lower().count('traceback'), page.evaluate(ERRORS)
+            finally: browser.close()
+    finally:
+        stop_lab(lab)
+    assert time.time() - t0 < 240, f'the browser test took {time.time() - t0:.0f} s'
