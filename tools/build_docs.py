@@ -221,18 +221,34 @@ table { border-collapse: collapse; margin: .5rem 0; } th, td { border: 1px solid
 @media (max-width: 60rem) { .layout { grid-template-columns: 1fr; } .toc { display: none; } .sidebar { position: static; border: 0; } }
 """
 
+def strict_doc_eval():
+    "Make nbdev's docs processing run export, show_doc and pure-import cells only, never test cells that also import."
+    import ast
+    import nbdev.processors as P
+    if getattr(P._do_eval, 'strict', False): return
+    loose = P._do_eval
+    def _do_eval(cell):
+        if not loose(cell): return None
+        if cell.directives_.keys() & {'export', 'exports', 'exporti', 'exec_doc'}: return True
+        trees = cell.parsed_()
+        if P._show_docs(trees): return True
+        return all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in trees)
+    _do_eval.strict = True
+    P._do_eval = _do_eval
+
 def main(argv=None):
     "Process the notebooks, build the site and (unless `--no-readme`) README.md."
     ap = argparse.ArgumentParser(description='Build the offline docs site and README.md without Quarto.')
     ap.add_argument('--out', help='folder for the site (default: _site in the repo root)')
     ap.add_argument('--no-readme', action='store_true', help='do not write README.md')
     ap.add_argument('--force', action='store_true', help='reprocess every notebook, ignoring the _proc cache')
-    ap.add_argument('--workers', type=int, default=os.cpu_count(), help='processes for nbdev_proc_nbs')
+    ap.add_argument('--workers', type=int, default=0, help='processes for nbdev_proc_nbs (0: in this process, which strict_doc_eval needs)')
     args = ap.parse_args(argv)
     from nbdev.config import get_config
     from nbdev.serve import proc_nbs
     cfg = get_config()
     sys.path.insert(0, str(cfg.config_path))  # notebooks import the library from the repo, installed or not
+    strict_doc_eval()
     proc = proc_nbs(force=args.force, n_workers=args.workers)
     out = Path(args.out).resolve() if args.out else cfg.config_path/'_site'
     pages = build_site(proc, out, cfg)
