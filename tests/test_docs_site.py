@@ -95,7 +95,7 @@ def test_docs_site(tmp_path):
             name = head.inner_text().strip(' ¶').split('.')[-1]
             assert re.search(rf'\b(def|class)\s+{re.escape(name)}\b', source), f'show_doc heading {name!r} is not a real definition'
 
-            plotted = [p for p, t in pages.items() if 'Plotly.newPlot' in t]
+            plotted = [p for p, t in pages.items() if 'class="plotly-fig"' in t]   # pages with a stored plotly figure
             if plotted:
                 page.goto(f'{base}/{plotted[0]}')
                 page.wait_for_selector('.js-plotly-plot', timeout=15_000)
