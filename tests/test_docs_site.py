@@ -96,6 +96,7 @@ def test_docs_site(tmp_path):
             assert re.search(rf'\b(def|class)\s+{re.escape(name)}\b', source), f'show_doc heading {name!r} is not a real definition'
 
             plotted = [p for p, t in pages.items() if 'class="plotly-fig"' in t]   # pages with a stored plotly figure
+            assert plotted or not real, 'no page of the real site shows a stored plotly figure'
             if plotted:
                 page.goto(f'{base}/{plotted[0]}')
                 page.wait_for_selector('.js-plotly-plot', timeout=15_000)

@@ -211,6 +211,8 @@ a { color: var(--accent); text-decoration: none; } a:hover { text-decoration: un
 .page-header { margin-bottom: 1.5rem; } .title { margin: 0; }
 pre, code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .88rem; }
 .highlight pre, .cell-output pre { padding: .6rem .8rem; overflow-x: auto; margin: 0 0 1rem; }
+pre.stream { white-space: pre-wrap; word-break: break-word; }
+.plotly-fig { max-width: 100%; overflow-x: auto; }
 .highlight { background: #f8f9fa; border-radius: 4px; }
 .cell-output { overflow-x: auto; } .cell-output img { max-width: 100%; }
 .error { color: #b00020; }
