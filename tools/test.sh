@@ -13,6 +13,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v a
 fi
 export SPARSEDIFF_CACHE=${SPARSEDIFF_CACHE:-$(mktemp -d)}
 export PYTHONHASHSEED=0
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # two notebook workers on two cores: one thread each, no oversubscription
 echo "== nbdev_export must leave no diff"
 nbdev_export
 git diff --exit-code -- sparsediff || { echo "sparsediff/ differs from the notebooks: run nbdev_export and commit"; exit 1; }
