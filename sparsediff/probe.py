@@ -184,12 +184,15 @@ def fit_probe(features: torch.Tensor, labels, tasks=TASKS, epochs: int = 30, lr:
     torch.manual_seed(seed)
     probe = PixelProbe(features.shape[1], tasks)
     f = features[tr].float()
-    probe.mean.copy_(f.mean((0, 2, 3)).view(1, -1, 1, 1)); probe.std.copy_(f.std((0, 2, 3)).clamp(min=1e-6).view(1, -1, 1, 1))
+    std = f.std((0, 2, 3)); dead = std < 1e-6                                  # constant (e.g. dead ReLU) channels carry nothing
+    probe.mean.copy_(f.mean((0, 2, 3)).view(1, -1, 1, 1)); probe.std.copy_(torch.where(dead, 1.0, std).view(1, -1, 1, 1))
+    with torch.no_grad(): probe.conv.weight[:, dead] = 0
     if 'mask' in tasks and balanced:   # both classes weigh the same, so the 0.5 threshold is the balanced decision
         p = targets['mask'][tr].float().mean().clamp(1e-4, 1 - 1e-4); probe.pos_weight.fill_(float((1 - p) / p))
     for i, t in enumerate(tasks):
         if t != 'mask':
             y = targets[t][tr].float(); probe.target_mean[i] = y.mean(); probe.target_std[i] = y.std().clamp(min=1e-6)
+    probe.conv.weight.register_hook(lambda g: g.masked_fill(dead.view(1, -1, 1, 1), 0))   # and keep their weights at zero
     opt = torch.optim.Adam(probe.conv.parameters(), lr=lr)
     best = torch.full((len(tasks),), math.inf); best_w, best_b = probe.conv.weight.detach().clone(), probe.conv.bias.detach().clone()
     since = torch.zeros(len(tasks)); history = []
@@ -378,17 +381,17 @@ def capture_steps(model: nn.Module, names, reduce=None):
 def steer(activation: torch.Tensor, probe: PixelProbe, target: torch.Tensor, task: str = 'mask', margin: float = 4.0,
           strength: float = 1.0) -> torch.Tensor:
     "Move an activation (B, C, h, w) along the probe's direction so the probe reads `target` (B, H, W) at each position."
-    w, b = probe.direction(task)                                                 # (C,), ()
+    i = probe.tasks.index(task)
+    v = probe.conv.weight[i, :, 0, 0]                                            # (C,) in standardised units
     h, wd = activation.shape[-2:]
-    read = torch.einsum('bchw,c->bhw', activation.float(), w) + b                # what the probe reads now, (B, h, w)
+    read = probe.conv((activation.float() - probe.mean) / probe.std)[:, i]       # what the probe reads now, (B, h, w)
     goal = F.interpolate(target.float()[:, None], size=(h, wd), mode='area')[:, 0]
     if task == 'mask':   # push wrong positions to ±margin logits, leave right ones alone
-        on = goal >= 0.5
-        delta = torch.where(on, (margin - read).clamp(min=0), -(read + margin).clamp(min=0))
-    else:
-        i = probe.tasks.index(task)                                             # regressions read standardised units
+        delta = torch.where(goal >= 0.5, (margin - read).clamp(min=0), -(read + margin).clamp(min=0))
+    else:                # regressions read standardised units
         delta = (goal - probe.target_mean[i]) / probe.target_std[i] - read
-    return (activation + strength * delta[:, None] * (w / (w @ w)).view(1, -1, 1, 1)).to(activation.dtype)
+    step = (v / (v @ v)).view(1, -1, 1, 1) * probe.std                           # the change per unit of reading, in raw units
+    return (activation + strength * delta[:, None] * step).to(activation.dtype)
 
 def steering_edit(probe: PixelProbe, target: torch.Tensor, task: str = 'mask', **kw) -> Callable:
     "An `edit=` function for `sparsediff.hooks.capture` that steers a module's output so the probe reads `target`."

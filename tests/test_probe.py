@@ -168,3 +168,8 @@ def test_conditional_unet_self_attention_per_step(sd_like, scenes):
     with pytest.raises(RuntimeError, match='boom'):
         with capture_steps(sd_like, SELF_ATTN): raise RuntimeError('boom')
     assert _hooks_count(sd_like) == 0
+
+def test_dead_channels_get_zero_weight(scenes):
+    f = torch.cat([scenes.depth[:, None], torch.zeros(96, 1, 16, 16)], 1)      # channel 1 is dead
+    p = fit_probe(f, scenes, ('mask', 'depth'), epochs=3)
+    assert (p.conv.weight[:, 1] == 0).all() and p.direction('mask')[0][1] == 0 and p.direction('mask')[0].abs().max() < 100
