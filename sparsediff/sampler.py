@@ -18,7 +18,7 @@ from .phi import block_means, evaluating, phi
 __all__ = ['SCHEDULES', 'GUIDANCES', 'SPACINGS', 'step_size', 'noise_scale', 'estimate_sigma', 'SamplerConfig', 'Counter',
            'denoise', 'block_mean', 'denoise_with_block', 'match_target', 'relative_error', 'gradient_step',
            'gradient_match', 'adam_match', 'guide', 'SamplerStep', 'SampleResult', 'sample', 'reconstruct', 'phi_error',
-           'noise_level_check']
+           'phi_identification', 'noise_level_check']
 
 # %% ../nbs/08_sampler.ipynb #c006
 def step_size(t: int, h0: float, ramp: bool = True) -> float:
@@ -97,6 +97,13 @@ class SamplerConfig:
         "The authors' fixed schedule, σ in linspace(1, 0.03, 100), with the same Adam guidance."
         return cls(**{**dict(schedule='fixed', n_levels=100, spacing='linear', guidance='adam', guidance_steps=200,
                              lr=0.01, tol=0.01, share_forward=False), **kw})
+
+    @classmethod
+    def thorough(cls, **kw) -> 'SamplerConfig':
+        "Ours, with more matching: σ in linspace(1, 0.03, 40), five closed-form gradient steps at each level."
+        return cls(**{**dict(schedule='fixed', n_levels=40, spacing='linear', guidance='gradient', guidance_steps=5,
+                             share_forward=False), **kw})
+
 
 # %% ../nbs/08_sampler.ipynb #c012
 class Counter(dict):
@@ -440,6 +447,17 @@ def phi_error(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, sigma: f
     p = phi(model, x, sigma, n_noise, block, generator=make_generator(seed))
     q = phi(model, targets, sigma, n_noise, block, generator=make_generator(seed))
     return relative_error(p, q)
+
+# %% ../nbs/08_sampler.ipynb #c038b
+def phi_identification(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, sigma: float = 0.2,
+                       n_noise: int = 8, seed: int = 0, block: str = 'mid') -> float:
+    "Fraction of samples x (B, C, H, W) whose φ is nearest to their own target's, among targets (M, C, H, W); `index` (B,) names each sample's target."
+    if len(x) != len(index): raise ValueError(f'need one target index per sample, got {len(index)} for {len(x)} samples')
+    if len(targets) < 2: raise ValueError('identification needs at least two targets to choose from')
+    p = phi(model, x, sigma, n_noise, block, generator=make_generator(seed))          # (B, D)
+    q = phi(model, targets, sigma, n_noise, block, generator=make_generator(seed))    # (M, D)
+    return (torch.cdist(p, q).argmin(1).cpu() == torch.as_tensor(index).cpu()).float().mean().item()
+
 
 # %% ../nbs/08_sampler.ipynb #c045
 def noise_level_check(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, sigmas=(0.05, 0.1, 0.2, 0.4, 0.8),
