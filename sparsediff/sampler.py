@@ -15,8 +15,8 @@ from .hooks import capture, resolve
 from .phi import block_means, evaluating, phi
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'GUIDANCES', 'SPACINGS', 'step_size', 'noise_scale', 'estimate_sigma', 'SamplerConfig', 'Counter',
-           'denoise', 'block_mean', 'denoise_with_block', 'match_target', 'relative_error', 'gradient_step',
+__all__ = ['SCHEDULES', 'GUIDANCES', 'SPACINGS', 'PRESETS', 'step_size', 'noise_scale', 'estimate_sigma', 'SamplerConfig',
+           'Counter', 'denoise', 'block_mean', 'denoise_with_block', 'match_target', 'relative_error', 'gradient_step',
            'gradient_match', 'adam_match', 'guide', 'SamplerStep', 'SampleResult', 'sample', 'reconstruct', 'phi_error',
            'phi_identification', 'noise_level_check']
 
@@ -35,6 +35,7 @@ def estimate_sigma(residual: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/08_sampler.ipynb #c009
 SCHEDULES, GUIDANCES, SPACINGS = ('adaptive', 'fixed'), ('gradient', 'adam', 'none'), ('linear', 'geometric')
+PRESETS = ('default', 'thorough', 'authors_fixed', 'authors')   # fastest first
 
 @dataclass
 class SamplerConfig:
@@ -103,6 +104,12 @@ class SamplerConfig:
         "Ours, with more matching: σ in linspace(1, 0.03, 40), five closed-form gradient steps at each level."
         return cls(**{**dict(schedule='fixed', n_levels=40, spacing='linear', guidance='gradient', guidance_steps=5,
                              share_forward=False), **kw})
+
+    @classmethod
+    def preset(cls, name: str, **kw) -> 'SamplerConfig':
+        "A preset by name: 'default', 'thorough', 'authors_fixed' or 'authors'."
+        if name not in PRESETS: raise ValueError(f'unknown preset {name!r}; choose one of {PRESETS}')
+        return cls(**kw) if name == 'default' else getattr(cls, name)(**kw)
 
 
 # %% ../nbs/08_sampler.ipynb #c012

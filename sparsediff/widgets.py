@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from .core import as_device, to_uint8, image_grid, cache_dir, hash_state_dict, psnr
 from .analysis import participation_ratio, channel_selectivity, top_activating
 from .semantics import cosine_knn, kmeans, pixel_features
-from .sampler import reconstruct, SamplerConfig
+from .sampler import reconstruct, SamplerConfig, PRESETS
 from .data import ImageSet, load_mnist
 from .hooks import capture, resolve
 from .phi import ChunkedData, PhiStore, evaluating, extract_phi
@@ -429,6 +429,9 @@ class ReconstructionPanel(Panel):
         self.data = as_imageset(data)
         self.sampler, self.sampler_kwargs, self.preview_every = sampler, dict(sampler_kwargs or {}), max(1, int(preview_every))
         default = SamplerConfig()
+        self.preset = widgets.Dropdown(options=[(p.replace('_', ' '), p) for p in PRESETS], value='default', description='sampler',
+                                       layout=widgets.Layout(width='230px'), disabled=sampler is not None or 'config' in self.sampler_kwargs,
+                                       tooltip='SamplerConfig preset: default (fast) … authors (slow)')
         self.sigma_range = tuple(float(v) for v in (sigma_range or (default.sigma0, default.sigma_final)))   # for the progress bar
         self.image = widgets.BoundedIntText(value=image, min=0, max=len(self.data) - 1, description='target', layout=widgets.Layout(width='170px'))
         self.n = widgets.BoundedIntText(value=n, min=1, max=64, description='samples', layout=widgets.Layout(width='170px'))
@@ -444,7 +447,7 @@ class ReconstructionPanel(Panel):
         self.image.observe(self.safely(lambda ch: self.show_target()), 'value')
         self.button.on_click(self.safely(lambda b: self.start()))
         self.cancel_button.on_click(self.safely(lambda b: self.cancel()))
-        super().__init__([widgets.HBox([self.image, self.n, self.seed]), widgets.HBox([self.button, self.cancel_button, self.progress]),
+        super().__init__([widgets.HBox([self.image, self.n, self.seed, self.preset]), widgets.HBox([self.button, self.cancel_button, self.progress]),
                           self.figure, self.status])
 
     def _make_figure(self) -> go.FigureWidget:
@@ -528,6 +531,7 @@ class ReconstructionPanel(Panel):
         try:
             sampler = self.sampler or reconstruct
             kw = dict(self.sampler_kwargs)
+            if self.sampler is None and 'config' not in kw: kw['config'] = SamplerConfig.preset(self.preset.value)
             if 'progress' in inspect.signature(sampler).parameters: kw.setdefault('progress', False)  # no tqdm from a thread
             callback = self._callback(stop, t0, _sigma_range(kw, self.sigma_range))
             result = sampler(model, target, n, seed=seed, device=self.device, callback=callback, **kw)

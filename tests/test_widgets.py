@@ -2,6 +2,7 @@
 import threading, time, types
 import numpy as np, pytest, torch
 from sparsediff.data import ImageSet
+from sparsediff.sampler import SamplerConfig
 from sparsediff.hooks import ModuleNameError
 from sparsediff.unet import UNet, UNetConfig
 from sparsediff.widgets import (SigmaExplorer, ChannelExplorer, NeighbourBrowser, ReconstructionPanel, Dashboard, dashboard,
@@ -248,6 +249,20 @@ def test_the_real_sampler_on_the_shipped_model(data):
     assert rp.progress.value == 1 and z_of(rp.figure, 1).shape == (34, 67, 3)
     rp.start(); time.sleep(0.05); rp.cancel(); assert rp.wait(60)
     assert rp.result.status in ('cancelled', 'converged') and rp.error is None
+
+def test_the_panel_runs_the_chosen_preset(data):
+    from sparsediff.unet import load_pretrained
+    from sparsediff.data import fit_images
+    digits = ImageSet(fit_images(data.images, 32), data.labels, data.classes, 'blobs32')
+    rp = ReconstructionPanel(load_pretrained(), digits, n=2, preview_every=10, device='cpu')
+    assert [v for _, v in rp.preset.options] == ['default', 'thorough', 'authors_fixed', 'authors'] and rp.preset.value == 'default'
+    rp.preset.value = 'thorough'
+    assert rp.start() and rp.wait(120) and rp.error is None, rp.status.value
+    assert rp.result.config['schedule'] == 'fixed' and rp.result.steps == 40 and rp.steps_seen == 40 and rp.previews == 4
+    assert rp.result.evals['encoder'] == 2 * 40 * 6 and rp.progress.value == 1
+    fixed = ReconstructionPanel(load_pretrained(), digits, sampler_kwargs=dict(config=SamplerConfig(guidance='none')), device='cpu')
+    assert fixed.preset.disabled     # an explicit config wins, and the dropdown says so
+
 
 # the dashboard
 
