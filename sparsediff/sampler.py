@@ -447,13 +447,15 @@ def reconstruct(model: nn.Module, targets: torch.Tensor, n_samples: int = 1, con
     return _sample(model, tuple(x_c.shape), x_c, cfg, seed, device, callback, progress, index)
 
 # %% ../nbs/08_sampler.ipynb #c038
+def _phi_pair(model, x, targets, sigma, n_noise, seed, block) -> tuple:
+    "φ of samples and of targets with the same noise draws: (B, D), (M, D)."
+    return tuple(phi(model, v, sigma, n_noise, block, generator=make_generator(seed)) for v in (x, targets))
+
 def phi_error(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, sigma: float = 0.2, n_noise: int = 8, seed: int = 0,
               block: str = 'mid') -> torch.Tensor:
     "Relative error ‖φ(x) − φ(x_c)‖/‖φ(x_c)‖ per image, with the same noise draws for both: (B, C, H, W) x2 -> (B,)."
     if x.shape != targets.shape: raise ValueError(f'x and targets must have the same shape, got {tuple(x.shape)} and {tuple(targets.shape)}')
-    p = phi(model, x, sigma, n_noise, block, generator=make_generator(seed))
-    q = phi(model, targets, sigma, n_noise, block, generator=make_generator(seed))
-    return relative_error(p, q)
+    return relative_error(*_phi_pair(model, x, targets, sigma, n_noise, seed, block))
 
 # %% ../nbs/08_sampler.ipynb #c038b
 def phi_identification(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, sigma: float = 0.2,
@@ -461,8 +463,7 @@ def phi_identification(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
     "Fraction of samples x (B, C, H, W) whose φ is nearest to their own target's, among targets (M, C, H, W); `index` (B,) names each sample's target."
     if len(x) != len(index): raise ValueError(f'need one target index per sample, got {len(index)} for {len(x)} samples')
     if len(targets) < 2: raise ValueError('identification needs at least two targets to choose from')
-    p = phi(model, x, sigma, n_noise, block, generator=make_generator(seed))          # (B, D)
-    q = phi(model, targets, sigma, n_noise, block, generator=make_generator(seed))    # (M, D)
+    p, q = _phi_pair(model, x, targets, sigma, n_noise, seed, block)                   # (B, D), (M, D)
     return (torch.cdist(p, q).argmin(1).cpu() == torch.as_tensor(index).cpu()).float().mean().item()
 
 
