@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+if [ -z "${SPARSEDIFF_SKIP_INSTALL:-}" ]; then   # set it to reuse an environment already installed (e.g. a git worktree on PYTHONPATH)
 $PY -m pip install -q torch==2.13.0            # the CPU wheel; a range in setup.py keeps users' CUDA builds
 $PY -m pip install -q -e ".[dev]"
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+fi
+if [ -z "${SPARSEDIFF_SKIP_INSTALL:-}" ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
     || echo "warning: could not install chromium; browser tests will be skipped"
 fi
