@@ -4,14 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #c003
 from __future__ import annotations
-import os, random, tempfile, contextlib, json, hashlib
+import os, random, tempfile, contextlib, json, hashlib, math, numbers, warnings
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['default_device', 'as_device', 'seed_everything', 'make_generator', 'atomic_path', 'write_json', 'read_json',
-           'cache_dir', 'hash_state_dict', 'psnr', 'to_uint8', 'image_grid', 'show_images']
+__all__ = ['IMAGE_RANGE', 'default_device', 'as_device', 'seed_everything', 'make_generator', 'atomic_path', 'write_json',
+           'read_json', 'cache_dir', 'hash_state_dict', 'check_images', 'check_sigma', 'check_positive_int', 'psnr',
+           'to_uint8', 'image_grid', 'show_images']
 
 # %% ../nbs/00_core.ipynb #c006
 def default_device() -> torch.device:
@@ -89,6 +90,49 @@ def hash_state_dict(sd: dict) -> str:
     for k in sorted(sd):
         h.update(k.encode()); h.update(sd[k].detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+# %% ../nbs/00_core.ipynb #c019v
+IMAGE_RANGE = (-0.5, 1.5)  # clean images outside this range were probably not scaled to [0, 1]
+
+def check_images(x, name: str = 'x', channels: int | None = None, dtype=torch.float32, finite: bool = True, warn_range: bool = True) -> torch.Tensor:
+    "A float `(B, C, H, W)` batch from `x`, or an error that names `name` and the fix: (C, H, W) -> (1, C, H, W)."
+    if isinstance(x, np.ndarray): x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor): raise TypeError(f'{name} must be a torch.Tensor of images (B, C, H, W), got {type(x).__name__}')
+    if x.ndim == 3: x = x[None]
+    if x.ndim != 4: raise ValueError(f'{name} must have shape (B, C, H, W) or (C, H, W), got {tuple(x.shape)}')
+    if len(x) == 0: raise ValueError(f'{name} is an empty batch (shape {tuple(x.shape)}); pass at least one image')
+    if x.is_complex() or x.dtype == torch.bool or not x.is_floating_point():
+        raise TypeError(f'{name} must hold floats in [0, 1], got dtype {x.dtype}; convert with {name}.float() / 255')
+    if channels is not None and x.shape[1] != channels:
+        hint = f'; it looks channels-last, use {name}.permute(0, 3, 1, 2)' if x.shape[-1] == channels else ''
+        raise ValueError(f'{name} must have {channels} channels in dimension 1, got shape {tuple(x.shape)}{hint}')
+    if dtype is not None and x.dtype != dtype: x = x.to(dtype)
+    if finite and not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise ValueError(f'{name} holds NaN or inf values (images {bad[:5]}); replace them, e.g. with {name}.nan_to_num(0.5)')
+    if warn_range:
+        lo, hi = x.min().item(), x.max().item()
+        if lo < IMAGE_RANGE[0] or hi > IMAGE_RANGE[1]:
+            warnings.warn(f'{name} ranges over [{lo:.3g}, {hi:.3g}]; sparsediff models expect images in [0, 1] '
+                          f'(divide 0..255 images by 255)', stacklevel=2)
+    return x
+
+def check_sigma(sigma, name: str = 'sigma', allow_zero: bool = True):
+    "`sigma` unchanged if every value is finite and ≥ 0 (> 0 unless `allow_zero`), else an error naming it."
+    try: s = torch.as_tensor(sigma, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError): raise TypeError(f'{name} must be a number or a tensor of numbers, got {sigma!r}') from None
+    if s.numel() == 0: raise ValueError(f'{name} is empty; give at least one noise level')
+    if not torch.isfinite(s).all(): raise ValueError(f'{name} must be finite, got {sigma!r}; noise levels are stds on [0, 1] images, e.g. 0.2')
+    if (s < 0).any() or (not allow_zero and (s == 0).any()):
+        raise ValueError(f'{name} must be {">= 0" if allow_zero else "> 0"}, got {sigma!r}')
+    return sigma
+
+def check_positive_int(v, name: str, minimum: int = 1) -> int:
+    "`v` as an int if it is a whole number ≥ `minimum`, else an error naming it."
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) and not (isinstance(v, float) and v.is_integer()):
+        raise TypeError(f'{name} must be a whole number >= {minimum}, got {v!r}')
+    if int(v) < minimum: raise ValueError(f'{name} must be >= {minimum}, got {v}')
+    return int(v)
 
 # %% ../nbs/00_core.ipynb #c021
 def psnr(x: torch.Tensor, y: torch.Tensor, max_val: float = 1.0) -> torch.Tensor:

@@ -4,21 +4,21 @@
 
 # %% ../nbs/05_phi.ipynb #c003
 from __future__ import annotations
-import contextlib, hashlib, shutil
+import contextlib, hashlib, shutil, os, io, errno, fcntl
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import hash_state_dict, write_json, read_json
+from .core import hash_state_dict, write_json, read_json, check_images, check_sigma, check_positive_int
 from .hooks import capture, resolve, forward
 from .unet import BLOCKS
 
 # %% auto #0
-__all__ = ['WHICH', 'MANIFEST', 'LABELS', 'FORMAT', 'IDENTITY', 'block_keys', 'evaluating', 'block_means', 'draw_noise',
-           'noisy_block_means', 'phi', 'phi_clean', 'ChunkedData', 'chunk_generator', 'phi_file', 'extract_phi',
-           'PhiStore']
+__all__ = ['WHICH', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'block_keys', 'evaluating', 'block_means', 'draw_noise',
+           'noisy_block_means', 'phi', 'phi_clean', 'ChunkedData', 'chunk_generator', 'phi_file', 'store_lock',
+           'StoreDamaged', 'verify_store', 'extract_phi', 'PhiStore']
 
 # %% ../nbs/05_phi.ipynb #c006
 WHICH = ('output', 'input', 'both')
@@ -128,15 +128,15 @@ class ChunkedData:
             i0 = ci * size; i1 = min(len(self), i0 + size)
             yield (ci, i0, *self.get(i0, i1))
 
-    def fingerprint(self) -> str:
-        "Short hash of the first eight and the last image, to tell datasets apart."
-        n = len(self); h = hashlib.sha256(str((self.name, n)).encode())
-        for i0, i1 in ((0, min(n, 8)), (max(0, n - 1), n)):
-            h.update(self.get(i0, i1)[0].float().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+    def fingerprint(self, chunk: int = 512) -> str:
+        "Hash of the name, the length and the full content (every image and label, read in chunks)."
+        h = hashlib.blake2b(str((self.name, len(self))).encode(), digest_size=16)
+        for _, _, x, y in self.chunks(chunk):
+            h.update(x.float().contiguous().numpy().tobytes()); h.update(y.numpy().tobytes())
+        return h.hexdigest()
 
 # %% ../nbs/05_phi.ipynb #c026
-MANIFEST, LABELS, FORMAT = 'manifest.json', 'labels.npy', 'sparsediff.phi/1'
+MANIFEST, LABELS, LOCK, FORMAT = 'manifest.json', 'labels.npy', '.lock', 'sparsediff.phi/2'
 IDENTITY = ('format', 'model_hash', 'data', 'sigmas', 'n_noise', 'seed', 'blocks', 'which', 'chunk', 'forward_kwargs', 'tag')
 
 def chunk_generator(seed: int, chunk_index: int) -> torch.Generator:
@@ -151,44 +151,160 @@ def _identity_diff(old: dict, new: dict) -> list[str]:
     return [f'{k}: stored {old.get(k)!r}, asked {new.get(k)!r}' for k in IDENTITY if old.get(k) != new.get(k)]
 
 # %% ../nbs/05_phi.ipynb #c027
-def _write_rows(path: Path, name: str, rows: np.ndarray, i0: int, shape: tuple, create: bool):
-    "Write `rows` at row `i0` of the `.npy` memory map `path/name`, creating it with `shape` if asked; flush and close."
-    mm = np.lib.format.open_memmap(path/name, mode='w+' if create else 'r+', dtype=rows.dtype, shape=shape if create else None)
-    mm[i0:i0 + len(rows)] = rows; mm.flush(); del mm
+def _header(dtype, shape) -> bytes:
+    "The `.npy` header of a C-ordered array."
+    b = io.BytesIO()
+    np.lib.format.write_array_header_1_0(b, {'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)), 'fortran_order': False, 'shape': tuple(shape)})
+    return b.getvalue()
+
+def _read_header(f) -> tuple:
+    "(shape, dtype, data offset) of an open `.npy` file."
+    f.seek(0); v = np.lib.format.read_magic(f)
+    if v not in ((1, 0), (2, 0)): raise ValueError(f'unsupported .npy version {v}')
+    shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+    if fortran: raise ValueError('Fortran-ordered array')
+    return shape, dtype, f.tell()
+
+def _create(file: Path, dtype, shape):
+    "Create `.npy` file `file` for an array of `shape`, its blocks allocated now, so a full disk fails here with ENOSPC, not later."
+    head, nbytes = _header(dtype, shape), int(np.prod(shape)) * np.dtype(dtype).itemsize
+    with open(file, 'wb') as f:
+        f.write(head); f.flush()
+        try: os.posix_fallocate(f.fileno(), len(head), max(nbytes, 1))
+        except OSError as e:
+            if e.errno == errno.ENOSPC: raise
+            f.truncate(len(head) + nbytes)  # file systems without fallocate: writes below still use plain write()
+
+def _checksum(b: bytes) -> str: return hashlib.blake2b(b, digest_size=16).hexdigest()
+
+def _write_rows(file: Path, rows: np.ndarray, i0: int) -> str:
+    "Write `rows` at row `i0` of `.npy` file `file` with plain file I/O (no memory map), fsync, and return their checksum."
+    data = np.ascontiguousarray(rows).tobytes(); row = int(np.prod(rows.shape[1:])) * rows.dtype.itemsize
+    with open(file, 'r+b') as f:
+        _, _, off = _read_header(f)
+        f.seek(off + i0 * row); f.write(data); f.flush(); os.fsync(f.fileno())
+    return _checksum(data)
 
 def _clear(path: Path, manifest: dict):
     "Remove the files of a previous extraction from `path`."
     for f in [MANIFEST, LABELS, *manifest.get('files', {}).values()]: (path/f).unlink(missing_ok=True)
 
+@contextlib.contextmanager
+def store_lock(path: Path):
+    "Hold the advisory write lock of φ store folder `path`, or fail at once naming the process that holds it."
+    fd = os.open(path/LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who = os.pread(fd, 64, 0).decode(errors='replace').strip() or '?'
+            raise RuntimeError(f'the φ store {path} is being written by another process (pid {who}); wait for it to finish or use another folder') from None
+        os.ftruncate(fd, 0); os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally: os.close(fd)  # closing releases the lock (so does a crash)
+
 # %% ../nbs/05_phi.ipynb #c028
+class StoreDamaged(ValueError):
+    "A φ store whose files disagree with their manifest; `.chunks` lists the damaged chunk indices."
+    def __init__(self, msg, chunks): super().__init__(msg); self.chunks = chunks
+
+def _read_manifest(path: Path, overwrite: bool = False) -> dict:
+    try:
+        m = read_json(path/MANIFEST)
+        if not isinstance(m, dict): raise ValueError('not a JSON object')
+        return m
+    except Exception as e:
+        if overwrite: return {}
+        raise ValueError(f'{path/MANIFEST} is not a valid φ store manifest ({e}); pass overwrite=True to extract again into {path}') from None
+
+def _specs(man: dict) -> dict:
+    "{file name: (dtype, shape)} of every data file a manifest names."
+    n = man['data']['length']
+    return {**{f: ('<f4', (n, man['channels'][k.split('|', 1)[1]])) for k, f in man['files'].items()}, LABELS: ('<i8', (n,))}
+
+def _check_file(file: Path, dtype, shape) -> str | None:
+    "Why `.npy` file `file` does not hold a whole array of `dtype` and `shape`, or `None`."
+    if not file.exists(): return 'is missing'
+    try:
+        with open(file, 'rb') as f: s, dt, off = _read_header(f)
+    except Exception as e: return f'has an unreadable header ({e})'
+    if dt != np.dtype(dtype) or tuple(s) != tuple(shape): return f'holds {dt} {tuple(s)}, expected {np.dtype(dtype)} {tuple(shape)}'
+    size, want = file.stat().st_size, off + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size != want: return f'is {size} bytes, expected {want} (truncated or extended)'
+
+def verify_store(path, man: dict) -> dict:
+    "{chunk index: [problems]} for every finished chunk of the store in `path` whose files disagree with the manifest."
+    path, bad, specs, sums = Path(path), {}, _specs(man), man.get('chunk_sums', {})
+    broken = {f: why for f, (dt, sh) in specs.items() if (why := _check_file(path/f, dt, sh))}
+    for ci in range(man['chunks_done']):
+        rec = sums.get(str(ci))
+        if rec is None: bad[ci] = ['no checksum recorded']; continue
+        (i0, i1), probs = rec['rows'], []
+        for f, (dt, sh) in specs.items():
+            if f in broken: probs.append(f'{f} {broken[f]}'); continue
+            row = int(np.prod(sh[1:])) * np.dtype(dt).itemsize
+            with open(path/f, 'rb') as fh:
+                _, _, off = _read_header(fh); fh.seek(off + i0 * row); b = fh.read((i1 - i0) * row)
+            if _checksum(b) != rec['sums'].get(f): probs.append(f'{f} fails its checksum')
+        if probs: bad[ci] = probs
+    return bad
+
+def _damaged(path, bad: dict, man: dict) -> StoreDamaged:
+    rows = lambda ci: f"rows {ci * man['chunk']}–{min(man['data']['length'], (ci + 1) * man['chunk']) - 1}"
+    first = '; '.join(f'chunk {ci} ({rows(ci)}): {", ".join(p[:3])}' for ci, p in sorted(bad.items())[:4])
+    more = f' and {len(bad) - 4} more chunks' if len(bad) > 4 else ''
+    return StoreDamaged(f'the φ store {path} does not match its manifest: {first}{more}. Recompute only the damaged chunks with '
+                        f'extract_phi(..., repair=True) (the same call that wrote it) or PhiStore(path, verify=False).repair(model, data)', sorted(bad))
+
+# %% ../nbs/05_phi.ipynb #c028x
 def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: int = 8, seed: int = 0, blocks=('mid',),
                 which: str = 'output', chunk: int = 512, batch_size: int = 256, progress: bool = True,
                 callback: Callable | None = None, overwrite: bool = False, tag: str | None = None,
-                call: Callable | None = None, forward_kwargs: dict | None = None) -> 'PhiStore':
-    "Stream `data` through `model`, writing noise-averaged block means per (σ, block) to memory maps in folder `path`; resumable."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
+                call: Callable | None = None, forward_kwargs: dict | None = None, repair: bool = False) -> 'PhiStore':
+    "Stream `data` through `model`, writing noise-averaged block means per (σ, block) to `.npy` files in folder `path`; resumable, locked, checksummed."
+    path = Path(path)
+    if path.exists() and not path.is_dir(): raise ValueError(f'path={str(path)!r} is a file; give a folder for the φ store')
+    n_noise, chunk, batch_size = (check_positive_int(v, k) for k, v in (('n_noise', n_noise), ('chunk', chunk), ('batch_size', batch_size)))
+    sigmas = [float(s) for s in ([sigmas] if isinstance(sigmas, (int, float)) else sigmas)]
+    if not sigmas: raise ValueError('give at least one σ in sigmas, e.g. sigmas=(0.2,)')
+    check_sigma(sigmas, 'sigmas')
     src, names = ChunkedData(data), resolve(model, blocks)
-    keys, sigmas, n = block_keys(names, which), [float(s) for s in sigmas], len(src)
+    keys, n = block_keys(names, which), len(src)
     if n == 0: raise ValueError('the dataset is empty')
-    if not sigmas: raise ValueError('give at least one σ')
+    path.mkdir(parents=True, exist_ok=True)
+    with store_lock(path):
+        return _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback,
+                        overwrite, tag, call, forward_kwargs, repair)
+
+def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback, overwrite, tag,
+             call, forward_kwargs, repair) -> 'PhiStore':
+    "The body of `extract_phi`, run while holding the folder's lock."
+    n = len(src)
     ident = dict(format=FORMAT, model_hash=hash_state_dict(model.state_dict()),
                  data=dict(name=src.name, length=n, fingerprint=src.fingerprint()), sigmas=sigmas, n_noise=int(n_noise),
                  seed=int(seed), blocks=names, which=which, chunk=int(chunk), forward_kwargs=repr(forward_kwargs), tag=tag)
-    man, start = None, 0
+    man, start, redo = None, 0, []
     if (path/MANIFEST).exists():
-        old = read_json(path/MANIFEST)
+        old = _read_manifest(path, overwrite)
         if diff := _identity_diff(old, ident):
             if not overwrite: raise ValueError(f'{path} holds a different φ extraction ({"; ".join(diff)}); pass overwrite=True or use another folder')
             _clear(path, old)
-        else: man, start = old, old['chunks_done']
+        else:
+            man, start = old, old['chunks_done']
+            if bad := verify_store(path, man):
+                if not repair: raise _damaged(path, bad, man)
+                for f, (dt, sh) in _specs(man).items():
+                    if _check_file(path/f, dt, sh): _create(path/f, dt, sh)  # a file of the wrong size or dtype is rebuilt
+                redo = sorted(bad)
     n_chunks = -(-n // chunk)
-    if man is not None and man['complete']: return PhiStore(path)
+    if man is not None and man['complete'] and not redo: return PhiStore(path, verify=False)
     device = next(model.parameters()).device
+    todo, ci = redo + list(range(start, n_chunks)), None
     bar = tqdm(total=n, initial=min(n, start * chunk), unit='img', desc=f'φ {src.name}', disable=not progress)
     try:
-        for ci, i0, x, y in src.chunks(chunk, start):
-            x, create = x.to(device), man is None
-            vals = {}
+        for j, ci in enumerate(todo):
+            i0 = ci * chunk; x, y = src.get(i0, min(n, i0 + chunk))
+            x = check_images(x, f'images {i0}..{i0 + len(x) - 1} of the dataset', warn_range=j == 0).to(device)
+            create, vals = man is None, {}
             for s in sigmas:
                 out = noisy_block_means(model, x, s, n_noise, names, which, chunk_generator(seed, ci), batch_size,
                                         call=call, forward_kwargs=forward_kwargs)
@@ -196,23 +312,45 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
             if create:
                 files = {f'{s:g}|{k}': phi_file(s, k) for s in sigmas for k in keys}
                 man = dict(ident, classes=src.classes, keys=keys, files=files, n_chunks=n_chunks, chunks_done=0, complete=False,
-                           channels={k: int(vals[(sigmas[0], k)].shape[1]) for k in keys})
-            for (s, k), v in vals.items(): _write_rows(path, man['files'][f'{s:g}|{k}'], v, i0, (n, v.shape[1]), create)
-            _write_rows(path, LABELS, y.numpy().astype(np.int64), i0, (n,), create)
-            man.update(chunks_done=ci + 1, complete=ci + 1 == n_chunks)
-            write_json(man, path/MANIFEST)
+                           channels={k: int(vals[(sigmas[0], k)].shape[1]) for k in keys}, chunk_sums={})
+                specs = _specs(man); need = sum(int(np.prod(sh)) * np.dtype(dt).itemsize for dt, sh in specs.values())
+                if need > (free := shutil.disk_usage(path).free): raise OSError(errno.ENOSPC, f'the store needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free')
+                for f, (dt, sh) in specs.items(): _create(path/f, dt, sh)
+            sums = {man['files'][f'{s:g}|{k}']: _write_rows(path/man['files'][f'{s:g}|{k}'], v, i0) for (s, k), v in vals.items()}
+            sums[LABELS] = _write_rows(path/LABELS, y.numpy().astype(np.int64), i0)
+            man['chunk_sums'][str(ci)] = {'rows': [i0, i0 + len(x)], 'sums': sums}
+            man.update(chunks_done=max(man['chunks_done'], ci + 1)); man['complete'] = man['chunks_done'] == n_chunks
+            write_json(man, path/MANIFEST)   # the commit point of chunk ci: data first, then the manifest that vouches for it
             bar.update(len(x))
             if callback is not None: callback(ci + 1, n_chunks)
+    except OSError as e:
+        if e.errno != errno.ENOSPC: raise
+        kept = man['chunks_done'] if man else 0
+        raise OSError(errno.ENOSPC, f'no space left on the disk of {path} at φ chunk {ci} ({e.strerror}); {kept} of {n_chunks} chunks are kept: '
+                                    f'free some space and run the same call again to resume') from None
     finally: bar.close()
     return PhiStore(path)
 
 # %% ../nbs/05_phi.ipynb #c030
 class PhiStore:
     "φ saved by `extract_phi`: memory-mapped (N, C) arrays per σ and block, labels, and the manifest."
-    def __init__(self, path):
+    def __init__(self, path, verify: bool = True):
         self.path = Path(path)
         if not (self.path/MANIFEST).exists(): raise FileNotFoundError(f'No φ store at {self.path}: {MANIFEST} is missing (run extract_phi first)')
-        self.manifest = read_json(self.path/MANIFEST)
+        self.manifest = m = _read_manifest(self.path)
+        if m.get('format') != FORMAT:
+            raise ValueError(f'{self.path} was written in format {m.get("format")!r}; this sparsediff reads {FORMAT!r}: extract it again with extract_phi(..., overwrite=True)')
+        if verify and (bad := verify_store(self.path, m)): raise _damaged(self.path, bad, m)
+
+    def verify(self) -> dict:
+        "{chunk index: [problems]} of finished chunks whose files fail their lengths or checksums (empty when intact)."
+        return verify_store(self.path, self.manifest)
+
+    def repair(self, model: nn.Module, data, **kw) -> 'PhiStore':
+        "Recompute only the damaged chunks from `model` and `data` (pass `call`/`forward_kwargs` as for the original run)."
+        m = self.manifest
+        return extract_phi(model, data, self.path, sigmas=m['sigmas'], n_noise=m['n_noise'], seed=m['seed'], blocks=m['blocks'],
+                           which=m['which'], chunk=m['chunk'], tag=m['tag'], repair=True, **{'progress': False, **kw})
 
     @property
     def sigmas(self) -> list[float]: return self.manifest['sigmas']

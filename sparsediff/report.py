@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_report.ipynb #c003
 from __future__ import annotations
-import html, json, pickle, time, hashlib, platform
+import html, json, time, hashlib, platform, base64, re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
@@ -14,10 +14,11 @@ from .core import atomic_path, write_json, hash_state_dict, as_device
 from .data import ImageSet, load_mnist, load_textures, image_folder
 
 # %% auto #0
-__all__ = ['CSS', 'DEMO_DATA', 'Section', 'plotly_js', 'table_html', 'section_html', 'render_html', 'to_jsonable', 'write_report',
-           'step_key', 'cached', 'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section',
-           'load_report_model', 'load_report_data', 'phi_features', 'semantics_section', 'reconstruction_section',
-           'same_class_rate', 'reproduction_table', 'run_report', 'demo']
+__all__ = ['CSS', 'CACHE_FORMAT', 'DEMO_DATA', 'Section', 'plotly_js', 'table_html', 'safe_text', 'section_html', 'render_html',
+           'to_jsonable', 'write_report', 'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached',
+           'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section', 'load_report_model',
+           'load_report_data', 'phi_features', 'semantics_section', 'reconstruction_section', 'same_class_rate',
+           'reproduction_table', 'run_report', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -46,9 +47,13 @@ def table_html(df: pd.DataFrame) -> str:
     s = df.to_html(index=False, float_format=lambda v: f'{v:.3g}', border=0, escape=True)
     return s.replace('<td>holds</td>', '<td class="holds">holds</td>').replace('<td>does not hold</td>', '<td class="fails">does not hold</td>')
 
+def safe_text(text: str) -> str:
+    "Section prose escaped for HTML; only the bold and italic tags the sections write themselves survive."
+    return re.sub(r'&lt;(/?)(b|i)&gt;', r'<\1\2>', html.escape(str(text)))
+
 def section_html(sec: Section, i: int) -> str:
     "One section as HTML, figures as plotly divs (plotly.js loaded once by the page)."
-    parts = [f'<h2 id="s{i}">{html.escape(sec.title)}</h2>', f'<p>{sec.text}</p>' if sec.text else '']
+    parts = [f'<h2 id="s{i}">{html.escape(sec.title)}</h2>', f'<p>{safe_text(sec.text)}</p>' if sec.text else '']
     for name, df in sec.tables.items(): parts += [f'<h3>{html.escape(name)}</h3>', table_html(df)]
     for fig in sec.figures: parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={'displaylogo': False}))
     return '\n'.join(parts)
@@ -84,18 +89,83 @@ def write_report(out, sections: list, title: str, meta: dict) -> tuple[Path, Pat
     return out/'report.html', out/'report.json'
 
 # %% ../nbs/13_report.ipynb #c012
+CACHE_FORMAT = 'sparsediff.cache/1'
+
 def step_key(**settings) -> str:
     "A short hash of a step's settings."
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+def safe_name(name: str) -> str:
+    "`name` as one harmless path part: letters, digits, `.`, `_` and `-` only, never starting with a dot."
+    s = re.sub(r'[^A-Za-z0-9._-]+', '_', str(name)).lstrip('.')
+    return s or '_'
+
+def inside(root, path) -> Path:
+    "`path` resolved, or a `ValueError` if it would lie outside folder `root`."
+    root, p = Path(root).resolve(), Path(path).resolve()
+    if p != root and root not in p.parents: raise ValueError(f'{path} lies outside the output folder {root}; rename the dataset')
+    return p
+
+def _array(a: np.ndarray) -> dict:
+    a = np.ascontiguousarray(a)
+    if a.dtype.kind not in 'biufc': raise TypeError(f'cannot cache an array of dtype {a.dtype}')
+    return {'data': base64.b64encode(a.tobytes()).decode(), 'dtype': a.dtype.str, 'shape': list(a.shape)}
+
+def _unarray(d: dict) -> np.ndarray:
+    dt = np.dtype(d['dtype'])
+    if dt.kind not in 'biufc': raise ValueError(f'refusing dtype {dt} in a cache file')
+    return np.frombuffer(base64.b64decode(d['data']), dtype=dt).reshape(d['shape']).copy()
+
+def encode(obj):
+    "A report step's result as plain JSON values (sections, figures, DataFrames, arrays, tensors, nested containers)."
+    import plotly.graph_objects as go, plotly.io as pio
+    if obj is None or isinstance(obj, (bool, int, float, str)): return obj
+    if isinstance(obj, np.generic): return obj.item()
+    if isinstance(obj, torch.Tensor): return {'__tensor__': _array(obj.detach().cpu().numpy())}
+    if isinstance(obj, np.ndarray):
+        return {'__array__': _array(obj)} if obj.dtype.kind in 'biufc' else {'__objarray__': [encode(v) for v in obj.tolist()]}
+    if isinstance(obj, Section): return {'__section__': {k: encode(getattr(obj, k)) for k in ('title', 'text', 'tables', 'numbers')} | {'figures': [pio.to_json(f) for f in obj.figures]}}
+    if isinstance(obj, go.Figure): return {'__figure__': pio.to_json(obj)}
+    if isinstance(obj, pd.DataFrame):
+        return {'__frame__': {'columns': [encode(c) for c in obj.columns], 'data': [encode(obj.iloc[:, i].to_numpy()) for i in range(obj.shape[1])],
+                              'index': encode(obj.index.to_numpy()), 'index_name': encode(obj.index.name), 'attrs': encode(dict(obj.attrs))}}
+    if isinstance(obj, pd.Series): return {'__series__': {'frame': encode(obj.to_frame('v')), 'name': encode(obj.name)}}
+    if isinstance(obj, tuple): return {'__tuple__': [encode(v) for v in obj]}
+    if isinstance(obj, list): return [encode(v) for v in obj]
+    if isinstance(obj, dict): return {'__dict__': [[encode(k), encode(v)] for k, v in obj.items()]}
+    raise TypeError(f'cannot cache a {type(obj).__name__}')
+
+def decode(obj):
+    "The inverse of `encode`."
+    import plotly.io as pio
+    if isinstance(obj, list): return [decode(v) for v in obj]
+    if not isinstance(obj, dict): return obj
+    (tag, v), = obj.items()
+    if tag == '__tensor__': return torch.from_numpy(_unarray(v))
+    if tag == '__array__': return _unarray(v)
+    if tag == '__objarray__': return np.array([decode(x) for x in v], dtype=object)
+    if tag == '__section__': return Section(decode(v['title']), decode(v['text']), [pio.from_json(f) for f in v['figures']], decode(v['tables']), decode(v['numbers']))
+    if tag == '__figure__': return pio.from_json(v)
+    if tag == '__frame__':
+        df = pd.DataFrame({i: decode(c) for i, c in enumerate(v['data'])}, index=decode(v['index']))
+        df.columns = [decode(c) for c in v['columns']]; df.index.name = decode(v['index_name']); df.attrs.update(decode(v['attrs']))
+        return df
+    if tag == '__series__': s = decode(v['frame'])['v']; s.name = decode(v['name']); return s
+    if tag == '__tuple__': return tuple(decode(x) for x in v)
+    if tag == '__dict__': return {decode(k) if not isinstance(k, list) else tuple(decode(k)): decode(x) for k, x in v}
+    raise ValueError(f'unknown tag {tag!r} in a cache file')
+
 def cached(folder, name: str, key: str, fn):
-    "The stored result of step `name` with settings `key`, computing and storing it first if needed."
-    f = Path(folder)/f'{name}-{key}.pkl'
+    "The stored result of step `name` with settings `key` (JSON, never pickle), computing and storing it first if needed."
+    f = inside(folder, Path(folder)/f'{safe_name(name)}-{key}.json')
     if f.exists():
-        try: return pickle.loads(f.read_bytes())
-        except Exception: f.unlink()  # a corrupt cache entry is recomputed
+        try:
+            d = json.loads(f.read_text())
+            if d.get('format') == CACHE_FORMAT: return decode(d['result'])
+        except Exception: pass
+        f.unlink()  # a corrupt or foreign cache entry is recomputed
     res = fn()
-    with atomic_path(f) as tmp: tmp.write_bytes(pickle.dumps(res))
+    with atomic_path(f) as tmp: tmp.write_text(json.dumps({'format': CACHE_FORMAT, 'result': encode(res)}))
     return res
 
 # %% ../nbs/13_report.ipynb #c015
@@ -185,7 +255,7 @@ def load_report_data(data, size: int = 32) -> dict:
 def phi_features(model, data: ImageSet, folder, cfg: ReportConfig, progress: bool = True) -> dict:
     "φ and enc3's ā at σ for every image of `data`, from (or into) a resumable store in `folder`."
     from sparsediff.phi import extract_phi
-    store = extract_phi(model, data, Path(folder)/f'phi-{data.name}', sigmas=(cfg.sigma,), n_noise=cfg.n_noise, seed=cfg.seed,
+    store = extract_phi(model, data, inside(folder, Path(folder)/f'phi-{safe_name(data.name)}'), sigmas=(cfg.sigma,), n_noise=cfg.n_noise, seed=cfg.seed,
                         blocks=('enc3', 'mid'), progress=progress, overwrite=True)
     return {'phi': np.asarray(store.phi(cfg.sigma, 'mid')), 'enc3': np.asarray(store.phi(cfg.sigma, 'enc3'))}
 

@@ -4,20 +4,20 @@
 
 # %% ../nbs/03_train.ipynb #c003
 from __future__ import annotations
-import math, os, time, json
+import math, os, time, json, shutil, tempfile, dataclasses
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .core import atomic_path, write_json, read_json, as_device, psnr
-from .unet import UNet, UNetConfig, save_model, load_model
+from .core import atomic_path, write_json, read_json, as_device, psnr, check_positive_int
+from .unet import UNet, UNetConfig, save_model, load_model, WEIGHTS_NAME, CONFIG_NAME
 
 # %% auto #0
-__all__ = ['SIGMA_DISTS', 'sample_sigma', 'add_noise', 'TrainConfig', 'lr_at', 'save_checkpoint', 'load_checkpoint',
-           'evaluate_psnr', 'dead_channels', 'train_step', 'train', 'read_log', 'export_run', 'pretrained_log',
-           'plot_training']
+__all__ = ['SIGMA_DISTS', 'AMP_MODES', 'CKPT_FORMAT', 'CURRENT', 'STEPS', 'RESUMABLE', 'FLAGS', 'sample_sigma', 'add_noise',
+           'TrainConfig', 'lr_at', 'save_checkpoint', 'load_checkpoint', 'evaluate_psnr', 'dead_channels', 'train_step',
+           'resume_configs', 'train', 'read_log', 'export_run', 'pretrained_log', 'plot_training']
 
 # %% ../nbs/03_train.ipynb #c006
 SIGMA_DISTS = ('inv_sqrt', 'quadratic', 'uniform', 'log_uniform')
@@ -41,6 +41,8 @@ def add_noise(x: torch.Tensor, sigma, generator=None) -> torch.Tensor:
     return x + sigma * z.to(x.device)
 
 # %% ../nbs/03_train.ipynb #c011
+AMP_MODES = ('auto', 'bf16', 'fp16', 'off')
+
 @dataclass
 class TrainConfig:
     "Everything that defines a training run besides the architecture."
@@ -61,6 +63,16 @@ class TrainConfig:
     grad_clip: float = 1.0
     data: str = 'mixture'
 
+    def __post_init__(self):
+        for k, lo in (('steps', 1), ('batch_size', 1), ('warmup_steps', 0), ('halve_every', 0), ('ckpt_every', 1),
+                      ('eval_every', 0), ('log_every', 1)): setattr(self, k, check_positive_int(getattr(self, k), k, lo))
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0): raise ValueError(f'lr must be a finite number > 0, got {self.lr!r}')
+        if self.sigma_dist not in SIGMA_DISTS: raise ValueError(f'Unknown sigma distribution {self.sigma_dist!r}; choose one of {SIGMA_DISTS}')
+        if not (math.isfinite(self.sigma_lo) and math.isfinite(self.sigma_hi) and 0 <= self.sigma_lo < self.sigma_hi):
+            raise ValueError(f'need 0 <= sigma_lo < sigma_hi, both finite; got sigma_lo={self.sigma_lo}, sigma_hi={self.sigma_hi}')
+        if self.amp not in AMP_MODES: raise ValueError(f'amp must be one of {AMP_MODES}, got {self.amp!r}')
+        if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0): raise ValueError(f'grad_clip must be >= 0 (0 turns it off), got {self.grad_clip}')
+
     def to_dict(self): return asdict(self)
     @classmethod
     def from_dict(cls, d): return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
@@ -72,21 +84,69 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 ** ((step - cfg.warmup_steps) // cfg.halve_every if cfg.halve_every else 0)
 
 # %% ../nbs/03_train.ipynb #c015
+CKPT_FORMAT, CURRENT, STEPS = 'sparsediff.checkpoint/2', 'current', 'steps'
+
+def _split_optimizer(sd: dict) -> tuple[dict, dict]:
+    "An optimizer state dict as (tensors for safetensors, the rest for JSON)."
+    tensors, state = {}, {}
+    for i, st in sd['state'].items():
+        state[str(i)] = {k: v for k, v in st.items() if not isinstance(v, torch.Tensor)}
+        tensors.update({f'{i}.{k}': v.detach().cpu().contiguous() for k, v in st.items() if isinstance(v, torch.Tensor)})
+    return tensors, {'state': state, 'param_groups': sd['param_groups']}
+
+def _join_optimizer(tensors: dict, meta: dict) -> dict:
+    "The inverse of `_split_optimizer`."
+    state = {int(i): dict(v) for i, v in meta['state'].items()}
+    for key, t in tensors.items():
+        i, k = key.split('.', 1); state.setdefault(int(i), {})[k] = t
+    return {'state': state, 'param_groups': meta['param_groups']}
+
+def _link(target: str, link: Path):
+    "Point symbolic link `link` at `target`, atomically."
+    tmp = link.parent/f'.{link.name}.{os.getpid()}.{os.urandom(4).hex()}'
+    os.symlink(target, tmp); os.replace(tmp, link)
+
 def save_checkpoint(path, model, opt, step: int, train_cfg: TrainConfig, log: list, scaler=None):
-    "Write a resumable checkpoint and the shareable model files into folder `path`, atomically."
-    path = Path(path)
-    state = {'model': model.state_dict(), 'optimizer': opt.state_dict(), 'step': step, 'log': log,
-             'train_config': train_cfg.to_dict(), 'model_config': model.config,
-             'scaler': scaler.state_dict() if scaler is not None else None}
-    with atomic_path(path/'checkpoint.pt') as tmp: torch.save(state, tmp)
-    save_model(model, path, extra={'train_config': train_cfg.to_dict(), 'step': step})
+    "Write a resumable checkpoint and the shareable model files into folder `path` as one atomic step (no pickle)."
+    from safetensors.torch import save_file
+    path = Path(path); steps = path/STEPS; steps.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=steps, prefix=f'.{step:09d}.'))
+    try:
+        save_model(model, tmp, extra={'train_config': train_cfg.to_dict(), 'step': step})
+        tensors, meta = _split_optimizer(opt.state_dict())
+        save_file(tensors, str(tmp/'optimizer.safetensors'))
+        write_json({'format': CKPT_FORMAT, 'step': step, 'log': log, 'train_config': train_cfg.to_dict(), 'model_config': model.config,
+                    'optimizer': meta, 'scaler': scaler.state_dict() if scaler is not None else None}, tmp/'state.json')
+        final = steps/tmp.name[1:]; os.rename(tmp, final)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp)
+    _link(f'{STEPS}/{final.name}', path/CURRENT)                  # the commit point
+    for f in (WEIGHTS_NAME, CONFIG_NAME):
+        if not (path/f).is_symlink(): _link(f'{CURRENT}/{f}', path/f)
+    for old in steps.iterdir():                                  # earlier checkpoints and half-written ones
+        if old.name != final.name: shutil.rmtree(old, ignore_errors=True)
+    (path/'checkpoint.pt').unlink(missing_ok=True)               # a legacy file would be stale now
+
+def _load_folder(d: Path) -> dict:
+    from safetensors.torch import load_file
+    state = read_json(d/'state.json')
+    if not isinstance(state, dict) or state.get('format') != CKPT_FORMAT: raise ValueError(f'unknown checkpoint format {state.get("format") if isinstance(state, dict) else state!r}')
+    state['model'] = load_file(str(d/WEIGHTS_NAME))
+    state['optimizer'] = _join_optimizer(load_file(str(d/'optimizer.safetensors')), state['optimizer'])
+    return state
 
 def load_checkpoint(path) -> dict | None:
-    "The resumable state in folder `path`, or `None` when there is none."
-    f = Path(path)/'checkpoint.pt'
+    "The resumable state in folder `path`, or `None` when there is none; never unpickles code."
+    path = Path(path); cur = path/CURRENT
+    if cur.is_symlink() or cur.exists():
+        d = cur.resolve()
+        if d.parent != (path/STEPS).resolve(): raise ValueError(f'{cur} points outside {path/STEPS}; delete it to restart the run')
+        try: return _load_folder(d)
+        except Exception as e: raise ValueError(f'the checkpoint {d} is corrupt ({e}); delete {cur} to restart the run') from e
+    f = path/'checkpoint.pt'
     if not f.exists(): return None
-    try: return torch.load(f, map_location='cpu', weights_only=False)
-    except Exception as e: raise ValueError(f'{f} is corrupt ({e}); delete it to restart the run') from e
+    try: return torch.load(f, map_location='cpu', weights_only=True)
+    except Exception as e: raise ValueError(f'{f} is corrupt or holds more than tensors and plain values ({type(e).__name__}); delete it to restart the run') from e
 
 # %% ../nbs/03_train.ipynb #c017
 @torch.no_grad()
@@ -141,18 +201,43 @@ def train_step(model, opt, x, cfg: TrainConfig, step: int, generator, autocast, 
     return loss.item()
 
 # %% ../nbs/03_train.ipynb #c022
+RESUMABLE = ('steps', 'ckpt_every', 'eval_every', 'log_every')  # settings a resume may change: none alters the weights
+FLAGS = dict(widths='--width-div', norm='--norm', bias='--no-bias', batch_size='--batch-size', lr='--lr', warmup_steps='--warmup',
+             halve_every='--halve-every', sigma_dist='--sigma-dist', sigma_lo='--sigma-lo', sigma_hi='--sigma-hi', seed='--seed')
+
+def _plain(v): return json.loads(json.dumps(v, default=str))
+
+def _conflicts(stored: dict, asked: dict, skip=()) -> list[str]:
+    return [f"{k}{f' ({FLAGS[k]})' if k in FLAGS else ''}: the run has {stored.get(k)!r}, asked {asked[k]!r}"
+            for k in asked if k not in skip and _plain(stored.get(k)) != _plain(asked[k])]
+
+def resume_configs(out, state: dict, cfg, model_config) -> tuple:
+    "The configs to resume the run in `out` with; a `ValueError` naming every setting that differs from the stored run."
+    stored = TrainConfig.from_dict(state['train_config'])
+    diff = _conflicts(stored.to_dict(), cfg.to_dict(), RESUMABLE) if cfg is not None else []
+    if model_config is not None:
+        asked = model_config.config if isinstance(model_config, UNet) else \
+                model_config.to_dict() if isinstance(model_config, UNetConfig) else UNetConfig.from_dict(dict(model_config)).to_dict()
+        diff += _conflicts(state['model_config'], asked)
+    if diff: raise ValueError(f'{out} holds a run at step {state["step"]} with other settings ({"; ".join(diff)}); '
+                              f'resume with the same settings, or train into another folder')
+    if cfg is not None: cfg = dataclasses.replace(stored, **{k: getattr(cfg, k) for k in RESUMABLE})
+    return cfg or stored, state['model_config']
+
 def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig | None = None, data=None, eval_images=None,
           device='cpu', progress: bool = True, callback=None, resume: bool = True) -> UNet:
     "Train (or resume) a blind UNet denoiser in folder `out`; returns the trained model."
     from tqdm.auto import tqdm
     out = Path(out); device = as_device(device); rank, world = _dist_info()
+    if out.exists() and not out.is_dir(): raise ValueError(f'out={str(out)!r} is a file; give a folder for the run')
     state = load_checkpoint(out) if resume else None
-    if state is not None:
-        cfg = TrainConfig.from_dict({**state['train_config'], **({'steps': cfg.steps} if cfg else {})})
-        model_config = state['model_config']
+    if state is not None: cfg, model_config = resume_configs(out, state, cfg, model_config)
     cfg = cfg or TrainConfig()
     if model_config is None: model_config = UNetConfig.scaled(4)
-    model = UNet(model_config) if not isinstance(model_config, UNet) else model_config
+    if isinstance(model_config, UNet): model = model_config
+    else:
+        with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights, without touching the global RNG
+            torch.manual_seed(cfg.seed); model = UNet(model_config)
     model.check_inputs = False  # batches come from our own pipeline
     if state is not None: model.load_state_dict(state['model'])
     model.to(device)
@@ -200,7 +285,7 @@ def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig |
 def read_log(out) -> pd.DataFrame:
     "The training log of run folder `out` as a DataFrame."
     state = load_checkpoint(out)
-    if state is None: raise FileNotFoundError(f'no checkpoint in {out}')
+    if state is None: raise FileNotFoundError(f'no checkpoint in {out} (a run folder holds {CURRENT} -> {STEPS}/...)')
     return pd.DataFrame(state['log'])
 
 # %% ../nbs/03_train.ipynb #c030
