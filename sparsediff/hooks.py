@@ -4,14 +4,14 @@
 
 # %% ../nbs/04_hooks.ipynb #c003
 from __future__ import annotations
-import contextlib, difflib, re
+import contextlib, contextvars, difflib, re
 from typing import Callable
 import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['module_names', 'ModuleNameError', 'glob_regex', 'resolve', 'Cache', 'map_tensors', 'spatial_mean', 'StopForward',
-           'capture', 'forward', 'run_with_cache', 'edit_output']
+__all__ = ['module_names', 'ModuleNameError', 'glob_regex', 'resolve', 'resolve_one', 'Cache', 'map_tensors', 'spatial_mean',
+           'StopForward', 'capture', 'forward', 'run_with_cache', 'edit_output']
 
 # %% ../nbs/04_hooks.ipynb #c006
 def module_names(model: nn.Module) -> list[str]:
@@ -33,9 +33,12 @@ def glob_regex(pattern: str) -> re.Pattern:
         elif pattern[i] == '*': out += r'[^.]*'; i += 1
         elif pattern[i] == '?': out += r'[^.]'; i += 1
         elif pattern[i] == '[' and (j := pattern.find(']', i + 2)) > 0:
-            body = pattern[i+1:j]; out += '[' + ('^' + body[1:] if body[0] == '!' else body) + ']'; i = j + 1
+            body = pattern[i+1:j]; neg = body[0] == '!'; body = body[1:] if neg else body
+            if not body: raise ModuleNameError(f'invalid pattern {pattern!r}: {pattern[i:j+1]!r} is an empty character set; write e.g. enc[!1] or enc[23]')
+            out += '[' + ('^' if neg else '') + body.replace('\\', '\\\\').replace('^', '\\^') + ']'; i = j + 1
         else: out += re.escape(pattern[i]); i += 1
-    return re.compile(out + r'\Z')
+    try: return re.compile(out + r'\Z')
+    except re.error as e: raise ModuleNameError(f'invalid pattern {pattern!r} ({e}); globs use *, ?, [abc], [!abc] and ** across dots') from None
 
 def _suggest(name: str, names: list[str], what: str = 'module') -> str:
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
@@ -48,10 +51,19 @@ def resolve(model: nn.Module, patterns) -> list[str]:
     if isinstance(patterns, str): patterns = [patterns]
     names = module_names(model); known = set(names); out = []
     for p in patterns:
+        if not isinstance(p, str) or not p: raise ModuleNameError(f'module names must be non-empty strings, got {p!r}; list them with module_names(model)')
         hits = [n for n in names if glob_regex(p).match(n)] if _is_glob(p) else [p] if p in known else []
         if not hits: raise ModuleNameError(_suggest(p, names))
         out += [h for h in hits if h not in out]
     return out
+
+def resolve_one(model: nn.Module, pattern, what: str = 'block') -> str:
+    "The one module name `pattern` matches, or an error listing what it matched."
+    hits = resolve(model, pattern)
+    if len(hits) != 1:
+        raise ModuleNameError(f'{what}={pattern!r} matches {len(hits)} modules ({", ".join(hits[:5])}{", ..." if len(hits) > 5 else ""}); '
+                              f'give exactly one, e.g. {what}={hits[0]!r}')
+    return hits[0]
 
 # %% ../nbs/04_hooks.ipynb #c013
 class Cache(dict):
@@ -97,31 +109,48 @@ def _hook_input(args, kwargs):
     if len(args) == 1: return args[0]
     return args if args else kwargs
 
+_ACTIVE = contextvars.ContextVar('sparsediff_active_captures', default=frozenset())  # captures entered in this thread/task
+
 @contextlib.contextmanager
 def capture(model: nn.Module, names, *, inputs: bool = False, outputs: bool = True, reduce=None, stop: bool = False,
-            detach: bool = True, edit: dict | None = None):
-    "Context manager yielding a `Cache` of the inputs/outputs of modules `names`; hooks are removed on exit."
+            detach: bool = True, edit: dict | None = None, calls: str = 'first'):
+    "Context manager yielding a `Cache` of the inputs/outputs of modules `names` in this thread's forward passes; hooks are removed on exit."
+    if calls not in ('first', 'all'): raise ValueError(f"calls must be 'first' or 'all', got {calls!r}")
+    if calls == 'all' and stop: raise ValueError("stop=True stops at a module's first call; it cannot be combined with calls='all'")
     names = resolve(model, names) if names else []
     edit = {n: fn for p, fn in (edit or {}).items() for n in resolve(model, p)}
     red = _reducer(reduce)
     keep = lambda v: map_tensors(lambda t: red(t.detach() if detach else t), v)
     cache = Cache([n + ':in' for n in names if inputs] + [n for n in names if outputs])
-    pending, mods, handles = set(names), dict(model.named_modules()), []
+    pending, mods, handles, me, seen = set(names), dict(model.named_modules()), [], object(), set()
+    mine = lambda: me in _ACTIVE.get()
+    def store(key, v):
+        "Keep a module's first call in each forward pass (or every call): a later forward pass replaces an earlier one."
+        if key in seen:
+            if calls == 'all': cache[key].append(keep(v))
+            return
+        seen.add(key); cache[key] = [keep(v)] if calls == 'all' else keep(v)
+    def new_pass(mod, args):
+        if mine(): seen.clear()
 
     def pre_hook(name):
-        def hook(mod, args, kwargs): cache[name + ':in'] = keep(_hook_input(args, kwargs))
+        def hook(mod, args, kwargs):
+            if mine(): store(name + ':in', _hook_input(args, kwargs))
         return hook
     def post_hook(name):
         def hook(mod, args, kwargs, out):
+            if not mine(): return None  # another thread's forward pass: leave it alone
             if name in edit:
                 new = edit[name](out)
                 out = out if new is None else new
-            if outputs and name in names: cache[name] = keep(out)
+            if outputs and name in names: store(name, out)
             pending.discard(name)
             if stop and names and not pending: raise StopForward(cache)
             return out
         return hook
+    _ACTIVE.set(_ACTIVE.get() | {me})
     try:
+        handles.append(model.register_forward_pre_hook(new_pass))
         for n in dict.fromkeys(names + list(edit)):
             if inputs and n in names: handles.append(mods[n].register_forward_pre_hook(pre_hook(n), with_kwargs=True))
             handles.append(mods[n].register_forward_hook(post_hook(n), with_kwargs=True))
@@ -130,6 +159,7 @@ def capture(model: nn.Module, names, *, inputs: bool = False, outputs: bool = Tr
             if e.cache is not cache: raise
             cache.stopped = True
     finally:
+        _ACTIVE.set(_ACTIVE.get() - {me})
         for h in handles: h.remove()
 
 # %% ../nbs/04_hooks.ipynb #c023

@@ -87,7 +87,7 @@ def test_edit_by_glob_and_in_place(model, x):
         assert torch.equal(a, b) and not torch.allclose(a, base)
         assert torch.equal(model(x), base)
 
-def test_multiple_calls_keep_last_value():
+def test_multiple_calls_keep_first_call_consistently_with_stop():
     lin = nn.Linear(3, 3)
     class Twice(nn.Module):
         def __init__(self): super().__init__(); self.lin = lin
@@ -95,9 +95,12 @@ def test_multiple_calls_keep_last_value():
     m, x = Twice(), torch.randn(2, 3)
     with torch.no_grad():
         _, c = run_with_cache(m, x, 'lin')
-        assert torch.equal(c['lin'], m(x))
-        _, c = run_with_cache(m, x, 'lin', stop=True)  # stops after the first call
+        assert torch.equal(c['lin'], lin(x))          # the first call, as documented
+        _, c = run_with_cache(m, x, 'lin', stop=True)  # stops after the first call: the same value
         assert c.stopped and torch.equal(c['lin'], lin(x))
+        _, c = run_with_cache(m, x, 'lin', calls='all')
+        assert len(c['lin']) == 2 and torch.equal(c['lin'][1], m(x))
+        with pytest.raises(ValueError, match='calls'): run_with_cache(m, x, 'lin', calls='all', stop=True)
 
 # --- diffusers: a model whose forward needs a timestep --------------------------------------------------------------
 diffusers = pytest.importorskip('diffusers')

@@ -83,12 +83,13 @@ def test_resume_after_kill_equals_uninterrupted_run(model, tmp_path):
         if done == 2: raise KeyboardInterrupt
     lazy = Pairs(s)
     with pytest.raises(KeyboardInterrupt): extract_phi(model, lazy, tmp_path/'run', **ARGS, callback=kill)
-    assert max(i for i in lazy.read if i != 35) == 19  # only the first two chunks (and the last image, for the fingerprint)
+    # the fingerprint reads every image once (full content); φ then reads only the two chunks it computed
+    assert [lazy.read.count(i) for i in range(36)] == [2] * 20 + [1] * 16
     half = PhiStore(tmp_path/'run')
     assert not half.complete and len(half) == 20 and half.phi(0.1, 'mid').shape == (20, model.cfg.widths[3])
     lazy.read.clear()
     resumed = extract_phi(model, lazy, tmp_path/'run', **ARGS, batch_size=7)  # batch size does not change values
-    assert min(i for i in lazy.read if i not in range(8)) >= 20 and resumed.complete  # 0..7 and 35: the fingerprint
+    assert [lazy.read.count(i) for i in range(36)] == [1] * 20 + [2] * 16 and resumed.complete  # done chunks are not recomputed
     for sg in (0.1, 0.2):
         for b in ('enc2', 'mid'): np.testing.assert_allclose(resumed.phi(sg, b), full.phi(sg, b), atol=1e-6)
     assert np.array_equal(resumed.labels, s.labels.numpy())
@@ -119,7 +120,7 @@ def test_reuse_mismatch_and_overwrite(model, tmp_path):
     with pytest.raises(ValueError, match='fingerprint'): extract_phi(model, same_name_other_images, tmp_path/'s', **ARGS)
     new = extract_phi(model, s, tmp_path/'s', **{**ARGS, 'sigmas': (0.3,), 'which': 'input'}, overwrite=True)
     assert new.sigmas == [0.3] and new.blocks == ['enc2:in', 'mid:in']
-    assert sorted(p.name for p in (tmp_path/'s').iterdir()) == sorted([MANIFEST, 'labels.npy', phi_file(0.3, 'enc2:in'), phi_file(0.3, 'mid:in')])
+    assert sorted(p.name for p in (tmp_path/'s').iterdir()) == sorted(['.lock', MANIFEST, 'labels.npy', phi_file(0.3, 'enc2:in'), phi_file(0.3, 'mid:in')])
     with pytest.raises(ValueError, match='empty'): extract_phi(model, torch.rand(0, 3, 16, 16), tmp_path/'e', **ARGS)
 
 def test_store_round_trip(model, tmp_path):
