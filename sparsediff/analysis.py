@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from .core import make_generator, show_images
+from .core import make_generator, show_images, check_sigma, check_positive_int
 from .phi import noisy_block_means
 from .unet import BLOCKS
 
@@ -103,6 +103,8 @@ def row_cosine(a, b) -> np.ndarray:
 def noise_stability(model: nn.Module, x: torch.Tensor, sigmas=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0),
                     sigma_ref: float = 0.5, blocks=BLOCKS, n_noise: int = 1, seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
     "Cosine of ā(x + σ_ref·z) and ā(x + σ·z′) per block, image and σ, with independent draws: columns block, sigma, image, draw, cosine."
+    if not len(sigmas): raise ValueError('sigmas is empty; give at least one noise level, e.g. sigmas=(0.1, 0.2)')
+    check_sigma(list(sigmas), 'sigmas'); check_sigma(sigma_ref, 'sigma_ref'); check_positive_int(n_noise, 'n_noise')
     g, tables = make_generator(seed), []
     for draw in range(n_noise):
         ref = noisy_block_means(model, x, sigma_ref, 1, blocks, 'output', g, batch_size)       # {block: (B, C)}
@@ -146,6 +148,9 @@ def column_stats(features, tol: float = 0.0, chunk: int = 65536) -> dict:
     l1, l2, peak, active = np.zeros(c), np.zeros(c), np.zeros(c), np.zeros(c)
     for i0, i1 in row_chunks(n, chunk):
         a = np.abs(as_numpy(features[i0:i1]))
+        if not np.isfinite(a).all():
+            bad = i0 + np.flatnonzero(~np.isfinite(a).all(1))
+            raise ValueError(f'features hold NaN or inf values (rows {bad[:5].tolist()}); recompute them or drop those rows')
         l1 += a.sum(0); l2 += (a**2).sum(0); peak = np.maximum(peak, a.max(0)); active += (a > tol).sum(0)
     return dict(n=n, l1=l1, l2=l2, max=peak, mean=l1 / n, rms=np.sqrt(l2 / n), active=active / n)
 

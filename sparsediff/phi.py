@@ -12,13 +12,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from .core import hash_state_dict, write_json, read_json, check_images, check_sigma, check_positive_int
-from .hooks import capture, resolve, forward
+from .hooks import capture, resolve, resolve_one, forward
 from .unet import BLOCKS
 
 # %% auto #0
 __all__ = ['WHICH', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'block_keys', 'evaluating', 'block_means', 'draw_noise',
-           'noisy_block_means', 'phi', 'phi_clean', 'ChunkedData', 'chunk_generator', 'phi_file', 'store_lock',
-           'StoreDamaged', 'verify_store', 'extract_phi', 'PhiStore']
+           'check_phi_args', 'noisy_block_means', 'phi', 'phi_clean', 'ChunkedData', 'chunk_generator', 'phi_file',
+           'store_lock', 'StoreDamaged', 'verify_store', 'extract_phi', 'PhiStore']
 
 # %% ../nbs/05_phi.ipynb #c006
 WHICH = ('output', 'input', 'both')
@@ -60,12 +60,21 @@ def draw_noise(x: torch.Tensor, n_noise: int, generator: torch.Generator | None 
     z = [torch.randn((n_noise, *x.shape[1:]), generator=generator, device=dev) for _ in range(len(x))]
     return torch.stack(z).to(x.device, x.dtype)
 
+# %% ../nbs/05_phi.ipynb #c012v
+def check_phi_args(model: nn.Module, x, sigma=0.0, n_noise: int = 1, block=None) -> torch.Tensor:
+    "`x` as images for `model` (see `check_images`) after checking σ ≥ 0 and finite, `n_noise` ≥ 1 and that `block` names one module."
+    if block is not None: resolve_one(model, block)
+    check_sigma(sigma); check_positive_int(n_noise, 'n_noise')
+    p = next(model.parameters(), None)
+    return check_images(x, 'x', getattr(getattr(model, 'cfg', None), 'in_channels', None),
+                        p.dtype if p is not None and p.is_floating_point() else torch.float32)
+
 # %% ../nbs/05_phi.ipynb #c013
 def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8, blocks=('mid',), which: str = 'output',
                       generator: torch.Generator | None = None, batch_size: int = 256, grad: bool = False,
                       call: Callable | None = None, forward_kwargs: dict | None = None) -> dict:
     "ā of `blocks` at x + σz averaged over `n_noise` draws z, images and draws batched together: {key: (B, C)}."
-    names = resolve(model, blocks); keys = block_keys(names, which)
+    x = check_phi_args(model, x, sigma, n_noise); names = resolve(model, blocks); keys = block_keys(names, which)
     sig = _sigmas(sigma, len(x), x.device)
     per = max(1, batch_size // n_noise)  # images per forward pass
     outs = {k: [] for k in keys}
@@ -81,12 +90,14 @@ def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8
 def phi(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8, block: str = 'mid', generator: torch.Generator | None = None,
         batch_size: int = 256, grad: bool = False, call: Callable | None = None, forward_kwargs: dict | None = None) -> torch.Tensor:
     "φ(x, σ): spatial mean of `block`'s output at x + σz, averaged over `n_noise` draws: (B, C, H, W) -> (B, C)."
+    x = check_phi_args(model, x, sigma, n_noise, block)
     out = noisy_block_means(model, x, sigma, n_noise, (block,), 'output', generator, batch_size, grad, call, forward_kwargs)
     return next(iter(out.values()))
 
 def phi_clean(model: nn.Module, x: torch.Tensor, block: str = 'mid', call: Callable | None = None,
               forward_kwargs: dict | None = None) -> torch.Tensor:
     "Differentiable spatial mean of `block`'s output at x itself (no noise): (B, C, H, W) -> (B, C)."
+    x = check_phi_args(model, x, block=block)
     return next(iter(block_means(model, x, (block,), 'output', True, call, forward_kwargs).values()))
 
 # %% ../nbs/05_phi.ipynb #c023

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import make_generator, show_images
+from .core import make_generator, show_images, check_images
 from .hooks import capture, resolve
 from .phi import block_means, evaluating, phi
 
@@ -396,12 +396,7 @@ def _fixed(model, x, x_c, cfg: SamplerConfig, gen, run: _Run):
 # %% ../nbs/08_sampler.ipynb #c027
 def _check_targets(targets) -> torch.Tensor:
     "Targets as a float (M, C, H, W) batch, with clear errors for anything else."
-    if not isinstance(targets, torch.Tensor): raise TypeError(f'targets must be a torch.Tensor of images, got {type(targets).__name__}')
-    if targets.ndim == 3: targets = targets[None]
-    if targets.ndim != 4: raise ValueError(f'targets must be images of shape (M, C, H, W) or one (C, H, W) image, got shape {tuple(targets.shape)}')
-    if not targets.is_floating_point(): raise TypeError(f'targets must be floats in [0, 1], got dtype {targets.dtype}; convert with x.float()/255')
-    if not torch.isfinite(targets).all(): raise ValueError('targets contain NaN or infinite values')
-    return targets.float()
+    return check_images(targets, 'targets')
 
 def _check_model(model: nn.Module, shape, cfg: SamplerConfig, guided: bool):
     "Fail early on a missing block or an image shape the model cannot take."

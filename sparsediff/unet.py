@@ -53,6 +53,7 @@ class UNetConfig:
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
         if len(self.widths) != 4: raise ValueError(f'widths needs 4 entries (enc1, enc2, enc3, mid), got {self.widths}')
+        if min(self.widths) < 1: raise ValueError(f'every width must be >= 1, got {self.widths}; use a smaller width divisor')
         if self.norm not in NORMS: raise ValueError(f"Unknown norm {self.norm!r}; choose one of {NORMS}")
         if min(self.enc_layers, self.mid_layers, self.dec_layers) < 1: raise ValueError('every block needs at least one layer')
         if self.kernel_size % 2 == 0: raise ValueError('kernel_size must be odd')
@@ -72,6 +73,8 @@ class UNetConfig:
     @classmethod
     def scaled(cls, width_div: int = 1, **kw) -> 'UNetConfig':
         "The paper's layout with every width divided by `width_div`."
+        if isinstance(width_div, bool) or not isinstance(width_div, int) or not 1 <= width_div <= 64:
+            raise ValueError(f'width_div must be a whole number from 1 to 64 (the widths 64/128/256/512 are divided by it), got {width_div!r}')
         return cls(widths=tuple(w // width_div for w in (64, 128, 256, 512)), **kw)
 
 # %% ../nbs/02_unet.ipynb #c014
@@ -192,16 +195,23 @@ def load_model(path, device='cpu') -> UNet:
     from safetensors.torch import load_file
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f'No model folder at {path}')
-    if path.is_file(): path = path.parent
-    cfg_file, w_file = path/CONFIG_NAME, path/WEIGHTS_NAME
+    if path.is_file():  # a weights file: its own config (name.json) if there is one, else the folder's config.json
+        w_file = path; cfg_file = path.with_suffix('.json') if path.with_suffix('.json').exists() else path.parent/CONFIG_NAME
+    else: cfg_file, w_file = path/CONFIG_NAME, path/WEIGHTS_NAME
     for f in (cfg_file, w_file):
         if not f.exists(): raise FileNotFoundError(f'{f} is missing: a sparsediff model folder holds {CONFIG_NAME} and {WEIGHTS_NAME}')
     try: meta = read_json(cfg_file)
     except json.JSONDecodeError as e: raise ValueError(f'{cfg_file} is not valid JSON ({e}); the checkpoint is corrupt') from e
-    model = UNet.from_config(meta.get('config', meta))
+    cfg = meta.get('config', meta) if isinstance(meta, dict) else None
+    if not isinstance(cfg, dict): raise ValueError(f'{cfg_file} does not hold a UNet config (a JSON object with a "config" object); the checkpoint is corrupt')
+    try: model = UNet.from_config(cfg)
+    except (TypeError, ValueError) as e: raise ValueError(f'{cfg_file} does not describe a sparsediff UNet ({e})') from None
     try: sd = load_file(str(w_file), device=str(device))
     except Exception as e: raise ValueError(f'Could not read weights from {w_file}: {e}. The checkpoint is corrupt or incomplete.') from e
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if bad := [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+        raise ValueError(f'{w_file} holds NaN or inf weights ({", ".join(bad[:3])}); the run diverged or the file is corrupt')
+    try: missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e: raise ValueError(f'{w_file} does not match its config {cfg_file}: {str(e).splitlines()[1:2] or e}') from None
     if missing or unexpected:
         raise ValueError(f'{w_file} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}')
     return model.to(device).eval()
