@@ -4,11 +4,12 @@
 
 # %% ../nbs/14_cli.ipynb #c003
 from __future__ import annotations
-import argparse, sys
+import argparse, sys, re, traceback
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'train_parser', 'run_train', 'report_parser', 'run_report_cmd', 'main']
+__all__ = ['FLAG_NAMES', 'COMMANDS', 'PLAIN_ERRORS', 'train_parser', 'as_flags', 'check_device', 'check_options', 'run_train',
+           'report_parser', 'run_report_cmd', 'main', 'error_line']
 
 # %% ../nbs/14_cli.ipynb #c004
 def train_parser(sub):
@@ -34,6 +35,27 @@ def train_parser(sub):
     return p
 
 # %% ../nbs/14_cli.ipynb #c005
+FLAG_NAMES = dict(width_div='--width-div', batch_size='--batch-size', warmup_steps='--warmup', halve_every='--halve-every',
+                  sigma_lo='--sigma-lo', sigma_hi='--sigma-hi', ckpt_every='--ckpt-every', eval_every='--eval-every', steps='--steps', lr='--lr')
+
+def as_flags(msg: str) -> str:
+    "An error message about config fields, in the command line's option names."
+    return re.sub(r'\b(' + '|'.join(FLAG_NAMES) + r')\b', lambda m: FLAG_NAMES[m.group(1)], msg)
+
+def check_device(device: str):
+    "A `ValueError` unless `device` names a device torch knows (or 'auto')."
+    import torch
+    if device == 'auto': return
+    try: torch.device(device)
+    except (RuntimeError, ValueError): raise ValueError(f'--device {device!r} is not a device; use cpu, cuda, cuda:1 or mps') from None
+
+def check_options(a):
+    "Refuse option values no command can use, naming the option."
+    check_device(a.device)
+    out = Path(a.out)
+    if out.exists() and not out.is_dir(): raise ValueError(f'--out {a.out} is an existing file; give a folder')
+    if getattr(a, 'threads', None) is not None and a.threads < 1: raise ValueError(f'--threads must be >= 1, got {a.threads}')
+
 def run_train(a):
     "Run `sparsediff train` from parsed arguments."
     import torch
@@ -43,10 +65,13 @@ def run_train(a):
     if a.threads: torch.set_num_threads(a.threads)
     if 'WORLD_SIZE' in __import__('os').environ and int(__import__('os').environ['WORLD_SIZE']) > 1:
         torch.distributed.init_process_group('nccl' if a.device == 'cuda' else 'gloo')
-    mcfg = UNetConfig.scaled(a.width_div, norm=a.norm, bias=not a.no_bias)
-    tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup_steps=a.warmup, halve_every=a.halve_every,
-                       sigma_dist=a.sigma_dist, sigma_lo=a.sigma_lo, sigma_hi=a.sigma_hi, seed=a.seed,
-                       ckpt_every=a.ckpt_every, eval_every=a.eval_every)
+    check_options(a)
+    try:
+        mcfg = UNetConfig.scaled(a.width_div, norm=a.norm, bias=not a.no_bias)
+        tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup_steps=a.warmup, halve_every=a.halve_every,
+                           sigma_dist=a.sigma_dist, sigma_lo=a.sigma_lo, sigma_hi=a.sigma_hi, seed=a.seed,
+                           ckpt_every=a.ckpt_every, eval_every=a.eval_every)
+    except (TypeError, ValueError) as e: raise ValueError(as_flags(str(e))) from None
     eval_x = load_crops(split='test', n=256, seed=123).images
     train(a.out, mcfg, tcfg, eval_images=eval_x, device=a.device)
     print(f'model written to {a.out} (load with sparsediff.unet.load_model)')
@@ -66,6 +91,7 @@ def report_parser(sub, name='report'):
 def run_report_cmd(a):
     "Run `sparsediff demo` / `sparsediff report` from parsed arguments."
     from sparsediff.report import run_report, demo, ReportConfig
+    check_options(a)
     if a.command == 'demo': h, j = demo(a.out, a.device, not a.quiet, a.model, a.data)
     else: h, j = run_report(a.model, a.data, a.out, ReportConfig(device=a.device), not a.quiet)
     print(f'wrote {h}\nwrote {j}')
@@ -76,15 +102,28 @@ COMMANDS = {'train': (train_parser, run_train), 'demo': (lambda sub: report_pars
 
 def main(argv=None):
     "Entry point of the `sparsediff` command."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv; argv = [s for s in argv if s != '--debug']  # accepted before or after the command
     ap = argparse.ArgumentParser(prog='sparsediff', description='Interpretability toolkit for diffusion-model denoisers.')
+    ap.add_argument('--debug', action='store_true', help='on an error, show the full traceback instead of one line')
     sub = ap.add_subparsers(dest='command', required=True)
     for make, _ in COMMANDS.values(): make(sub)
     a = ap.parse_args(argv)
     try: COMMANDS[a.command][1](a)
-    except (FileNotFoundError, ValueError) as e:
-        print(f'sparsediff {a.command}: error: {e}', file=sys.stderr); sys.exit(2)
     except KeyboardInterrupt:
         print(f'sparsediff {a.command}: interrupted; finished work is kept and a rerun resumes', file=sys.stderr); sys.exit(130)
+    except Exception as e:
+        if debug: traceback.print_exc()
+        print(f'sparsediff {a.command}: error: {error_line(e)}', file=sys.stderr); sys.exit(2)
+
+PLAIN_ERRORS = (ValueError, TypeError, KeyError, OSError, RuntimeError)
+
+def error_line(e: BaseException) -> str:
+    "An exception as one line: its message, with the type named when it is not a plain usage error."
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    msg = ' '.join(str(msg).split()) or type(e).__name__
+    if not isinstance(e, PLAIN_ERRORS): msg = f'{type(e).__name__}: {msg} (rerun with --debug for the traceback)'
+    return msg
 
 # %% ../nbs/14_cli.ipynb #c009
 #| eval: false
