@@ -96,8 +96,9 @@ IMAGE_RANGE = (-0.5, 1.5)  # clean images outside this range were probably not s
 
 def check_images(x, name: str = 'x', channels: int | None = None, dtype=torch.float32, finite: bool = True, warn_range: bool = True) -> torch.Tensor:
     "A float `(B, C, H, W)` batch from `x`, or an error that names `name` and the fix: (C, H, W) -> (1, C, H, W)."
-    if isinstance(x, np.ndarray): x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor): raise TypeError(f'{name} must be a torch.Tensor of images (B, C, H, W), got {type(x).__name__}')
+    if not isinstance(x, torch.Tensor):
+        fix = f'; convert with torch.from_numpy({name})' if isinstance(x, np.ndarray) else ''
+        raise TypeError(f'{name} must be a torch.Tensor of images (B, C, H, W), got {type(x).__name__}{fix}')
     if x.ndim == 3: x = x[None]
     if x.ndim != 4: raise ValueError(f'{name} must have shape (B, C, H, W) or (C, H, W), got {tuple(x.shape)}')
     if len(x) == 0: raise ValueError(f'{name} is an empty batch (shape {tuple(x.shape)}); pass at least one image')

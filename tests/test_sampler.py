@@ -134,7 +134,7 @@ def test_max_steps_stops():
 
 def test_bad_inputs(model, targets):
     with pytest.raises(ValueError, match='3-channel'): reconstruct(model, targets[:, :1])
-    with pytest.raises(ValueError, match=r'\(M, C, H, W\)'): reconstruct(model, targets[0, 0])
+    with pytest.raises(ValueError, match=r'\(B, C, H, W\) or \(C, H, W\)'): reconstruct(model, targets[0, 0])
     with pytest.raises(ValueError, match='NaN'): reconstruct(model, torch.full_like(targets, math.nan))
     with pytest.raises(TypeError, match='floats'): reconstruct(model, (targets * 255).byte())
     with pytest.raises(TypeError, match='torch.Tensor'): reconstruct(model, targets.numpy())
