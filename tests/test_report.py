@@ -52,7 +52,7 @@ def test_interrupted_run_leaves_no_report_and_resumes(tmp_path, tiny_model, monk
     monkeypatch.setattr(rp, 'semantics_section', boom)
     with pytest.raises(KeyboardInterrupt): run_report(tiny_model, data, out, cfg, progress=False)
     assert not (out/'report.html').exists() and not (out/'report.json').exists()
-    done = sorted(p.name.split('-')[0] for p in (out/'cache').glob('*.pkl'))
+    done = sorted(p.name.split('-')[0] for p in (out/'cache').glob('*.json'))  # JSON, never pickle
     assert 'sparsity' in done and 'stability' in done
     calls = []
     monkeypatch.setattr(rp, 'semantics_section', real)
