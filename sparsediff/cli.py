@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['FLAG_NAMES', 'COMMANDS', 'PLAIN_ERRORS', 'train_parser', 'as_flags', 'check_device', 'check_options', 'run_train',
-           'report_parser', 'run_report_cmd', 'main', 'error_line']
+           'report_parser', 'run_report_cmd', 'Parser', 'main', 'error_line']
 
 # %% ../nbs/14_cli.ipynb #c004
 def train_parser(sub):
@@ -100,11 +100,15 @@ def run_report_cmd(a):
 COMMANDS = {'train': (train_parser, run_train), 'demo': (lambda sub: report_parser(sub, 'demo'), run_report_cmd),
             'report': (report_parser, run_report_cmd)}
 
+class Parser(argparse.ArgumentParser):
+    "An argument parser whose usage errors are one line too, pointing at `--help`."
+    def error(self, message): self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
 def main(argv=None):
     "Entry point of the `sparsediff` command."
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv; argv = [s for s in argv if s != '--debug']  # accepted before or after the command
-    ap = argparse.ArgumentParser(prog='sparsediff', description='Interpretability toolkit for diffusion-model denoisers.')
+    ap = Parser(prog='sparsediff', description='Interpretability toolkit for diffusion-model denoisers.')
     ap.add_argument('--debug', action='store_true', help='on an error, show the full traceback instead of one line')
     sub = ap.add_subparsers(dest='command', required=True)
     for make, _ in COMMANDS.values(): make(sub)

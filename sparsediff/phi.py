@@ -260,10 +260,15 @@ def verify_store(path, man: dict) -> dict:
     return bad
 
 def _damaged(path, bad: dict, man: dict) -> StoreDamaged:
+    "One message for every damaged chunk: a problem of one chunk names it and its rows; a problem of a whole file says so once."
     rows = lambda ci: f"rows {ci * man['chunk']}–{min(man['data']['length'], (ci + 1) * man['chunk']) - 1}"
-    first = '; '.join(f'chunk {ci} ({rows(ci)}): {", ".join(p[:3])}' for ci, p in sorted(bad.items())[:4])
-    more = f' and {len(bad) - 4} more chunks' if len(bad) > 4 else ''
-    return StoreDamaged(f'the φ store {path} does not match its manifest: {first}{more}. Recompute only the damaged chunks with '
+    where = {}
+    for ci, probs in sorted(bad.items()):
+        for p in probs: where.setdefault(p, []).append(ci)
+    parts = [f'chunk {cs[0]} ({rows(cs[0])}): {p}' if len(cs) == 1 else f'{p} (chunks {cs[0]}–{cs[-1]}, {len(cs)} in all)'
+             for p, cs in list(where.items())[:4]]
+    more = f'; and {len(where) - 4} more problems' if len(where) > 4 else ''
+    return StoreDamaged(f'the φ store {path} does not match its manifest: {"; ".join(parts)}{more}. Recompute only the damaged chunks with '
                         f'extract_phi(..., repair=True) (the same call that wrote it) or PhiStore(path, verify=False).repair(model, data)', sorted(bad))
 
 # %% ../nbs/05_phi.ipynb #c028x

@@ -97,7 +97,7 @@ def step_key(**settings) -> str:
 
 def safe_name(name: str) -> str:
     "`name` as one harmless path part: letters, digits, `.`, `_` and `-` only, never starting with a dot."
-    s = re.sub(r'[^A-Za-z0-9._-]+', '_', str(name)).lstrip('.')
+    s = re.sub(r'[^A-Za-z0-9._-]+', '_', str(name)).lstrip('._')
     return s or '_'
 
 def inside(root, path) -> Path:

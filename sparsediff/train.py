@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #c003
 from __future__ import annotations
-import math, os, time, json, shutil, tempfile, dataclasses
+import math, os, time, json, shutil, tempfile, dataclasses, warnings
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 import numpy as np
@@ -145,7 +145,9 @@ def load_checkpoint(path) -> dict | None:
         except Exception as e: raise ValueError(f'the checkpoint {d} is corrupt ({e}); delete {cur} to restart the run') from e
     f = path/'checkpoint.pt'
     if not f.exists(): return None
-    try: return torch.load(f, map_location='cpu', weights_only=True)
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol before refusing; the error below says it all
+            warnings.simplefilter('ignore'); return torch.load(f, map_location='cpu', weights_only=True)
     except Exception as e: raise ValueError(f'{f} is corrupt or holds more than tensors and plain values ({type(e).__name__}); delete it to restart the run') from e
 
 # %% ../nbs/03_train.ipynb #c017
