@@ -196,9 +196,14 @@ def _write_rows(file: Path, rows: np.ndarray, i0: int) -> str:
         f.seek(off + i0 * row); f.write(data); f.flush(); os.fsync(f.fileno())
     return _checksum(data)
 
+def _plain_name(f) -> bool:
+    "Whether `f` is a bare file name (no folder part, not hidden), so that no manifest can point outside its store."
+    return isinstance(f, str) and f == Path(f).name and not f.startswith('.') and f not in ('', '..')
+
 def _clear(path: Path, manifest: dict):
-    "Remove the files of a previous extraction from `path`."
-    for f in [MANIFEST, LABELS, *manifest.get('files', {}).values()]: (path/f).unlink(missing_ok=True)
+    "Remove the files of a previous extraction from `path` (only bare names inside it)."
+    for f in [MANIFEST, LABELS, *manifest.get('files', {}).values()]:
+        if _plain_name(f): (path/f).unlink(missing_ok=True)
 
 @contextlib.contextmanager
 def store_lock(path: Path):
@@ -222,6 +227,7 @@ def _read_manifest(path: Path, overwrite: bool = False) -> dict:
     try:
         m = read_json(path/MANIFEST)
         if not isinstance(m, dict): raise ValueError('not a JSON object')
+        if any(not _plain_name(f) for f in dict(m.get('files', {})).values()): raise ValueError('it names files outside its folder')
         return m
     except Exception as e:
         if overwrite: return {}

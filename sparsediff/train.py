@@ -109,7 +109,9 @@ def _link(target: str, link: Path):
 def save_checkpoint(path, model, opt, step: int, train_cfg: TrainConfig, log: list, scaler=None):
     "Write a resumable checkpoint and the shareable model files into folder `path` as one atomic step (no pickle)."
     from safetensors.torch import save_file
-    path = Path(path); steps = path/STEPS; steps.mkdir(parents=True, exist_ok=True)
+    path = Path(path); steps = path/STEPS
+    if steps.is_symlink(): raise ValueError(f'{steps} is a symbolic link; a run folder keeps its checkpoints itself — delete it')
+    steps.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=steps, prefix=f'.{step:09d}.'))
     try:
         save_model(model, tmp, extra={'train_config': train_cfg.to_dict(), 'step': step})
@@ -122,7 +124,7 @@ def save_checkpoint(path, model, opt, step: int, train_cfg: TrainConfig, log: li
         if tmp.exists(): shutil.rmtree(tmp)
     _link(f'{STEPS}/{final.name}', path/CURRENT)                  # the commit point
     for f in (WEIGHTS_NAME, CONFIG_NAME):
-        if not (path/f).is_symlink(): _link(f'{CURRENT}/{f}', path/f)
+        if not (path/f).is_symlink() or os.readlink(path/f) != f'{CURRENT}/{f}': _link(f'{CURRENT}/{f}', path/f)
     for old in steps.iterdir():                                  # earlier checkpoints and half-written ones
         if old.name != final.name: shutil.rmtree(old, ignore_errors=True)
     (path/'checkpoint.pt').unlink(missing_ok=True)               # a legacy file would be stale now

@@ -101,3 +101,25 @@ def test_phi_store_of_a_hostile_dataset_name_stays_inside(tmp_path):
 
 def test_inside_refuses_escape(tmp_path):
     with pytest.raises(ValueError, match='outside the output folder'): inside(tmp_path/'out', tmp_path/'out'/'..'/'x')
+
+def test_a_crafted_store_manifest_cannot_delete_or_read_outside(tmp_path):
+    from sparsediff.phi import extract_phi, PhiStore
+    from sparsediff.unet import UNet
+    torch.manual_seed(0); net = UNet(TINY).eval()
+    extract_phi(net, torch.rand(4, 3, 16, 16), tmp_path/'s', sigmas=(0.2,), n_noise=1, progress=False)
+    victim = tmp_path/'victim.txt'; victim.write_text('keep me')
+    m = json.loads((tmp_path/'s'/'manifest.json').read_text())
+    m['files'] = {k: '../victim.txt' for k in m['files']}; (tmp_path/'s'/'manifest.json').write_text(json.dumps(m))
+    with pytest.raises(ValueError, match='outside its folder'): PhiStore(tmp_path/'s')
+    extract_phi(net, torch.rand(4, 3, 16, 16), tmp_path/'s', sigmas=(0.2,), n_noise=1, progress=False, overwrite=True)
+    assert victim.read_text() == 'keep me'
+
+def test_a_crafted_steps_link_cannot_make_training_delete_elsewhere(tmp_path):
+    precious = tmp_path/'home'; precious.mkdir(); (precious/'thesis.tex').write_text('years of work')
+    (tmp_path/'run').mkdir(); os.symlink(precious, tmp_path/'run'/'steps')
+    os.symlink('/etc/hostname', tmp_path/'run'/'model.safetensors')
+    with pytest.raises(ValueError, match='symbolic link'): train(tmp_path/'run', TINY, TrainConfig(steps=1, batch_size=2), data=Data(), progress=False)
+    assert (precious/'thesis.tex').read_text() == 'years of work'
+    (tmp_path/'run'/'steps').unlink()
+    train(tmp_path/'run', TINY, TrainConfig(steps=1, batch_size=2), data=Data(), progress=False)
+    assert os.readlink(tmp_path/'run'/'model.safetensors') == 'current/model.safetensors'
