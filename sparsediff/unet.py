@@ -73,7 +73,7 @@ class UNetConfig:
     @classmethod
     def scaled(cls, width_div: int = 1, **kw) -> 'UNetConfig':
         "The paper's layout with every width divided by `width_div`."
-        if isinstance(width_div, bool) or not isinstance(width_div, int) or not 1 <= width_div <= 64:
+        if isinstance(width_div, bool) or not hasattr(width_div, '__index__') or not 1 <= width_div <= 64:
             raise ValueError(f'width_div must be a whole number from 1 to 64 (the widths 64/128/256/512 are divided by it), got {width_div!r}')
         return cls(widths=tuple(w // width_div for w in (64, 128, 256, 512)), **kw)
 
