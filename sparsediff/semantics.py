@@ -221,21 +221,29 @@ def plot_embedding(embedding, labels, class_names=None, title: str = 't-SNE of Ï
     return fig
 
 # %% ../nbs/07_semantics.ipynb #c028
-def plot_neighbours(images, features: dict, queries, k: int = 5, labels=None, scale: int = 3, title: str | None = None):
-    "For each query image, its `k` cosine nearest neighbours under each representation in `features`, side by side in one row."
+def plot_neighbours(images, features: dict, queries, k: int = 5, labels=None, scale: int = 3, title: str | None = None,
+                    class_names=None, centre: bool = True, max_name: int = 10):
+    "For each query image, its `k` nearest neighbours by centred cosine under each representation in `features`, side by side in one row."
     x = as_images(images)
     queries = np.atleast_1d(np.asarray(queries, dtype=np.int64))
     lab = None if labels is None else as_numpy(labels, np.int64)
+    name = lambda j: '' if lab is None else '<br>' + (str(class_names[lab[j]]) if class_names is not None else str(lab[j]))[:max_name]
+    near = {}
+    for rep, f in features.items():
+        f = as_matrix(f)
+        near[rep] = cosine_knn(f[queries] - f.mean(0) if centre else f[queries], f - f.mean(0) if centre else f, k=k, query_ids=queries)
     tiles, titles = [], []
-    near = {name: cosine_knn(as_matrix(f)[queries], f, k=k, query_ids=queries) for name, f in features.items()}
     for r, qi in enumerate(queries):
-        tiles.append(qi); titles.append('query' + ('' if lab is None else f' ({lab[qi]})'))
-        for name, (idx, sims) in near.items():
-            tiles += list(idx[r]); titles += [f'{name} {s:.3f}' + ('' if lab is None else f' ({lab[j]})') for j, s in zip(idx[r], sims[r])]
-    title = title or (f'Query (left) and its {k} cosine nearest neighbours under ' + ' | '.join(features)
-                      + ('' if lab is None else ' (label in brackets)'))
+        tiles.append(qi); titles.append('query' + name(qi))
+        for rep, (idx, sims) in near.items():
+            tiles += list(idx[r]); titles += [f'{rep} {s:.2f}' + name(j) for j, s in zip(idx[r], sims[r])]
+    kind = 'centred cosine (each vector minus the dataset mean)' if centre else 'cosine'
+    title = title or (f'Each row: a query (left), then its {k} nearest neighbours under ' + ', then '.join(features)
+                      + f'<br><sup>captions: representation and {kind}' + ('' if lab is None else ', then class') + '</sup>')
     fig = show_images(x[torch.as_tensor(tiles)], titles=titles, ncol=1 + k * len(features), scale=scale, title=title)
-    return fig.update_layout(margin=dict(t=70))
+    fig.update_annotations(font_size=11)
+    return fig.update_layout(margin=dict(t=90, l=5, r=5, b=5), height=fig.layout.height + 50)
+
 
 # %% ../nbs/07_semantics.ipynb #c030
 def linear_probe(features, labels, test_features=None, test_labels=None, test_frac: float = 0.25, seed: int = 0,
