@@ -249,7 +249,7 @@ METRIC_NAMES = {'dims': 'dimensions', 'knn_acc': 'kNN accuracy', 'linear_acc': '
 def metrics_table(tab: pd.DataFrame) -> pd.DataFrame:
     "Representations as columns and metrics as rows, named in words: a narrow table that fits the page."
     t = tab[[c for c in METRIC_NAMES if c in tab.columns]].T
-    t.index = [METRIC_NAMES[c] for c in t.index]
+    t.index = [METRIC_NAMES[c] for c in t.index]; t.columns.name = None
     return t.rename_axis('metric').reset_index()
 
 def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section:
@@ -365,7 +365,7 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
                                f"bimodality coefficient {sec['bimodality']:.2f}; {sec['n_specialized']} specialized, {sec['n_common']} common, {sec['n_dead']} dead",
                                sec['bimodality'] > 0.555 and sec['n_specialized'] > 0, 'selectivities form one mode'))
         if name.startswith('Semantics') and not sec.get('labelled', True):
-            t = pd.DataFrame(sec['comparison']).set_index('representation'); d = name[11:-1]; why = sec.get('note') or 'no class labels'
+            t = pd.DataFrame(sec['comparison']).set_index('representation'); d = name[11:-1]; why = (sec.get('note') or 'no class labels: put each class in its own sub-folder').split(': ', 1)[-1]
             rows.append(_needs_labels(f'Nearest neighbours in φ are more semantic than in pixel space — {d}', 'Figs. 5, 14', 'not measured', why))
             rows.append(_needs_labels(f'Adjacent φ clusters lie > 2 std apart; human classes overlap more — {d}', 'Fig. 6',
                                       f"{t.loc['φ (mid)', 'frac_gt_2std']:.0%} of adjacent cluster pairs; classes not measured", why))
@@ -410,8 +410,7 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
     net = load_report_model(model, cfg.device)
     sets = load_report_data(data, channels=getattr(getattr(net, 'config', None), 'in_channels', 3))
     notes = [n for n in (class_plan(s, cfg.min_per_class)['note'] for s in sets.values()) if n]
-    if progress:
-        for n in notes: print(f'note: {n}.', file=sys.stderr)
+    for n in notes: print(f'note: {n}.', file=sys.stderr)  # before any compute, even without a progress bar
     out = Path(out); cache = out/'cache'; cache.mkdir(parents=True, exist_ok=True)
     mhash = hash_state_dict(net.state_dict()); base = dict(model=mhash, cfg=asdict(cfg))
     first = next(iter(sets.values()))

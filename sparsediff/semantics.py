@@ -242,7 +242,7 @@ def plot_neighbours(images, features: dict, queries, k: int = 5, labels=None, sc
                       + f'<br><sup>captions: representation and {kind}' + ('' if lab is None else ', then class') + '</sup>')
     fig = show_images(x[torch.as_tensor(tiles)], titles=titles, ncol=1 + k * len(features), scale=scale, title=title)
     fig.update_annotations(font_size=11)
-    return fig.update_layout(margin=dict(t=90, l=5, r=5, b=5), height=fig.layout.height + 50)
+    return fig.update_layout(margin=dict(t=120, l=5, r=5, b=5), height=fig.layout.height + 50 + 120 - fig.layout.margin.t)
 
 
 # %% ../nbs/07_semantics.ipynb #c030
@@ -289,10 +289,11 @@ def plot_comparison(table: pd.DataFrame, metrics=('knn_acc', 'nmi', 'purity', 'l
     "Grouped bars of the scores of `compare_representations`, one group per metric."
     import plotly.graph_objects as go
     metrics = [m for m in metrics if m in table.columns]
-    fig = go.Figure([go.Bar(name=str(r), x=metrics, y=table.loc[r, metrics].astype(float), text=table.loc[r, metrics].astype(float).round(2),
-                            textposition='outside') for r in table.index])
+    words = {'knn_acc': 'kNN accuracy', 'nmi': 'KMeans NMI', 'purity': 'KMeans purity', 'linear_acc': 'linear accuracy'}
+    fig = go.Figure([go.Bar(name=str(r), x=[words.get(m, m) for m in metrics], y=table.loc[r, metrics].astype(float), text=table.loc[r, metrics].astype(float).round(2),
+                            textposition='outside', textfont_size=10, marker_color=c) for r, c in zip(table.index, palette(len(table)))])
     fig.update_layout(barmode='group', title=title or 'Representations compared on the same images', yaxis=dict(title='score (0–1)', range=[0, 1.1]),
-                      xaxis_title='metric', legend_title_text='representation', height=420, width=760)
+                      xaxis_title='metric', legend_title_text='representation', height=420, width=960, uniformtext=dict(minsize=9, mode='show'))
     return fig
 
 # %% ../nbs/07_semantics.ipynb #c043
