@@ -67,6 +67,11 @@ def _faiss_knn(q: np.ndarray, db: np.ndarray, k: int, query_ids):
     return idx[keep].reshape(len(q), k).astype(np.int64), sims[keep].reshape(len(q), k)
 
 # %% ../nbs/07_semantics.ipynb #c010
+def _float_tensor(a) -> torch.Tensor:
+    "A float32 tensor of an array; a read-only array (a φ store's memory map) is copied first, as torch cannot share it."
+    a = np.asarray(a, dtype=np.float32)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
 def cosine_knn(queries, database=None, k: int = 5, query_ids=None, chunk: int | None = None, device=None,
                backend: str = 'auto', progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     "Indices and cosines of the `k` most similar database rows for each query row, best first: (n, k) and (n, k)."
@@ -79,12 +84,12 @@ def cosine_knn(queries, database=None, k: int = 5, query_ids=None, chunk: int | 
     if backend not in ('auto', 'torch', 'faiss'): raise ValueError(f"backend must be 'auto', 'torch' or 'faiss', got {backend!r}")
     if backend == 'faiss' or (backend == 'auto' and has_faiss() and device is None): return _faiss_knn(q, db, k, query_ids)
     dev = as_device(device)
-    dbt = unit_rows(torch.as_tensor(np.asarray(db, dtype=np.float32))).to(dev)                   # (N, d)
+    dbt = unit_rows(_float_tensor(db)).to(dev)                                                   # (N, d)
     chunk = chunk or max(1, min(len(q), 2**24 // len(db)))
     ids = None if query_ids is None else torch.as_tensor(np.asarray(query_ids), dtype=torch.long)
     out_i, out_s = [], []
     for i0, i1 in tqdm(list(row_chunks(len(q), chunk)), desc='cosine kNN', disable=not progress):
-        s = unit_rows(torch.as_tensor(np.asarray(q[i0:i1], dtype=np.float32)).to(dev)) @ dbt.T  # (b, d) @ (d, N) -> (b, N)
+        s = unit_rows(_float_tensor(q[i0:i1]).to(dev)) @ dbt.T                                   # (b, d) @ (d, N) -> (b, N)
         if ids is not None: s[torch.arange(i1 - i0), ids[i0:i1].to(dev)] = -float('inf')
         v, j = s.topk(k, dim=1)
         out_i.append(j.cpu()); out_s.append(v.cpu())
