@@ -235,8 +235,8 @@ def cluster_comparison(reps: dict, n_clusters: int, seed: int = 0) -> pd.DataFra
     from sparsediff.semantics import kmeans, centroid_separation, fraction_separated, matched_gaussian
     rows = []
     for name, x in reps.items():
-        sep = centroid_separation(x, kmeans(x, n_clusters, seed)[0])
-        g = matched_gaussian(x, seed=seed); null = centroid_separation(g, kmeans(g, n_clusters, seed)[0])
+        sep = centroid_separation(x, kmeans(x, n_clusters, seed)[0], strict=False)
+        g = matched_gaussian(x, seed=seed); null = centroid_separation(g, kmeans(g, n_clusters, seed)[0], strict=False)
         rows.append(dict(representation=name, dims=x.shape[1], frac_gt_2std=fraction_separated(sep), median_sep=sep['separation'].median(),
                          frac_gt_2std_null=fraction_separated(null), median_sep_null=null['separation'].median()))
     return pd.DataFrame(rows).set_index('representation')
@@ -251,6 +251,8 @@ def metrics_table(tab: pd.DataFrame) -> pd.DataFrame:
     t = tab[[c for c in METRIC_NAMES if c in tab.columns]].T
     t.index = [METRIC_NAMES[c] for c in t.index]; t.columns.name = None
     return t.rename_axis('metric').reset_index()
+
+def _pct(v) -> str: return f'{v:.0%}' if np.isfinite(v) else 'n/a (KMeans left fewer than two clusters of 2+ images)'
 
 def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section:
     "Neighbours, clusters, kNN and linear classification: φ against pixels, PCA of pixels, mean colour and enc3 (Figs. 5, 6, 14); class-based parts only with labels."
@@ -267,11 +269,11 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section
     if labelled:
         yk = np.unique(y[rows], return_inverse=True)[1]  # the kept classes, numbered 0..K-1
         tab = compare_representations({k: v[rows] for k, v in reps.items()}, yk, k=cfg.k_neighbours, seed=cfg.seed, probe=True, null=True)
-        sep = {'KMeans on φ': centroid_separation(live[rows], kmeans(live[rows], len(plan['classes']), cfg.seed)[0]),
-               'human labels': centroid_separation(live[rows], yk)}
+        sep = {'KMeans on φ': centroid_separation(live[rows], kmeans(live[rows], len(plan['classes']), cfg.seed)[0], strict=False),
+               'human labels': centroid_separation(live[rows], yk, strict=False)}
     else:
         tab = cluster_comparison(reps, n_clusters, cfg.seed)
-        sep = {'KMeans on φ': centroid_separation(live, assign)}
+        sep = {'KMeans on φ': centroid_separation(live, assign, strict=False)}
     queries = np.random.default_rng(cfg.seed).choice(len(data), 3, replace=False)
     emb, erows = tsne_embedding(live, n=min(600, len(live)), seed=cfg.seed)
     colour, names, legend = (y, data.classes, 'class') if data.labelled else (assign, [f'cluster {c}' for c in range(n_clusters)], 'KMeans cluster')
@@ -289,8 +291,8 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section
                        f'Adjacent KMeans clusters separated by more than 2 std: {r.loc["φ (mid)", "frac_gt_2std"]:.0%}; human classes: '
                        f'{r.loc["φ (mid)", "frac_gt_2std_labels"]:.0%}.')
     else:
-        text = head + (f'{n_clusters} KMeans clusters of φ; adjacent clusters separated by more than 2 std: {r.loc["φ (mid)", "frac_gt_2std"]:.0%} '
-                       f'(a Gaussian with φ\'s mean and covariance: {r.loc["φ (mid)", "frac_gt_2std_null"]:.0%}).')
+        text = head + (f'{n_clusters} KMeans clusters of φ; adjacent clusters separated by more than 2 std: {_pct(r.loc["φ (mid)", "frac_gt_2std"])} '
+                       f'(a Gaussian with φ\'s mean and covariance: {_pct(r.loc["φ (mid)", "frac_gt_2std_null"])}).')
     if plan['note']: text += f'<p class="note">{html.escape(plan["note"])}.</p>'
     return Section(f'Semantics ({data.name})', text, figs, {'representations compared': metrics_table(tab)},
                    {'comparison': tab.reset_index(), 'labelled': labelled, 'n_labelled': n_lab, 'note': plan['note']})
@@ -368,7 +370,7 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
             t = pd.DataFrame(sec['comparison']).set_index('representation'); d = name[11:-1]; why = (sec.get('note') or 'no class labels: put each class in its own sub-folder').split(': ', 1)[-1]
             rows.append(_needs_labels(f'Nearest neighbours in φ are more semantic than in pixel space — {d}', 'Figs. 5, 14', 'not measured', why))
             rows.append(_needs_labels(f'Adjacent φ clusters lie > 2 std apart; human classes overlap more — {d}', 'Fig. 6',
-                                      f"{t.loc['φ (mid)', 'frac_gt_2std']:.0%} of adjacent cluster pairs; classes not measured", why))
+                                      f"{_pct(t.loc['φ (mid)', 'frac_gt_2std'])} of adjacent cluster pairs; classes not measured", why))
             rows.append(_needs_labels(f'A linear classifier reads classes from φ better than from pixels — {d}', '§ classification', 'not measured', why))
             continue
         if name.startswith('Semantics'):

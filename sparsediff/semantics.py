@@ -12,11 +12,11 @@ from .core import as_device, show_images
 from .analysis import as_numpy, as_matrix, row_chunks, palette
 
 # %% auto #0
-__all__ = ['as_images', 'pixel_features', 'mean_colour', 'pca_features', 'unit_rows', 'has_faiss', 'cosine_knn', 'knn_vote',
-           'check_labels', 'knn_accuracy', 'planted_clusters', 'kmeans', 'purity', 'cluster_scores', 'group_centroids',
-           'adjacent_pairs', 'centroid_separation', 'fraction_separated', 'matched_gaussian', 'tsne_embedding',
-           'plot_embedding', 'plot_neighbours', 'linear_probe', 'compare_representations', 'plot_comparison',
-           'plot_separation']
+__all__ = ['SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'mean_colour', 'pca_features', 'unit_rows', 'has_faiss',
+           'cosine_knn', 'knn_vote', 'check_labels', 'knn_accuracy', 'planted_clusters', 'kmeans', 'purity',
+           'cluster_scores', 'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated',
+           'matched_gaussian', 'tsne_embedding', 'plot_embedding', 'plot_neighbours', 'linear_probe',
+           'compare_representations', 'plot_comparison', 'plot_separation']
 
 # %% ../nbs/07_semantics.ipynb #c006
 def as_images(images) -> torch.Tensor:
@@ -171,11 +171,14 @@ def adjacent_pairs(centroids: np.ndarray, neighbours: int = 1) -> np.ndarray:
     pairs = np.sort(np.stack([np.repeat(np.arange(len(c)), j.shape[1]), j.ravel()], 1), 1)
     return np.unique(pairs, axis=0)
 
-def centroid_separation(features, groups, neighbours: int = 1, min_size: int = 2) -> pd.DataFrame:
-    "For each adjacent pair of groups: centroid distance and its size in pooled standard deviations along the joining line."
+SEPARATION_COLUMNS = ['a', 'b', 'size_a', 'size_b', 'distance', 'std_a', 'std_b', 'separation']
+
+def centroid_separation(features, groups, neighbours: int = 1, min_size: int = 2, strict: bool = True) -> pd.DataFrame:
+    "For each adjacent pair of groups: centroid distance and its size in pooled standard deviations along the joining line (no rows, unless `strict`, when under two groups are big enough)."
     x = as_matrix(features, dtype=np.float64); g = as_numpy(groups, np.int64)
     ids, counts, cent = group_centroids(x, g)
     keep = counts >= min_size
+    if keep.sum() < 2 and not strict: return pd.DataFrame(columns=SEPARATION_COLUMNS, dtype=float)
     if keep.sum() < 2: raise ValueError(f'need at least two groups with {min_size}+ members, got {int(keep.sum())}')
     ids, counts, cent = ids[keep], counts[keep], cent[keep]
     members = {i: np.flatnonzero(g == i) for i in ids}
@@ -189,8 +192,8 @@ def centroid_separation(features, groups, neighbours: int = 1, min_size: int = 2
     return pd.DataFrame(rows)
 
 def fraction_separated(table: pd.DataFrame, threshold: float = 2.0) -> float:
-    "Share of adjacent pairs whose centroids are more than `threshold` pooled standard deviations apart."
-    return float((table['separation'] > threshold).mean())
+    "Share of adjacent pairs whose centroids are more than `threshold` pooled standard deviations apart (NaN for no pairs)."
+    return float((table['separation'] > threshold).mean()) if len(table) else float('nan')
 
 def matched_gaussian(features, n: int | None = None, seed: int = 0, max_basis: int = 5000) -> np.ndarray:
     "Samples of a Gaussian with the rows' mean and covariance (estimated on at most `max_basis` rows): (n, d)."
@@ -278,13 +281,13 @@ def compare_representations(features: dict, labels, k: int = 5, n_clusters: int 
         x = as_matrix(f, name)
         if len(x) != len(y): raise ValueError(f'representation {name!r} has {len(x)} rows but there are {len(y)} labels')
         assign, _ = kmeans(x, n_clusters, seed)
-        sep, sep_labels = centroid_separation(x, assign), centroid_separation(x, y)
+        sep, sep_labels = centroid_separation(x, assign, strict=False), centroid_separation(x, y, strict=False)  # KMeans may leave one big cluster
         row = dict(representation=name, dims=x.shape[1], knn_acc=knn_accuracy(x, y, k), **cluster_scores(y, assign),
                    frac_gt_2std=fraction_separated(sep), frac_gt_2std_labels=fraction_separated(sep_labels),
                    median_sep=sep['separation'].median(), median_sep_labels=sep_labels['separation'].median())
         if null:
             g = matched_gaussian(x, seed=seed)
-            sep_null = centroid_separation(g, kmeans(g, n_clusters, seed)[0])
+            sep_null = centroid_separation(g, kmeans(g, n_clusters, seed)[0], strict=False)
             row.update(frac_gt_2std_null=fraction_separated(sep_null), median_sep_null=sep_null['separation'].median())
         if probe: row['linear_acc'] = linear_probe(x, y, seed=seed)
         rows.append(row)
