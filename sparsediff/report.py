@@ -185,7 +185,7 @@ MIN_IMAGES = 20
 
 def load_report_data(data, size: int = 32, channels: int = 3) -> dict:
     "Named datasets (`'demo'` = MNIST test + textures), an image folder or a saved Hugging Face dataset, as {name: ImageSet}, checked before any compute."
-    from .data import is_hf_dataset_dir, hf_from_disk
+    from sparsediff.data import is_hf_dataset_dir, hf_from_disk
     if isinstance(data, ImageSet): sets = {data.name: data}
     elif data in (None, 'demo'): sets = {k: f() for k, f in DEMO_DATA.items()}
     elif str(data) in DEMO_DATA: sets = {str(data): DEMO_DATA[str(data)]()}
