@@ -204,7 +204,7 @@ def load_report_data(data, size: int = 32, channels: int = 3) -> dict:
 def class_plan(data: ImageSet, min_per_class: int = 5) -> dict:
     "Which images the class-based analyses use: {'rows', 'classes', 'note'}; no rows (and a note saying what to change) when there are no usable labels."
     if not data.labelled:
-        return dict(rows=np.array([], dtype=np.int64), classes=[], note=f'{data.name} has no labels (one flat folder), so the class-based analyses '
+        return dict(rows=np.array([], dtype=np.int64), classes=[], note=f'{data.name} has no labels (a flat folder, or no label column), so the class-based analyses '
                     '(kNN and linear accuracy, class separation) are skipped and marked "needs labels": put each class in its own sub-folder to get them')
     y = data.labels.numpy(); ids, counts = np.unique(y, return_counts=True)
     names = lambda c: ', '.join(data.class_names(c[:4])) + (', …' if len(c) > 4 else '')
