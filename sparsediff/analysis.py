@@ -34,9 +34,9 @@ def as_matrix(a, name: str = 'features', dtype=np.float32) -> np.ndarray:
     return a if dtype is None else a.astype(dtype, copy=False)
 
 def palette(n: int) -> list[str]:
-    "`n` distinct plotly colours (Plotly's 10 when enough, else Dark24/Alphabet, cycled)."
+    "`n` distinct qualitative colours (D3's 10 when enough, else Dark24/Alphabet, cycled); the first four differ in hue."
     import plotly.colors as pc
-    colours = pc.qualitative.Plotly if n <= 10 else pc.qualitative.Dark24 if n <= 24 else pc.qualitative.Alphabet
+    colours = pc.qualitative.D3 if n <= 10 else pc.qualitative.Dark24 if n <= 24 else pc.qualitative.Alphabet
     return [colours[i % len(colours)] for i in range(n)]
 
 def row_chunks(n: int, chunk: int = 65536):
@@ -84,11 +84,10 @@ def plot_block_sparsity(table: pd.DataFrame, nbins: int = 30):
                                        xbins=dict(start=0, end=1, size=1 / nbins)), row=1, col=j + 1)
         fig.update_xaxes(range=[0, 1], title_text='PR', row=1, col=j + 1)
     sig = ', '.join(f'{s:g}' for s in sorted(set(table['sigma'])))
-    fig.update_layout(barmode='overlay', height=320, width=max(600, 170 * len(blocks)), legend_title_text='ā of block',
-                      title=f'Participation ratio of ā per block, over {table["image"].nunique()} images at σ = {sig} (lower = sparser)',
-                      margin=dict(l=60, r=20, t=70, b=80))
-    fig.add_annotation(text='PR = ‖ā‖₁² / (d‖ā‖₂²), from 1/d (one channel on) to 1 (all equal)', showarrow=False,
-                       xref='paper', yref='paper', x=0.5, y=-0.3)
+    fig.update_layout(barmode='overlay', height=340, width=max(600, 150 * len(blocks)), legend_title_text='ā of block',
+                      title=(f'Participation ratio of ā per block, over {table["image"].nunique()} images at σ = {sig} (lower = sparser)'
+                             '<br><sup>PR = ‖ā‖₁² / (d‖ā‖₂²), from 1/d (one channel on) to 1 (all equal)</sup>'),
+                      margin=dict(l=60, r=20, t=90, b=50))
     fig.update_yaxes(title_text='images', row=1, col=1)
     return fig
 

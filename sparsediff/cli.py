@@ -8,30 +8,40 @@ import argparse, sys, re, traceback
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['FLAG_NAMES', 'COMMANDS', 'PLAIN_ERRORS', 'train_parser', 'as_flags', 'check_device', 'check_options', 'run_train',
-           'report_parser', 'run_report_cmd', 'Parser', 'main', 'error_line']
+__all__ = ['FLAG_NAMES', 'COMMANDS', 'PLAIN_ERRORS', 'HelpFormatter', 'train_parser', 'as_flags', 'check_device', 'check_options',
+           'run_train', 'report_parser', 'run_report_cmd', 'Parser', 'main', 'error_line']
 
 # %% ../nbs/14_cli.ipynb #c004
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    "Help that shows each option's default, except for flags, required options and options without one."
+    def _get_help_string(self, action):
+        if action.required or action.default is None or action.default is False or action.default == argparse.SUPPRESS: return action.help
+        return super()._get_help_string(action)
+
 def train_parser(sub):
     "Arguments of `sparsediff train`."
-    p = sub.add_parser('train', help='train (or resume) a blind UNet denoiser on the offline data mixture')
+    p = sub.add_parser('train', help='train (or resume) a blind UNet denoiser on the offline data mixture',
+                       description='Train (or resume) a blind UNet denoiser on the offline data mixture (scikit-image photo crops, '
+                                   'MNIST, LFW, digits). Every option shows its default.', formatter_class=HelpFormatter)
     p.add_argument('--out', required=True, help='run folder: checkpoints, log and model files go here; an existing run resumes')
     p.add_argument('--width-div', type=int, default=4, help="divide the paper's widths (64/128/256/512) by this")
-    p.add_argument('--norm', default='std', choices=['std', 'group', 'batch', 'none'])
-    p.add_argument('--no-bias', action='store_true', help='bias-free convolutions')
-    p.add_argument('--steps', type=int, default=40_000)
-    p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument('--lr', type=float, default=1e-3)
-    p.add_argument('--warmup', type=int, default=1_500)
-    p.add_argument('--halve-every', type=int, default=10_000)
-    p.add_argument('--sigma-dist', default='inv_sqrt', choices=['inv_sqrt', 'quadratic', 'uniform', 'log_uniform'])
-    p.add_argument('--sigma-lo', type=float, default=0.0)
-    p.add_argument('--sigma-hi', type=float, default=1.0)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--ckpt-every', type=int, default=500)
-    p.add_argument('--eval-every', type=int, default=2_000)
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--norm', default='std', choices=['std', 'group', 'batch', 'none'],
+                   help="normalization after each conv: 'std' divides by the per-image std (the authors' LayerNorm), 'group' is GroupNorm(1, C)")
+    p.add_argument('--no-bias', action='store_true', help='bias-free convolutions (the authors\' earlier networks; trains worse here)')
+    p.add_argument('--steps', type=int, default=40_000, help='optimizer steps in all (a resumed run continues up to this)')
+    p.add_argument('--batch-size', type=int, default=32, help='images per step (per process under torchrun)')
+    p.add_argument('--lr', type=float, default=1e-3, help='peak Adam learning rate, reached after the warm-up')
+    p.add_argument('--warmup', type=int, default=1_500, help='steps of linear learning-rate warm-up from 0 (fewer dead channels)')
+    p.add_argument('--halve-every', type=int, default=10_000, help='halve the learning rate every this many steps after the warm-up (0: never)')
+    p.add_argument('--sigma-dist', default='inv_sqrt', choices=['inv_sqrt', 'quadratic', 'uniform', 'log_uniform'],
+                   help="how each image's noise σ is drawn: density ∝ 1/√σ (the paper), σ = u² (the authors' code), uniform or log-uniform")
+    p.add_argument('--sigma-lo', type=float, default=0.0, help='smallest training σ (images in [0, 1])')
+    p.add_argument('--sigma-hi', type=float, default=1.0, help='largest training σ (images in [0, 1])')
+    p.add_argument('--seed', type=int, default=0, help='seed of the initial weights and of every batch (a resumed run sees the same batches)')
+    p.add_argument('--ckpt-every', type=int, default=500, help='write a resumable checkpoint every this many steps')
+    p.add_argument('--eval-every', type=int, default=2_000, help='log PSNR and dead channels on 256 held-out crops every this many steps (0: never)')
+    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: as many as PyTorch chooses)')
     return p
 
 # %% ../nbs/14_cli.ipynb #c005
@@ -80,12 +90,22 @@ def run_train(a):
 def report_parser(sub, name='report'):
     "Arguments of `sparsediff report` (and `demo`, which has defaults for all of them)."
     demo = name == 'demo'
-    p = sub.add_parser(name, help='full report on the shipped model and offline datasets' if demo else 'full report on a checkpoint and an image folder')
+    desc = ('Every analysis of the paper on the shipped model and the offline demo datasets (MNIST test digits and texture crops).' if demo else
+            'Every analysis of the paper on a model and your images. --data is a folder of images: with one sub-folder per class '
+            '(e.g. photos/cats/*.jpg, photos/dogs/*.jpg) you get every analysis; a flat folder (photos/*.jpg) gives the analyses that need '
+            'no labels (sparsity, noise stability, channel selectivity, clusters, neighbours, reconstructions) and marks the class-based '
+            'claims "needs labels". Any size, greyscale or colour: images are resized on the short side and centre-cropped to 32x32 '
+            '(at least 32 pixels on the short side, 20 images in all, 5 per class for the class-based analyses). A folder written by '
+            'datasets.Dataset.save_to_disk works too (needs the datasets package). Problems are reported before any compute.')
+    p = sub.add_parser(name, help='full report on the shipped model and offline datasets' if demo else 'full report on a checkpoint and a folder of your images',
+                       description=desc, formatter_class=HelpFormatter)
     p.add_argument('--out', default='sparsediff_demo' if demo else 'sparsediff_report', help='folder for report.html, report.json and the cache')
     p.add_argument('--model', default='default', required=False, help='shipped model name or checkpoint folder')
-    p.add_argument('--data', default='demo', required=not demo, help="'demo', 'mnist', 'textures' or an image folder")
+    p.add_argument('--data', default='demo', required=not demo,
+                   help="'demo', 'mnist', 'textures', a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
+                        "or a saved Hugging Face dataset folder")
     p.add_argument('--device', default='cpu', help='cpu or cuda')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--quiet', action='store_true', help='no progress bar (notes about the data are still printed)')
     return p
 
 def run_report_cmd(a):
@@ -110,6 +130,8 @@ def main(argv=None):
     debug = '--debug' in argv; argv = [s for s in argv if s != '--debug']  # accepted before or after the command
     ap = Parser(prog='sparsediff', description='Interpretability toolkit for diffusion-model denoisers.')
     ap.add_argument('--debug', action='store_true', help='on an error, show the full traceback instead of one line')
+    from sparsediff import __version__
+    ap.add_argument('--version', action='version', version=f'sparsediff {__version__}')
     sub = ap.add_subparsers(dest='command', required=True)
     for make, _ in COMMANDS.values(): make(sub)
     a = ap.parse_args(argv)

@@ -172,6 +172,9 @@ def show_images(x: torch.Tensor, titles=None, ncol: int = 8, scale: int = 3, tit
         fig.add_trace(go.Image(z=imgs[i]), row=i//ncol + 1, col=i % ncol + 1)
     h = x.shape[-2]
     fig.update_xaxes(visible=False); fig.update_yaxes(visible=False)
-    fig.update_layout(height=max(160, nrow*(h*scale+40)), width=max(200, ncol*(x.shape[-1]*scale+10)),
-                      margin=dict(l=5, r=5, t=40 if title else 25, b=5), title=title)
+    top = 70 if title and titles is not None else 40 if title else 25   # room for a figure title above the first row's titles
+    import re
+    longest = max(len(re.sub('<[^>]+>', '', line)) for line in re.split('<br>', title)) if title else 0   # characters of the title's longest line
+    fig.update_layout(height=max(160, nrow*(h*scale+40)) + top - 25, width=max(200, ncol*(x.shape[-1]*scale+10), 9*longest + 60),
+                      margin=dict(l=5, r=5, t=top, b=5), title=title)
     return fig

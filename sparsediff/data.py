@@ -15,7 +15,7 @@ import torch.nn.functional as F
 __all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'DATASETS', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices',
            'mnist5k_path', 'load_mnist', 'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid',
            'random_crops', 'load_crops', 'load_textures', 'pil_to_tensor', 'image_folder', 'from_hf_dataset',
-           'get_dataset', 'TrainingMixture']
+           'is_hf_dataset_dir', 'hf_from_disk', 'get_dataset', 'TrainingMixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -25,6 +25,7 @@ class ImageSet:
     labels: torch.Tensor
     classes: list = field(default_factory=list)
     name: str = 'images'
+    labelled: bool = True         # False for a flat folder: `labels` are all 0 and mean nothing
 
     def __post_init__(self):
         if self.images.ndim != 4: raise ValueError(f'images must be (N, C, H, W), got {tuple(self.images.shape)}')
@@ -32,12 +33,12 @@ class ImageSet:
         self.labels = torch.as_tensor(self.labels, dtype=torch.long)
     def __len__(self): return len(self.images)
     def __getitem__(self, i): return self.images[i], self.labels[i]
-    def __repr__(self): return f'ImageSet({self.name!r}, {len(self)} images of {tuple(self.images.shape[1:])}, {len(self.classes)} classes)'
+    def __repr__(self): return f'ImageSet({self.name!r}, {len(self)} images of {tuple(self.images.shape[1:])}, {len(self.classes) if self.labelled else "no"} classes)'
 
     def subset(self, idx, name=None) -> 'ImageSet':
         "The images at `idx`."
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return ImageSet(self.images[idx], self.labels[idx], list(self.classes), name or self.name)
+        return ImageSet(self.images[idx], self.labels[idx], list(self.classes), name or self.name, self.labelled)
 
     def class_names(self, labels=None) -> list:
         "Class name of each label."
@@ -198,50 +199,95 @@ def pil_to_tensor(img, size: int = 32, channels: int = 3) -> torch.Tensor:
 
 # %% ../nbs/01_data.ipynb #c024
 def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None = None) -> ImageSet:
-    "Load an ImageFolder (class sub-folders, or a flat folder) as an `ImageSet`."
+    "Load an ImageFolder (class sub-folders, or a flat folder: then `labelled` is False) as an `ImageSet`."
     from PIL import Image, UnidentifiedImageError
     root = Path(path)
     if not root.is_dir(): raise FileNotFoundError(f'No image folder at {root}')
     files = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-    if not files: raise ValueError(f'{root} contains no images ({", ".join(sorted(IMAGE_EXTS))})')
+    if not files: raise ValueError(f'{root} contains no images ({", ".join(sorted(IMAGE_EXTS))}): put image files in it, or in one sub-folder per class')
     files = files[:max_images] if max_images else files
-    classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
-    xs, ys, bad = [], [], []
+    folder = lambda p: p.parent.relative_to(root).as_posix()
+    classes = sorted({folder(p) for p in files})
+    xs, ys, bad, small = [], [], [], []
     for p in files:
         try:
-            with Image.open(p) as im: xs.append(pil_to_tensor(im, size, channels))
-        except (UnidentifiedImageError, OSError) as e: bad.append(p.name); continue
-        except ValueError as e: raise ValueError(f'{p}: {e}') from e
-        ys.append(classes.index(p.parent.relative_to(root).as_posix()))
-    if not xs: raise ValueError(f'none of the {len(files)} files in {root} could be read as an image (e.g. {bad[:3]})')
+            with Image.open(p) as im:
+                if min(im.size) < size: small.append(f'{p.relative_to(root)} ({im.size[0]}x{im.size[1]})'); continue
+                xs.append(pil_to_tensor(im, size, channels))
+        except (UnidentifiedImageError, OSError): bad.append(p.name); continue
+        ys.append(classes.index(folder(p)))
+    if small: raise ValueError(f'{len(small)} of the {len(files)} images in {root} are smaller than the model input {size}x{size} '
+                               f'(e.g. {", ".join(small[:3])}): remove them or enlarge them to at least {size} pixels on the short side')
+    if not xs: raise ValueError(f'none of the {len(files)} files in {root} could be read as an image (e.g. {bad[:3]}): replace them with PNG or JPEG files')
     if bad: import warnings; warnings.warn(f'skipped {len(bad)} unreadable files in {root}: {bad[:5]}')
+    flat = classes == ['.']
     classes = [c if c != '.' else root.name for c in classes]
-    return ImageSet(torch.stack(xs), torch.tensor(ys), classes, root.name)
+    return ImageSet(torch.stack(xs), torch.tensor(ys), classes, root.name, labelled=not flat)
+
 
 # %% ../nbs/01_data.ipynb #c025
-def from_hf_dataset(ds, image_key: str = 'image', label_key: str | None = 'label', size: int = 32, channels: int = 3,
+def _hf_columns(ds, image_key, label_key):
+    "The image and label columns of a Hugging Face dataset: the given names, else the first `Image` and `ClassLabel` features."
+    feats = getattr(ds, 'features', None) or {}
+    kind = lambda f: type(f).__name__
+    if image_key is None: image_key = next((k for k, f in feats.items() if kind(f) == 'Image'), 'image')
+    if label_key == 'auto': label_key = next((k for k, f in feats.items() if kind(f) == 'ClassLabel'), 'label' if 'label' in feats else None)
+    return image_key, label_key
+
+def from_hf_dataset(ds, image_key: str | None = 'image', label_key: str | None = 'label', size: int = 32, channels: int = 3,
                     max_images: int | None = None, name: str = 'hf') -> ImageSet:
-    "An `ImageSet` from a loaded Hugging Face dataset (or any sequence of dicts holding PIL images)."
+    "An `ImageSet` from a loaded Hugging Face dataset (or any sequence of dicts holding PIL images); no label column gives `labelled=False`."
+    image_key, label_key = _hf_columns(ds, image_key, label_key)
     n = len(ds) if max_images is None else min(len(ds), max_images)
     if n == 0: raise ValueError('the dataset is empty')
-    xs, ys = [], []
+    xs, ys, has_label, small = [], [], True, []
     for i in range(n):
         row = ds[i]
         if image_key not in row: raise KeyError(f'no column {image_key!r}; columns are {list(row)}')
+        if min(row[image_key].size) < size: small.append(f'row {i} ({row[image_key].size[0]}x{row[image_key].size[1]})'); continue
         xs.append(pil_to_tensor(row[image_key], size, channels))
-        ys.append(int(row[label_key]) if label_key and label_key in row else 0)
+        has_label &= bool(label_key) and label_key in row and row[label_key] is not None and int(row[label_key]) >= 0
+        ys.append(int(row[label_key]) if has_label else 0)
+    if small: raise ValueError(f'{len(small)} of the {n} images of {name} are smaller than the model input {size}x{size} '
+                               f'(e.g. {", ".join(small[:3])}): drop those rows or enlarge them to at least {size} pixels on the short side')
+    if not has_label: ys = [0] * len(xs)
     feats = getattr(ds, 'features', None)
-    classes = list(getattr(feats.get(label_key), 'names', [])) if feats is not None and label_key else []
-    return ImageSet(torch.stack(xs), torch.tensor(ys), classes or sorted({str(y) for y in ys}), name)
+    classes = list(getattr(feats.get(label_key), 'names', [])) if feats is not None and label_key and has_label else []
+    classes = classes or [str(c) for c in range(max(ys) + 1)] if has_label else [name]
+    return ImageSet(torch.stack(xs), torch.tensor(ys), classes, name, labelled=has_label)
+
+def is_hf_dataset_dir(path) -> bool:
+    "True for a folder written by `datasets.Dataset.save_to_disk` (or `DatasetDict.save_to_disk`)."
+    p = Path(path)
+    return p.is_dir() and ((p/'state.json').exists() and (p/'dataset_info.json').exists() or (p/'dataset_dict.json').exists())
+
+def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int = 3, max_images: int | None = None,
+                 image_key: str | None = None, label_key: str | None = 'auto') -> ImageSet:
+    "A Hugging Face dataset saved with `save_to_disk` as an `ImageSet` (a `DatasetDict` gives `split`, else its test split, else the first)."
+    try: import datasets
+    except ImportError as e: raise ImportError(f'{path} is a Hugging Face dataset; reading it needs the datasets package: pip install datasets') from e
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        splits = list(ds)
+        if split is not None and split not in splits: raise ValueError(f'{path} has splits {splits}, not {split!r}: pick one of them')
+        split = split or next((s for s in ('test', 'validation') if s in splits), splits[0])
+        ds = ds[split]
+    image_key, label_key = _hf_columns(ds, image_key, label_key)
+    if image_key not in ds.column_names:
+        raise ValueError(f'{path} has no image column (columns: {ds.column_names}): save the images as a datasets.Image feature')
+    name = Path(path).name + (f'-{split}' if split else '')
+    return from_hf_dataset(ds, image_key, label_key, size, channels, max_images, name)
+
 
 # %% ../nbs/01_data.ipynb #c028
 DATASETS = {'mnist': load_mnist, 'textures': load_textures, 'photos': load_crops, 'lfw': load_lfw, 'digits': load_digits}
 
 def get_dataset(name: str, split: str = 'test', size: int = 32, **kw) -> ImageSet:
-    "A dataset by name (see `DATASETS`), or an ImageFolder by path."
+    "A dataset by name (see `DATASETS`), a Hugging Face dataset saved to disk, or an ImageFolder, by path."
     if name in DATASETS: return DATASETS[name](split=split, size=size, **kw)
+    if is_hf_dataset_dir(name): return hf_from_disk(name, size=size, **kw)
     if Path(name).is_dir(): return image_folder(name, size=size, **kw)
-    raise ValueError(f'Unknown dataset {name!r}: use one of {sorted(DATASETS)} or a path to an image folder')
+    raise ValueError(f'Unknown dataset {name!r}: use one of {sorted(DATASETS)} or a path to an image folder or a saved Hugging Face dataset')
 
 # %% ../nbs/01_data.ipynb #c030
 class TrainingMixture:

@@ -14,11 +14,12 @@ from .core import atomic_path, write_json, hash_state_dict, as_device
 from .data import ImageSet, load_mnist, load_textures, image_folder
 
 # %% auto #0
-__all__ = ['CSS', 'CACHE_FORMAT', 'DEMO_DATA', 'Section', 'plotly_js', 'table_html', 'safe_text', 'section_html', 'render_html',
-           'to_jsonable', 'write_report', 'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached',
-           'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section', 'load_report_model',
-           'load_report_data', 'phi_features', 'semantics_section', 'reconstruction_section', 'same_class_rate',
-           'reproduction_table', 'run_report', 'demo']
+__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'MIN_IMAGES', 'METRIC_NAMES', 'Section', 'plotly_js',
+           'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html', 'to_jsonable', 'write_report',
+           'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached', 'ReportConfig', 'sparsity_section',
+           'stability_section', 'selectivity_section', 'load_report_model', 'load_report_data', 'class_plan',
+           'phi_features', 'cluster_comparison', 'metrics_table', 'semantics_section', 'reconstruction_section',
+           'same_class_rate', 'reproduction_table', 'run_report', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -31,10 +32,13 @@ class Section:
     numbers: dict = field(default_factory=dict)
 
 # %% ../nbs/13_report.ipynb #c007
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.5}
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.5}
 h1{border-bottom:2px solid #3b6ea5}h2{margin-top:2em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:1em 0;font-size:.9em}
-td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f3f6fa}.meta{color:#666;font-size:.9em}
-.holds{color:#1a7f37;font-weight:600}.fails{color:#b42318;font-weight:600}nav a{margin-right:1em}"""
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f3f6fa}.meta{color:#666;font-size:.9em}
+.holds{color:#1a7f37;font-weight:600}.fails{color:#b42318;font-weight:600}.needs{color:#8a5a00;font-weight:600}nav a{margin-right:1em}
+.table-wrap{max-width:100%;overflow-x:auto}.note{background:#fff8e5;border-left:4px solid #e0a800;padding:.4em .8em}
+.plotly-graph-div{max-width:100%}"""
+FIG_MAX_WIDTH = 1160  # px: the page's content width at max-width 1200px, so nothing runs past a 1280 px screen
 
 def plotly_js() -> str:
     "The plotly.js bundle shipped with the plotly package, to inline into a self-contained page."
@@ -45,7 +49,17 @@ def plotly_js() -> str:
 def table_html(df: pd.DataFrame) -> str:
     "A DataFrame as an HTML table, verdict cells coloured."
     s = df.to_html(index=False, float_format=lambda v: f'{v:.3g}', border=0, escape=True)
-    return s.replace('<td>holds</td>', '<td class="holds">holds</td>').replace('<td>does not hold</td>', '<td class="fails">does not hold</td>')
+    s = s.replace('<td>holds</td>', '<td class="holds">holds</td>').replace('<td>does not hold</td>', '<td class="fails">does not hold</td>')
+    return '<div class="table-wrap">' + s.replace('<td>needs labels</td>', '<td class="needs">needs labels</td>') + '</div>'
+
+def fit_figure(fig, max_width: int = FIG_MAX_WIDTH):
+    "A copy of `fig` no wider than `max_width` px; image grids shrink in height too, so their pixels stay square."
+    import plotly.graph_objects as go
+    w = fig.layout.width
+    if w is None or w <= max_width: return fig
+    fig = go.Figure(fig); r = max_width / w
+    grid = any(t.type == 'image' for t in fig.data)
+    return fig.update_layout(width=max_width, height=round(fig.layout.height * r) if grid and fig.layout.height else fig.layout.height)
 
 def safe_text(text: str) -> str:
     "Section prose escaped for HTML; only the bold and italic tags the sections write themselves survive."
@@ -55,7 +69,7 @@ def section_html(sec: Section, i: int) -> str:
     "One section as HTML, figures as plotly divs (plotly.js loaded once by the page)."
     parts = [f'<h2 id="s{i}">{html.escape(sec.title)}</h2>', f'<p>{safe_text(sec.text)}</p>' if sec.text else '']
     for name, df in sec.tables.items(): parts += [f'<h3>{html.escape(name)}</h3>', table_html(df)]
-    for fig in sec.figures: parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={'displaylogo': False}))
+    for fig in sec.figures: parts.append(fit_figure(fig).to_html(full_html=False, include_plotlyjs=False, config={'displaylogo': False}))
     return '\n'.join(parts)
 
 def render_html(sections: list, title: str, meta: dict) -> str:
@@ -181,6 +195,7 @@ class ReportConfig:
     k_neighbours: int = 5
     n_targets: int = 4            # guided reconstructions
     n_samples: int = 2
+    min_per_class: int = 5        # classes with fewer images are left out of the class-based analyses
     seed: int = 0
     device: str = 'cpu'
 
@@ -194,7 +209,7 @@ def sparsity_section(model, x: torch.Tensor, cfg: ReportConfig) -> Section:
     text = (f'Normalized participation ratio PR(ā) = ‖ā‖₁²/(d‖ā‖₂²) of the spatially averaged channels, median over '
             f'{min(len(x), cfg.n_sparsity)} images at σ = {cfg.sparsity_sigma}. Lower is sparser. The paper finds PR drops in the middle and decoder blocks. '
             f'Here the sparsest block output is <b>{out.idxmin()}</b> (PR {out.min():.3f}); middle block {out["mid"]:.3f}.')
-    return Section('Sparsity per block', text, [plot_block_sparsity(t)], {'median PR per block': summ.reset_index()},
+    return Section('Sparsity per block', text, [plot_block_sparsity(t)], {'median PR per block': summ.rename_axis(columns=None).reset_index()},
                    {'median_pr_output': out.to_dict(), 'median_pr_input': summ['input'].to_dict(), 'sparsest_output_block': out.idxmin()})
 
 # %% ../nbs/13_report.ipynb #c018
@@ -236,20 +251,45 @@ def load_report_model(model, device='cpu'):
 
 # %% ../nbs/13_report.ipynb #c022
 DEMO_DATA = {'mnist': lambda: load_mnist('test'), 'textures': lambda: load_textures('test', n=600)}
+MIN_IMAGES = 20
 
-def load_report_data(data, size: int = 32) -> dict:
-    "Named datasets (`'demo'` = MNIST test + textures) or an image folder, as {name: ImageSet}, checked for size."
+def load_report_data(data, size: int = 32, channels: int = 3) -> dict:
+    "Named datasets (`'demo'` = MNIST test + textures), an image folder or a saved Hugging Face dataset, as {name: ImageSet}, checked before any compute."
+    from sparsediff.data import is_hf_dataset_dir, hf_from_disk
     if isinstance(data, ImageSet): sets = {data.name: data}
     elif data in (None, 'demo'): sets = {k: f() for k, f in DEMO_DATA.items()}
     elif str(data) in DEMO_DATA: sets = {str(data): DEMO_DATA[str(data)]()}
     else:
         p = Path(data)
-        if not p.exists(): raise FileNotFoundError(f'No dataset named {str(data)!r} and no folder at {p}; names: demo, {", ".join(DEMO_DATA)}')
-        sets = {p.name: image_folder(p, size=size)}
+        if not p.exists(): raise FileNotFoundError(f'No dataset named {str(data)!r} and no folder at {p}: give demo, {", ".join(DEMO_DATA)}, '
+                                                   'a folder of images (optionally one sub-folder per class) or a folder written by datasets.Dataset.save_to_disk')
+        if not p.is_dir(): raise ValueError(f'{p} is a file: give the folder that holds the images')
+        s = hf_from_disk(p, size=size, channels=channels) if is_hf_dataset_dir(p) else image_folder(p, size=size, channels=channels)
+        sets = {s.name: s}
     for name, s in sets.items():
-        if len(s) < 20: raise ValueError(f'{name} has {len(s)} images; the analyses need at least 20')
-        if s.images.shape[-1] < 8 or s.images.shape[-1] % 8: raise ValueError(f'{name} images are {tuple(s.images.shape[-2:])}: too small or not divisible by 8')
+        if len(s) < MIN_IMAGES: raise ValueError(f'{name} has {len(s)} images; the analyses need at least {MIN_IMAGES}: add {MIN_IMAGES - len(s)} or more images')
+        if s.images.shape[-1] < 8 or s.images.shape[-1] % 8: raise ValueError(f'{name} images are {tuple(s.images.shape[-2:])}: use a size that is a multiple of 8')
     return sets
+
+def class_plan(data: ImageSet, min_per_class: int = 5) -> dict:
+    "Which images the class-based analyses use: {'rows', 'classes', 'note'}; no rows (and a note saying what to change) when there are no usable labels."
+    if not data.labelled:
+        return dict(rows=np.array([], dtype=np.int64), classes=[], note=f'{data.name} has no labels (a flat folder, or no label column), so the class-based analyses '
+                    '(kNN and linear accuracy, class separation) are skipped and marked "needs labels": put each class in its own sub-folder to get them')
+    y = data.labels.numpy(); ids, counts = np.unique(y, return_counts=True)
+    names = lambda c: ', '.join(data.class_names(c[:4])) + (', …' if len(c) > 4 else '')
+    ok, few = ids[counts >= min_per_class], ids[counts < min_per_class]
+    if len(ids) < 2:
+        return dict(rows=np.array([], dtype=np.int64), classes=[], note=f'all images of {data.name} are in one class ({names(ids)}), so the class-based '
+                    'analyses are skipped and marked "needs labels": add at least one more class sub-folder to get them')
+    if len(ok) < 2:
+        return dict(rows=np.array([], dtype=np.int64), classes=[], note=f'{len(ok)} of the {len(ids)} classes of {data.name} have at least {min_per_class} images '
+                    f'(the smallest has {counts.min()}), so the class-based analyses are skipped and marked "needs labels": '
+                    f'put {min_per_class} or more images in each of at least two class folders, or merge small classes')
+    note = '' if not len(few) else (f'{len(few)} of the {len(ids)} classes of {data.name} have fewer than {min_per_class} images ({names(few)}) '
+                                    f'and are left out of the class-based analyses: add images to them to include them')
+    return dict(rows=np.flatnonzero(np.isin(y, ok)), classes=[int(c) for c in ok], note=note)
+
 
 # %% ../nbs/13_report.ipynb #c025
 def phi_features(model, data: ImageSet, folder, cfg: ReportConfig, progress: bool = True) -> dict:
@@ -260,33 +300,73 @@ def phi_features(model, data: ImageSet, folder, cfg: ReportConfig, progress: boo
     return {'phi': np.asarray(store.phi(cfg.sigma, 'mid')), 'enc3': np.asarray(store.phi(cfg.sigma, 'enc3'))}
 
 # %% ../nbs/13_report.ipynb #c026
+def cluster_comparison(reps: dict, n_clusters: int, seed: int = 0) -> pd.DataFrame:
+    "For each unlabelled representation: KMeans into `n_clusters`, the share of adjacent cluster pairs > 2 std apart, and the same for a matched Gaussian."
+    from sparsediff.semantics import kmeans, centroid_separation, fraction_separated, matched_gaussian
+    rows = []
+    for name, x in reps.items():
+        sep = centroid_separation(x, kmeans(x, n_clusters, seed)[0], strict=False)
+        g = matched_gaussian(x, seed=seed); null = centroid_separation(g, kmeans(g, n_clusters, seed)[0], strict=False)
+        rows.append(dict(representation=name, dims=x.shape[1], frac_gt_2std=fraction_separated(sep), median_sep=sep['separation'].median(),
+                         frac_gt_2std_null=fraction_separated(null), median_sep_null=null['separation'].median()))
+    return pd.DataFrame(rows).set_index('representation')
+
+METRIC_NAMES = {'dims': 'dimensions', 'knn_acc': 'kNN accuracy', 'linear_acc': 'linear classifier accuracy', 'nmi': 'KMeans NMI with classes',
+                'purity': 'KMeans purity', 'frac_gt_2std': 'adjacent clusters > 2 std apart', 'frac_gt_2std_labels': 'adjacent classes > 2 std apart',
+                'frac_gt_2std_null': 'same, matched Gaussian', 'median_sep': 'median cluster separation (std)',
+                'median_sep_labels': 'median class separation (std)', 'median_sep_null': 'median separation, matched Gaussian (std)'}
+
+def metrics_table(tab: pd.DataFrame) -> pd.DataFrame:
+    "Representations as columns and metrics as rows, named in words: a narrow table that fits the page."
+    t = tab[[c for c in METRIC_NAMES if c in tab.columns]].T
+    t.index = [METRIC_NAMES[c] for c in t.index]; t.columns.name = None
+    return t.rename_axis('metric').reset_index()
+
+def _pct(v) -> str: return f'{v:.0%}' if np.isfinite(v) else 'n/a (KMeans left fewer than two clusters of 2+ images)'
+
 def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section:
-    "Neighbours, clusters, kNN and linear classification: φ against pixels, PCA of pixels, mean colour and enc3 (Figs. 5, 6, 14)."
+    "Neighbours, clusters, kNN and linear classification: φ against pixels, PCA of pixels, mean colour and enc3 (Figs. 5, 6, 14); class-based parts only with labels."
     from sparsediff.semantics import (pixel_features, pca_features, mean_colour, compare_representations, plot_comparison,
                                       plot_neighbours, kmeans, centroid_separation, plot_separation, tsne_embedding, plot_embedding)
     pix = pixel_features(data.images)
-    reps = {'φ (mid)': feats['phi'], 'pixels': pix, 'PCA-64 of pixels': pca_features(pix, 64, cfg.seed),
+    live = feats['phi'][:, feats['phi'].max(0) > 0]  # dead channels carry nothing; dropping them changes no cosine
+    reps = {'φ (mid)': live, 'pixels': pix, 'PCA-64 of pixels': pca_features(pix, 64, cfg.seed),
             'mean colour': mean_colour(data.images), 'enc3 ā': feats['enc3']}
-    live = feats['phi'][:, feats['phi'].max(0) > 0]
-    reps['φ (mid)'] = live  # dead channels carry nothing; dropping them changes no cosine
-    tab = compare_representations(reps, data.labels.numpy(), k=cfg.k_neighbours, seed=cfg.seed, probe=True, null=True)
+    plan = class_plan(data, cfg.min_per_class); rows = plan['rows']; labelled = len(rows) > 0
+    y = data.labels.numpy()
+    n_clusters = max(2, min(cfg.n_clusters, len(data) // 4))
+    assign, _ = kmeans(live, n_clusters, cfg.seed)
+    if labelled:
+        yk = np.unique(y[rows], return_inverse=True)[1]  # the kept classes, numbered 0..K-1
+        tab = compare_representations({k: v[rows] for k, v in reps.items()}, yk, k=cfg.k_neighbours, seed=cfg.seed, probe=True, null=True)
+        sep = {'KMeans on φ': centroid_separation(live[rows], kmeans(live[rows], len(plan['classes']), cfg.seed)[0], strict=False),
+               'human labels': centroid_separation(live[rows], yk, strict=False)}
+    else:
+        tab = cluster_comparison(reps, n_clusters, cfg.seed)
+        sep = {'KMeans on φ': centroid_separation(live, assign, strict=False)}
     queries = np.random.default_rng(cfg.seed).choice(len(data), 3, replace=False)
-    assign, _ = kmeans(live, cfg.n_clusters, cfg.seed)
-    sep = {'KMeans on φ': centroid_separation(live, assign), 'human labels': centroid_separation(live, data.labels.numpy())}
-    emb, rows = tsne_embedding(live, n=min(600, len(live)), seed=cfg.seed)
-    figs = [plot_comparison(tab, title=f'{data.name}: how well each representation groups the labelled classes'),
-            plot_neighbours(data.images, {'φ': live, 'pixels': pix}, queries, k=cfg.k_neighbours, labels=data.labels.numpy(), scale=2),
-            plot_separation(sep, title=f'{data.name}: separation of adjacent groups in φ, KMeans clusters vs human classes'),
-            plot_embedding(emb, data.labels.numpy()[rows], data.classes, title=f't-SNE of φ on {data.name}')]
-    r = tab.round(3)
-    text = (f'{data.name}, {len(data)} images, φ at σ = {cfg.sigma} averaged over {cfg.n_noise} noise draws. '
-            f'kNN (k = {cfg.k_neighbours}, cosine) accuracy: φ {r.loc["φ (mid)", "knn_acc"]}, pixels {r.loc["pixels", "knn_acc"]}, '
-            f'enc3 {r.loc["enc3 ā", "knn_acc"]}, mean colour {r.loc["mean colour", "knn_acc"]}. '
-            f'Linear classifier: φ {r.loc["φ (mid)", "linear_acc"]}, pixels {r.loc["pixels", "linear_acc"]}. '
-            f'Adjacent KMeans clusters separated by more than 2 std: {r.loc["φ (mid)", "frac_gt_2std"]:.0%}; human classes: '
-            f'{r.loc["φ (mid)", "frac_gt_2std_labels"]:.0%}.')
-    return Section(f'Semantics ({data.name})', text, figs, {'representations compared': tab.reset_index()},
-                   {'comparison': tab.reset_index()})
+    emb, erows = tsne_embedding(live, n=min(600, len(live)), seed=cfg.seed)
+    colour, names, legend = (y, data.classes, 'class') if data.labelled else (assign, [f'cluster {c}' for c in range(n_clusters)], 'KMeans cluster')
+    figs = [plot_neighbours(data.images, {'φ': live, 'pixels': pix}, queries, k=cfg.k_neighbours,
+                            labels=y if data.labelled else None, class_names=data.classes, scale=3),
+            plot_separation(sep, title=f'{data.name}: separation of adjacent groups in φ' + (', KMeans clusters vs human classes' if labelled else ', KMeans clusters')),
+            plot_embedding(emb, colour[erows], names, title=f't-SNE of φ on {data.name}, coloured by {legend}', legend=legend)]
+    if labelled: figs.insert(0, plot_comparison(tab, title=f'{data.name}: how well each representation groups the labelled classes'))
+    r = tab.round(3); n_lab = len(rows)
+    head = f'{data.name}, {len(data)} images, φ at σ = {cfg.sigma} averaged over {cfg.n_noise} noise draws. '
+    if labelled:
+        text = head + (f'Class-based scores on {n_lab} images of {len(plan["classes"])} classes. kNN (k = {cfg.k_neighbours}, cosine) accuracy: φ {r.loc["φ (mid)", "knn_acc"]}, pixels {r.loc["pixels", "knn_acc"]}, '
+                       f'enc3 {r.loc["enc3 ā", "knn_acc"]}, mean colour {r.loc["mean colour", "knn_acc"]}. '
+                       f'Linear classifier: φ {r.loc["φ (mid)", "linear_acc"]}, pixels {r.loc["pixels", "linear_acc"]}. '
+                       f'Adjacent KMeans clusters separated by more than 2 std: {r.loc["φ (mid)", "frac_gt_2std"]:.0%}; human classes: '
+                       f'{r.loc["φ (mid)", "frac_gt_2std_labels"]:.0%}.')
+    else:
+        text = head + (f'{n_clusters} KMeans clusters of φ; adjacent clusters separated by more than 2 std: {_pct(r.loc["φ (mid)", "frac_gt_2std"])} '
+                       f'(a Gaussian with φ\'s mean and covariance: {_pct(r.loc["φ (mid)", "frac_gt_2std_null"])}).')
+    if plan['note']: text += f'<p class="note">{html.escape(plan["note"])}.</p>'
+    return Section(f'Semantics ({data.name})', text, figs, {'representations compared': metrics_table(tab)},
+                   {'comparison': tab.reset_index(), 'labelled': labelled, 'n_labelled': n_lab, 'note': plan['note']})
+
 
 # %% ../nbs/13_report.ipynb #c028
 def reconstruction_section(model, data: ImageSet, cfg: ReportConfig, progress: bool = True) -> Section:
@@ -302,12 +382,13 @@ def reconstruction_section(model, data: ImageSet, cfg: ReportConfig, progress: b
     titles = [t for i in range(len(targets)) for t in ['target'] + [f'φ err {e:.2f}' for e in err[r.target_index == i].tolist()]]
     fig = show_images(tiles, titles=titles, ncol=1 + cfg.n_samples, scale=4, title='Targets (left) and samples drawn to match their φ')
     pix = (x - targets[r.target_index]).flatten(1).norm(dim=1) / targets[r.target_index].flatten(1).norm(dim=1)
-    same = same_class_rate(data, idx, x, r.target_index)
+    same = same_class_rate(data, idx, x, r.target_index) if len(class_plan(data, cfg.min_per_class)['rows']) else float('nan')
     text = (f'{cfg.n_samples} samples for each of {cfg.n_targets} {data.name} targets, {r.evaluations_per_sample:.0f} network evaluations per sample, '
             f'status {r.status}. Median relative φ error ‖φ(x)−φ(x_c)‖/‖φ(x_c)‖ at σ = {cfg.sigma}: {err.median():.3f}; '
             f'median relative pixel difference from the target {pix.median():.2f} (samples are new images, not copies). '
-            f'A logistic-regression classifier trained on the pixels of the other {len(data) - len(idx)} images labels {same:.0%} of the samples '
-            f'with their target\'s class (chance {1 / max(1, len(data.labels.unique())):.0%}).')
+            + (f'A logistic-regression classifier trained on the pixels of the other {len(data) - len(idx)} images labels {same:.0%} of the samples '
+               f'with their target\'s class (chance {1 / max(1, len(data.labels.unique())):.0%}).' if np.isfinite(same)
+               else 'Whether samples keep their target\'s class needs labels (class sub-folders with enough images each).'))
     return Section('Reconstruction from φ', text, [fig], {},
                    {'phi_error': err, 'pixel_difference': pix, 'evals_per_sample': r.evaluations_per_sample, 'status': r.status,
                     'final_sigma': r.final_sigma, 'same_class_rate': same, 'chance': 1 / max(1, len(data.labels.unique()))})
@@ -316,6 +397,7 @@ def reconstruction_section(model, data: ImageSet, cfg: ReportConfig, progress: b
 def same_class_rate(data: ImageSet, target_idx, samples: torch.Tensor, target_index: torch.Tensor) -> float:
     "Share of samples that a pixel classifier, trained on the images other than the targets, assigns to their target's class."
     from sklearn.linear_model import LogisticRegression
+    if not data.labelled: return float('nan')
     keep = np.setdiff1d(np.arange(len(data)), target_idx)
     if len(np.unique(data.labels.numpy()[keep])) < 2: return float('nan')
     clf = LogisticRegression(max_iter=500).fit(data.images[torch.as_tensor(keep)].flatten(1).numpy(), data.labels.numpy()[keep])
@@ -326,6 +408,10 @@ def same_class_rate(data: ImageSet, target_idx, samples: torch.Tensor, target_in
 def _claim(claim, where, measured, holds, why_not=''):
     return {'claim': claim, 'paper': where, 'measured here': measured, 'verdict': 'holds' if holds else 'does not hold',
             'note': '' if holds else why_not}
+
+def _needs_labels(claim, where, measured, note):
+    "A class-based claim that this data cannot test: verdict 'needs labels', with what to change."
+    return {'claim': claim, 'paper': where, 'measured here': measured, 'verdict': 'needs labels', 'note': note}
 
 def reproduction_table(numbers: dict) -> pd.DataFrame:
     "One row per claim of the paper: what was measured here and whether the claim holds."
@@ -350,6 +436,13 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
             rows.append(_claim(f'Channel selectivity is bimodal, dead channels excluded — {name[21:-1]}', 'Fig. 3',
                                f"bimodality coefficient {sec['bimodality']:.2f}; {sec['n_specialized']} specialized, {sec['n_common']} common, {sec['n_dead']} dead",
                                sec['bimodality'] > 0.555 and sec['n_specialized'] > 0, 'selectivities form one mode'))
+        if name.startswith('Semantics') and not sec.get('labelled', True):
+            t = pd.DataFrame(sec['comparison']).set_index('representation'); d = name[11:-1]; why = (sec.get('note') or 'no class labels: put each class in its own sub-folder').split(': ', 1)[-1]
+            rows.append(_needs_labels(f'Nearest neighbours in φ are more semantic than in pixel space — {d}', 'Figs. 5, 14', 'not measured', why))
+            rows.append(_needs_labels(f'Adjacent φ clusters lie > 2 std apart; human classes overlap more — {d}', 'Fig. 6',
+                                      f"{_pct(t.loc['φ (mid)', 'frac_gt_2std'])} of adjacent cluster pairs; classes not measured", why))
+            rows.append(_needs_labels(f'A linear classifier reads classes from φ better than from pixels — {d}', '§ classification', 'not measured', why))
+            continue
         if name.startswith('Semantics'):
             t = pd.DataFrame(sec['comparison']).set_index('representation'); d = name[11:-1]
             phi_, pix = t.loc['φ (mid)'], t.loc['pixels']
@@ -370,7 +463,10 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
                            f'median relative φ error {e:.3f}; median pixel difference {p:.2f}', e <= 0.1 and p > 0.05,
                            'the φ error stays above 0.1: the guidance is too weak for this model or too few steps were run'))
         sc, ch = rc.get('same_class_rate', float('nan')), rc.get('chance', float('nan'))
-        if np.isfinite(sc):
+        if not np.isfinite(sc):
+            rows.append(_needs_labels("Samples matching φ share the target's class", 'Fig. 7', 'not measured',
+                                      'the reconstructed data set has no usable class labels: put each class (5 or more images) in its own sub-folder'))
+        else:
             rows.append(_claim("Samples matching φ share the target's class", 'Fig. 7',
                                f'{sc:.0%} of samples classified as their target\'s class (chance {ch:.0%})', sc >= max(0.5, 2 * ch),
                                'φ of this small model pins down a texture-like summary more than the class: matched samples often look like other classes'))
@@ -381,9 +477,12 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
                title: str = 'sparsediff report') -> tuple[Path, Path]:
     "Run every analysis of the paper on `model` and `data`; write `out/report.html` and `out/report.json`."
     from tqdm.auto import tqdm
+    import sys
     cfg = cfg or ReportConfig(); t0 = time.time()
     net = load_report_model(model, cfg.device)
-    sets = load_report_data(data)
+    sets = load_report_data(data, channels=getattr(getattr(net, 'config', None), 'in_channels', 3))
+    notes = [n for n in (class_plan(s, cfg.min_per_class)['note'] for s in sets.values()) if n]
+    for n in notes: print(f'note: {n}.', file=sys.stderr)  # before any compute, even without a progress bar
     out = Path(out); cache = out/'cache'; cache.mkdir(parents=True, exist_ok=True)
     mhash = hash_state_dict(net.state_dict()); base = dict(model=mhash, cfg=asdict(cfg))
     first = next(iter(sets.values()))
@@ -394,20 +493,38 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
         plan.append((f'selectivity-{name}', lambda s=s, name=name: selectivity_section(steps[f'features-{name}']['phi'], s, cfg)))
         plan.append((f'semantics-{name}', lambda s=s, name=name: semantics_section(steps[f'features-{name}'], s, cfg)))
     plan.append(('reconstruction', lambda: reconstruction_section(net, first, cfg, progress=False)))
-    steps = {}
+    steps, spent = {}, {}
+    def timed(name, fn):
+        def run(): t = time.time(); res = fn(); spent[name] = time.time() - t; return res
+        return run
+    timings_file = cache/'timings.json'
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     bar = tqdm(plan, desc='report', disable=not progress)
     for name, fn in bar:
         bar.set_postfix_str(name)
-        steps[name] = cached(cache, name, step_key(**base, step=name, data=sorted(sets)), fn)
+        key = step_key(**base, step=name, data=sorted(sets))
+        steps[name] = cached(cache, name, key, timed(name, fn))
+        if name in spent: timings[f'{name}-{key}'] = round(spent[name], 2)  # seconds of compute, kept for cached reruns
+        else: spent.setdefault(f'cached:{name}', timings.get(f'{name}-{key}'))
+    write_json(timings, timings_file)
     sections = [v for v in steps.values() if isinstance(v, Section)]
     numbers = {s.title: s.numbers for s in sections}
     claims = reproduction_table(numbers)
     held = (claims.verdict == 'holds').sum() if len(claims) else 0
-    summary = Section('The paper\'s claims, measured', f'{held} of {len(claims)} claims hold on this model and data.', [], {'claims': claims},
-                      {'claims': claims, 'n_hold': int(held), 'n_claims': len(claims)})
+    needs = (claims.verdict == 'needs labels').sum() if len(claims) else 0
+    verdict = f'{held} of {len(claims) - needs} claims hold on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
+    summary = Section('The paper\'s claims, measured', verdict + '.' + ''.join(f'<p class="note">{html.escape(n)}.</p>' for n in notes), [], {'claims': claims},
+                      {'claims': claims, 'n_hold': int(held), 'n_claims': len(claims), 'n_needs_labels': int(needs)})
+    from_cache = [k[7:] for k in spent if k.startswith('cached:')]
+    original = [v for k, v in spent.items() if not k.startswith('cached:')] + [v for k, v in spent.items() if k.startswith('cached:') and v is not None]
+    timing = {'seconds (this run)': round(time.time() - t0, 1)}
+    if from_cache:
+        timing['steps from cache'] = f'{len(from_cache)} of {len(plan)}'
+        if all(spent[f'cached:{k}'] is not None for k in from_cache):
+            timing['seconds of compute (all steps, when first computed)'] = round(sum(original), 1)
     meta = {'model': model if isinstance(model, str) else type(model).__name__, 'model hash': mhash,
             'parameters': sum(p.numel() for p in net.parameters()), 'data': ', '.join(f'{k} ({len(v)})' for k, v in sets.items()),
-            'σ for φ': cfg.sigma, 'noise draws': cfg.n_noise, 'device': cfg.device, 'seconds': round(time.time() - t0, 1),
+            'σ for φ': cfg.sigma, 'noise draws': cfg.n_noise, 'device': cfg.device, **timing,
             'python': platform.python_version(), 'torch': torch.__version__}
     return write_report(out, [summary] + sections, title, meta)
 

@@ -12,11 +12,11 @@ from .core import as_device, show_images
 from .analysis import as_numpy, as_matrix, row_chunks, palette
 
 # %% auto #0
-__all__ = ['as_images', 'pixel_features', 'mean_colour', 'pca_features', 'unit_rows', 'has_faiss', 'cosine_knn', 'knn_vote',
-           'check_labels', 'knn_accuracy', 'planted_clusters', 'kmeans', 'purity', 'cluster_scores', 'group_centroids',
-           'adjacent_pairs', 'centroid_separation', 'fraction_separated', 'matched_gaussian', 'tsne_embedding',
-           'plot_embedding', 'plot_neighbours', 'linear_probe', 'compare_representations', 'plot_comparison',
-           'plot_separation']
+__all__ = ['SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'mean_colour', 'pca_features', 'unit_rows', 'has_faiss',
+           'cosine_knn', 'knn_vote', 'check_labels', 'knn_accuracy', 'planted_clusters', 'kmeans', 'purity',
+           'cluster_scores', 'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated',
+           'matched_gaussian', 'tsne_embedding', 'plot_embedding', 'plot_neighbours', 'linear_probe',
+           'compare_representations', 'plot_comparison', 'plot_separation']
 
 # %% ../nbs/07_semantics.ipynb #c006
 def as_images(images) -> torch.Tensor:
@@ -67,6 +67,11 @@ def _faiss_knn(q: np.ndarray, db: np.ndarray, k: int, query_ids):
     return idx[keep].reshape(len(q), k).astype(np.int64), sims[keep].reshape(len(q), k)
 
 # %% ../nbs/07_semantics.ipynb #c010
+def _float_tensor(a) -> torch.Tensor:
+    "A float32 tensor of an array; a read-only array (a φ store's memory map) is copied first, as torch cannot share it."
+    a = np.asarray(a, dtype=np.float32)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
 def cosine_knn(queries, database=None, k: int = 5, query_ids=None, chunk: int | None = None, device=None,
                backend: str = 'auto', progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     "Indices and cosines of the `k` most similar database rows for each query row, best first: (n, k) and (n, k)."
@@ -79,12 +84,12 @@ def cosine_knn(queries, database=None, k: int = 5, query_ids=None, chunk: int | 
     if backend not in ('auto', 'torch', 'faiss'): raise ValueError(f"backend must be 'auto', 'torch' or 'faiss', got {backend!r}")
     if backend == 'faiss' or (backend == 'auto' and has_faiss() and device is None): return _faiss_knn(q, db, k, query_ids)
     dev = as_device(device)
-    dbt = unit_rows(torch.as_tensor(np.asarray(db, dtype=np.float32))).to(dev)                   # (N, d)
+    dbt = unit_rows(_float_tensor(db)).to(dev)                                                   # (N, d)
     chunk = chunk or max(1, min(len(q), 2**24 // len(db)))
     ids = None if query_ids is None else torch.as_tensor(np.asarray(query_ids), dtype=torch.long)
     out_i, out_s = [], []
     for i0, i1 in tqdm(list(row_chunks(len(q), chunk)), desc='cosine kNN', disable=not progress):
-        s = unit_rows(torch.as_tensor(np.asarray(q[i0:i1], dtype=np.float32)).to(dev)) @ dbt.T  # (b, d) @ (d, N) -> (b, N)
+        s = unit_rows(_float_tensor(q[i0:i1]).to(dev)) @ dbt.T                                   # (b, d) @ (d, N) -> (b, N)
         if ids is not None: s[torch.arange(i1 - i0), ids[i0:i1].to(dev)] = -float('inf')
         v, j = s.topk(k, dim=1)
         out_i.append(j.cpu()); out_s.append(v.cpu())
@@ -166,11 +171,14 @@ def adjacent_pairs(centroids: np.ndarray, neighbours: int = 1) -> np.ndarray:
     pairs = np.sort(np.stack([np.repeat(np.arange(len(c)), j.shape[1]), j.ravel()], 1), 1)
     return np.unique(pairs, axis=0)
 
-def centroid_separation(features, groups, neighbours: int = 1, min_size: int = 2) -> pd.DataFrame:
-    "For each adjacent pair of groups: centroid distance and its size in pooled standard deviations along the joining line."
+SEPARATION_COLUMNS = ['a', 'b', 'size_a', 'size_b', 'distance', 'std_a', 'std_b', 'separation']
+
+def centroid_separation(features, groups, neighbours: int = 1, min_size: int = 2, strict: bool = True) -> pd.DataFrame:
+    "For each adjacent pair of groups: centroid distance and its size in pooled standard deviations along the joining line (no rows, unless `strict`, when under two groups are big enough)."
     x = as_matrix(features, dtype=np.float64); g = as_numpy(groups, np.int64)
     ids, counts, cent = group_centroids(x, g)
     keep = counts >= min_size
+    if keep.sum() < 2 and not strict: return pd.DataFrame(columns=SEPARATION_COLUMNS, dtype=float)
     if keep.sum() < 2: raise ValueError(f'need at least two groups with {min_size}+ members, got {int(keep.sum())}')
     ids, counts, cent = ids[keep], counts[keep], cent[keep]
     members = {i: np.flatnonzero(g == i) for i in ids}
@@ -184,8 +192,8 @@ def centroid_separation(features, groups, neighbours: int = 1, min_size: int = 2
     return pd.DataFrame(rows)
 
 def fraction_separated(table: pd.DataFrame, threshold: float = 2.0) -> float:
-    "Share of adjacent pairs whose centroids are more than `threshold` pooled standard deviations apart."
-    return float((table['separation'] > threshold).mean())
+    "Share of adjacent pairs whose centroids are more than `threshold` pooled standard deviations apart (NaN for no pairs)."
+    return float((table['separation'] > threshold).mean()) if len(table) else float('nan')
 
 def matched_gaussian(features, n: int | None = None, seed: int = 0, max_basis: int = 5000) -> np.ndarray:
     "Samples of a Gaussian with the rows' mean and covariance (estimated on at most `max_basis` rows): (n, d)."
@@ -221,21 +229,29 @@ def plot_embedding(embedding, labels, class_names=None, title: str = 't-SNE of �
     return fig
 
 # %% ../nbs/07_semantics.ipynb #c028
-def plot_neighbours(images, features: dict, queries, k: int = 5, labels=None, scale: int = 3, title: str | None = None):
-    "For each query image, its `k` cosine nearest neighbours under each representation in `features`, side by side in one row."
+def plot_neighbours(images, features: dict, queries, k: int = 5, labels=None, scale: int = 3, title: str | None = None,
+                    class_names=None, centre: bool = True, max_name: int = 10):
+    "For each query image, its `k` nearest neighbours by centred cosine under each representation in `features`, side by side in one row."
     x = as_images(images)
     queries = np.atleast_1d(np.asarray(queries, dtype=np.int64))
     lab = None if labels is None else as_numpy(labels, np.int64)
+    name = lambda j: '' if lab is None else '<br>' + (str(class_names[lab[j]]) if class_names is not None else str(lab[j]))[:max_name]
+    near = {}
+    for rep, f in features.items():
+        f = as_matrix(f)
+        near[rep] = cosine_knn(f[queries] - f.mean(0) if centre else f[queries], f - f.mean(0) if centre else f, k=k, query_ids=queries)
     tiles, titles = [], []
-    near = {name: cosine_knn(as_matrix(f)[queries], f, k=k, query_ids=queries) for name, f in features.items()}
     for r, qi in enumerate(queries):
-        tiles.append(qi); titles.append('query' + ('' if lab is None else f' ({lab[qi]})'))
-        for name, (idx, sims) in near.items():
-            tiles += list(idx[r]); titles += [f'{name} {s:.3f}' + ('' if lab is None else f' ({lab[j]})') for j, s in zip(idx[r], sims[r])]
-    title = title or (f'Query (left) and its {k} cosine nearest neighbours under ' + ' | '.join(features)
-                      + ('' if lab is None else ' (label in brackets)'))
+        tiles.append(qi); titles.append('query' + name(qi))
+        for rep, (idx, sims) in near.items():
+            tiles += list(idx[r]); titles += [f'{rep} {s:.2f}' + name(j) for j, s in zip(idx[r], sims[r])]
+    kind = 'centred cosine (each vector minus the dataset mean)' if centre else 'cosine'
+    title = title or (f'Each row: a query (left), then its {k} nearest neighbours under ' + ', then '.join(features)
+                      + f'<br><sup>captions: representation and {kind}' + ('' if lab is None else ', then class') + '</sup>')
     fig = show_images(x[torch.as_tensor(tiles)], titles=titles, ncol=1 + k * len(features), scale=scale, title=title)
-    return fig.update_layout(margin=dict(t=70))
+    fig.update_annotations(font_size=11)
+    return fig.update_layout(margin=dict(t=120, l=5, r=5, b=5), height=fig.layout.height + 50 + 120 - fig.layout.margin.t)
+
 
 # %% ../nbs/07_semantics.ipynb #c030
 def linear_probe(features, labels, test_features=None, test_labels=None, test_frac: float = 0.25, seed: int = 0,
@@ -265,13 +281,13 @@ def compare_representations(features: dict, labels, k: int = 5, n_clusters: int 
         x = as_matrix(f, name)
         if len(x) != len(y): raise ValueError(f'representation {name!r} has {len(x)} rows but there are {len(y)} labels')
         assign, _ = kmeans(x, n_clusters, seed)
-        sep, sep_labels = centroid_separation(x, assign), centroid_separation(x, y)
+        sep, sep_labels = centroid_separation(x, assign, strict=False), centroid_separation(x, y, strict=False)  # KMeans may leave one big cluster
         row = dict(representation=name, dims=x.shape[1], knn_acc=knn_accuracy(x, y, k), **cluster_scores(y, assign),
                    frac_gt_2std=fraction_separated(sep), frac_gt_2std_labels=fraction_separated(sep_labels),
                    median_sep=sep['separation'].median(), median_sep_labels=sep_labels['separation'].median())
         if null:
             g = matched_gaussian(x, seed=seed)
-            sep_null = centroid_separation(g, kmeans(g, n_clusters, seed)[0])
+            sep_null = centroid_separation(g, kmeans(g, n_clusters, seed)[0], strict=False)
             row.update(frac_gt_2std_null=fraction_separated(sep_null), median_sep_null=sep_null['separation'].median())
         if probe: row['linear_acc'] = linear_probe(x, y, seed=seed)
         rows.append(row)
@@ -281,10 +297,11 @@ def plot_comparison(table: pd.DataFrame, metrics=('knn_acc', 'nmi', 'purity', 'l
     "Grouped bars of the scores of `compare_representations`, one group per metric."
     import plotly.graph_objects as go
     metrics = [m for m in metrics if m in table.columns]
-    fig = go.Figure([go.Bar(name=str(r), x=metrics, y=table.loc[r, metrics].astype(float), text=table.loc[r, metrics].astype(float).round(2),
-                            textposition='outside') for r in table.index])
+    words = {'knn_acc': 'kNN accuracy', 'nmi': 'KMeans NMI', 'purity': 'KMeans purity', 'linear_acc': 'linear accuracy'}
+    fig = go.Figure([go.Bar(name=str(r), x=[words.get(m, m) for m in metrics], y=table.loc[r, metrics].astype(float), text=table.loc[r, metrics].astype(float).round(2),
+                            textposition='outside', textfont_size=10, marker_color=c) for r, c in zip(table.index, palette(len(table)))])
     fig.update_layout(barmode='group', title=title or 'Representations compared on the same images', yaxis=dict(title='score (0–1)', range=[0, 1.1]),
-                      xaxis_title='metric', legend_title_text='representation', height=420, width=760)
+                      xaxis_title='metric', legend_title_text='representation', height=420, width=960, uniformtext=dict(minsize=9, mode='show'))
     return fig
 
 # %% ../nbs/07_semantics.ipynb #c043
