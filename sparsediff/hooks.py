@@ -142,6 +142,9 @@ def capture(model: nn.Module, names, *, inputs: bool = False, outputs: bool = Tr
             if not mine(): return None  # another thread's forward pass: leave it alone
             if name in edit:
                 new = edit[name](out)
+                if isinstance(new, torch.Tensor) and isinstance(out, torch.Tensor) and new.shape != out.shape:
+                    raise ValueError(f"the edit of {name!r} returned shape {tuple(new.shape)}, but the module's output is {tuple(out.shape)}; "
+                                     'return a tensor of the same shape (or None after editing in place)')
                 out = out if new is None else new
             if outputs and name in names: store(name, out)
             pending.discard(name)

@@ -129,7 +129,8 @@ class ChunkedData:
             items = [self.data[i] for i in range(i0, i1)]
             pair = lambda it: isinstance(it, (tuple, list)) and len(it) >= 2
             x = torch.stack([torch.as_tensor(it[0] if pair(it) else it) for it in items])
-            y = torch.tensor([int(it[1]) if pair(it) else -1 for it in items])
+            try: y = torch.tensor([int(it[1]) if pair(it) else -1 for it in items])
+            except (TypeError, ValueError): raise TypeError(f'labels must be integers; items {i0}..{i1 - 1} have labels like {items[0][1]!r}: map class names to indices first') from None
         if not x.is_floating_point(): raise TypeError(f'images must be floats in [0, 1], got dtype {x.dtype}; convert with x.float()/255')
         return x, y.long()
 
@@ -289,7 +290,9 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
     sigmas = [float(s) for s in ([sigmas] if isinstance(sigmas, (int, float)) else sigmas)]
     if not sigmas: raise ValueError('give at least one σ in sigmas, e.g. sigmas=(0.2,)')
     check_sigma(sigmas, 'sigmas')
+    if len({f'{s:g}' for s in sigmas}) < len(sigmas): raise ValueError(f'sigmas {sigmas} holds values that print alike (they would share one file); give distinct σ')
     src, names = ChunkedData(data), resolve(model, blocks)
+    if not names: raise ValueError("blocks is empty; give at least one block, e.g. blocks=('mid',)")
     keys, n = block_keys(names, which), len(src)
     if n == 0: raise ValueError('the dataset is empty')
     path.mkdir(parents=True, exist_ok=True)
@@ -390,7 +393,9 @@ class PhiStore:
         if sigma is None:
             if len(self.sigmas) == 1: return self.sigmas[0]
             raise ValueError(f'this store holds σ in {self.sigmas}; pick one, e.g. .phi({self.sigmas[0]})')
-        hits = [s for s in self.sigmas if np.isclose(s, float(sigma))]
+        try: sigma = float(sigma)
+        except (TypeError, ValueError): raise KeyError(f'σ={sigma!r} is not a number; this store holds {self.sigmas}') from None
+        hits = [s for s in self.sigmas if np.isclose(s, sigma)]
         if not hits: raise KeyError(f'σ={sigma} is not in this store; it holds {self.sigmas}')
         return hits[0]
 

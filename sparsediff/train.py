@@ -17,7 +17,7 @@ from .unet import UNet, UNetConfig, save_model, load_model, WEIGHTS_NAME, CONFIG
 # %% auto #0
 __all__ = ['SIGMA_DISTS', 'AMP_MODES', 'CKPT_FORMAT', 'CURRENT', 'STEPS', 'RESUMABLE', 'FLAGS', 'sample_sigma', 'add_noise',
            'TrainConfig', 'lr_at', 'save_checkpoint', 'load_checkpoint', 'evaluate_psnr', 'dead_channels', 'train_step',
-           'resume_configs', 'train', 'read_log', 'export_run', 'pretrained_log', 'plot_training']
+           'resume_configs', 'raise_diverged', 'train', 'read_log', 'export_run', 'pretrained_log', 'plot_training']
 
 # %% ../nbs/03_train.ipynb #c006
 SIGMA_DISTS = ('inv_sqrt', 'quadratic', 'uniform', 'log_uniform')
@@ -228,6 +228,13 @@ def resume_configs(out, state: dict, cfg, model_config) -> tuple:
     if cfg is not None: cfg = dataclasses.replace(stored, **{k: getattr(cfg, k) for k in RESUMABLE})
     return cfg or stored, state['model_config']
 
+def raise_diverged(out, step: int, loss: float):
+    "Stop a run whose loss is NaN or inf, saying what to check; the last checkpoint stays as it was."
+    st = load_checkpoint(out) if (Path(out)/CURRENT).exists() else None
+    kept = f'the checkpoint at step {st["step"]} is kept' if st else 'no checkpoint was written'
+    raise RuntimeError(f'the training loss is {loss} at step {step + 1}: the batches hold NaN/inf values or the run diverged '
+                       f'(lower --lr or check the data); {kept}')
+
 def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig | None = None, data=None, eval_images=None,
           device='cpu', progress: bool = True, callback=None, resume: bool = True) -> UNet:
     "Train (or resume) a blind UNet denoiser in folder `out`; returns the trained model."
@@ -267,6 +274,7 @@ def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig |
             x = data.batch(step, cfg.batch_size).to(device)
             if cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
             running.append(train_step(ddp, opt, x, cfg, step, g, autocast, scaler)); seen += len(x)
+            if not math.isfinite(running[-1]): raise_diverged(out, step, running[-1])
             done = step + 1
             if done % cfg.log_every == 0:
                 rec = {'step': done, 'loss': float(np.mean(running)), 'lr': lr_at(step, cfg), 'img_per_s': seen / (time.time() - t0)}

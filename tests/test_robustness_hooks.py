@@ -117,3 +117,7 @@ def test_nested_and_interleaved_exit_orders(model, x):
     b.__exit__(None, None, None)
     with torch.no_grad(): assert torch.equal(cb['mid'], model.encode(x * 0.5)[1]) and 'enc1' in ca
     assert _hooks_count(model) == 0
+
+def test_edit_returning_another_shape_is_named(model, x):
+    with pytest.raises(ValueError, match=r"edit of 'enc1' returned shape \(2, 1, 16, 16\)"): run_with_cache(model, x, 'mid', edit={'enc1': lambda o: o[:, :1]})
+    assert _hooks_count(model) == 0

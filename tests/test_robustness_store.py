@@ -157,3 +157,13 @@ def test_bad_store_arguments(model, tmp_path):
     with pytest.raises(ValueError, match='is a file'): extract_phi(model, Toy(), tmp_path/'file', **ARGS)
     bad = Toy(); bad.images[13, 0, 0, 0] = float('nan')
     with pytest.raises(ValueError, match=r'images 8\.\.15 of the dataset holds NaN or inf values \(images \[5\]\)'): extract_phi(model, bad, tmp_path/'nan', **ARGS)
+
+def test_more_bad_store_inputs(model, tmp_path):
+    class StrLabels(torch.utils.data.Dataset):
+        def __len__(self): return 4
+        def __getitem__(self, i): return torch.rand(3, 16, 16), 'cat'
+    with pytest.raises(TypeError, match='map class names to indices'): extract_phi(model, StrLabels(), tmp_path/'a', **ARGS)
+    with pytest.raises(ValueError, match='blocks is empty'): extract_phi(model, Toy(), tmp_path/'b', **{**ARGS, 'blocks': []})
+    with pytest.raises(ValueError, match='print alike'): extract_phi(model, Toy(), tmp_path/'c', **{**ARGS, 'sigmas': (0.1, 0.1000001)})
+    st = extract_phi(model, Toy(), tmp_path/'d', **ARGS)
+    with pytest.raises(KeyError, match="σ='abc' is not a number"): st.phi('abc')

@@ -108,3 +108,10 @@ def test_kill_9_resume_is_bit_exact(tmp_path, kill_at):
     assert equal(load_model(tmp_path/'killed').state_dict(), load_model(tmp_path/'straight').state_dict())
     a, b = read_log(tmp_path/'killed'), read_log(tmp_path/'straight')
     assert a.step.tolist() == list(range(1, 13)) and a.loss.tolist() == b.loss.tolist()
+
+def test_nan_loss_stops_the_run_and_keeps_the_checkpoint(tmp_path):
+    class Poisoned(Data):
+        def batch(self, step, bs): return super().batch(step, bs) * (float('nan') if step >= 3 else 1)
+    with pytest.raises(RuntimeError, match=r'loss is nan at step 4.*checkpoint at step 2 is kept'):
+        train(tmp_path, TINY, dataclasses.replace(CFG, steps=6), data=Poisoned(), progress=False)
+    assert load_checkpoint(tmp_path)['step'] == 2 and all(torch.isfinite(v).all() for v in load_model(tmp_path).state_dict().values())
