@@ -29,8 +29,12 @@ def train_parser(sub):
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--ckpt-every', type=int, default=500)
     p.add_argument('--eval-every', type=int, default=2_000)
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--accumulate', type=int, default=1, help='micro-batches per step (e.g. --batch-size 1024 --accumulate 8)')
+    p.add_argument('--compile', action='store_true', help='torch.compile the model')
+    p.add_argument('--workers', type=int, default=None, help='DataLoader processes building batches (default: 4 on CUDA, 0 on the CPU)')
+    p.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'fp16', 'off'], help="mixed precision ('auto': bf16 on CUDA)")
     return p
 
 # %% ../nbs/14_cli.ipynb #c005
@@ -40,15 +44,18 @@ def run_train(a):
     from sparsediff.unet import UNetConfig
     from sparsediff.train import TrainConfig, train
     from sparsediff.data import load_crops
+    from sparsediff.core import as_device
     if a.threads: torch.set_num_threads(a.threads)
+    device = as_device(a.device)
     if 'WORLD_SIZE' in __import__('os').environ and int(__import__('os').environ['WORLD_SIZE']) > 1:
-        torch.distributed.init_process_group('nccl' if a.device == 'cuda' else 'gloo')
+        torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     mcfg = UNetConfig.scaled(a.width_div, norm=a.norm, bias=not a.no_bias)
     tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup_steps=a.warmup, halve_every=a.halve_every,
                        sigma_dist=a.sigma_dist, sigma_lo=a.sigma_lo, sigma_hi=a.sigma_hi, seed=a.seed,
-                       ckpt_every=a.ckpt_every, eval_every=a.eval_every)
+                       ckpt_every=a.ckpt_every, eval_every=a.eval_every, accumulate=a.accumulate, compile=a.compile,
+                       workers=a.workers, amp=a.amp)
     eval_x = load_crops(split='test', n=256, seed=123).images
-    train(a.out, mcfg, tcfg, eval_images=eval_x, device=a.device)
+    train(a.out, mcfg, tcfg, eval_images=eval_x, device=device)
     print(f'model written to {a.out} (load with sparsediff.unet.load_model)')
 
 # %% ../nbs/14_cli.ipynb #c007
@@ -59,7 +66,7 @@ def report_parser(sub, name='report'):
     p.add_argument('--out', default='sparsediff_demo' if demo else 'sparsediff_report', help='folder for report.html, report.json and the cache')
     p.add_argument('--model', default='default', required=False, help='shipped model name or checkpoint folder')
     p.add_argument('--data', default='demo', required=not demo, help="'demo', 'mnist', 'textures' or an image folder")
-    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     return p
 

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import make_generator, show_images
+from .core import make_generator, show_images, as_device, model_device
 from .hooks import capture, resolve
 from .phi import block_means, evaluating, phi
 
@@ -412,9 +412,9 @@ def _check_model(model: nn.Module, shape, cfg: SamplerConfig, guided: bool):
 
 def _sample(model, shape, x_c, cfg: SamplerConfig, seed, device, callback, progress, target_index=None) -> SampleResult:
     "Run the configured schedule on a batch of `shape`, guided towards `x_c` when given."
-    device = torch.device(device)
-    gen = make_generator(seed)  # None: PyTorch's global generator
-    model = model.to(device)
+    if device is None: device = model_device(model)        # None: wherever the model is; otherwise the model is moved there
+    else: device = as_device(device); model = model.to(device)
+    gen = make_generator(seed)  # None: PyTorch's global generator (CPU draws, moved to the device: the same samples on every device)
     x_c = None if x_c is None else x_c.to(device)
     run, t0 = _Run(shape[0], cfg, callback, progress, cfg.n_levels if cfg.schedule == 'fixed' else None), time.time()
     with evaluating(model):
@@ -426,7 +426,7 @@ def _sample(model, shape, x_c, cfg: SamplerConfig, seed, device, callback, progr
 
 # %% ../nbs/08_sampler.ipynb #c028
 def sample(model: nn.Module, n: int = 1, shape=(3, 32, 32), config: SamplerConfig | None = None, seed: int | None = 0,
-           device='cpu', callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
+           device=None, callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
     "Draw `n` unconditional samples of `shape` (C, H, W) from the denoiser's prior."
     cfg = replace(config or SamplerConfig(), **{**overrides, 'guidance': 'none'})
     if n < 1: raise ValueError(f'n must be at least 1, got {n}')
@@ -436,7 +436,7 @@ def sample(model: nn.Module, n: int = 1, shape=(3, 32, 32), config: SamplerConfi
     return _sample(model, shape, None, cfg, seed, device, callback, progress)
 
 def reconstruct(model: nn.Module, targets: torch.Tensor, n_samples: int = 1, config: SamplerConfig | None = None,
-                seed: int | None = 0, device='cpu', callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
+                seed: int | None = 0, device=None, callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
     "Stochastic reconstructions from φ: `n_samples` guided samples of each target image (M, C, H, W), target-major."
     cfg = replace(config or SamplerConfig(), **overrides)
     targets = _check_targets(targets)
@@ -474,9 +474,10 @@ def noise_level_check(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, 
     import pandas as pd
     cfg, gen, rows = config or SamplerConfig(), make_generator(seed), []
     if cfg.guidance == 'none': raise ValueError("noise_level_check needs a guided config, got guidance='none'")
+    dev = model_device(model); x, targets = x.to(dev), targets.to(dev)
     for s in sigmas:
-        level = torch.full((len(x),), float(s))
-        y = x + s * torch.randn(x.shape, generator=gen)                            # (B, C, H, W) at noise level s
+        level = torch.full((len(x),), float(s), device=dev)
+        y = x + s * torch.randn(x.shape, generator=gen).to(dev)                   # (B, C, H, W) at noise level s
         target = match_target(model, targets, level, cfg.block, cfg.target_noise, gen)
         matched, _ = guide(model, y, target, level, cfg, Counter())
         before, after = (estimate_sigma(v - denoise(model, v)) for v in (y, matched))
