@@ -27,7 +27,7 @@ SIGMA_DISTS = ('inv_sqrt', 'quadratic', 'uniform', 'log_uniform')
 def sample_sigma(n: int, dist: str = 'inv_sqrt', lo: float = 0.0, hi: float = 1.0, generator=None) -> torch.Tensor:
     "Draw `n` noise levels in [lo, hi]: 'inv_sqrt'/'quadratic' (density ∝ 1/√σ, i.e. σ = u²), 'uniform' or 'log_uniform'."
     if not 0 <= lo < hi: raise ValueError(f'need 0 <= lo < hi, got lo={lo}, hi={hi}')
-    u = torch.rand(n, generator=generator)
+    u = torch.rand(n, generator=generator, device=generator.device if generator is not None else 'cpu')
     if dist in ('inv_sqrt', 'quadratic'): return lo + (hi - lo) * u**2
     if dist == 'uniform': return lo + (hi - lo) * u
     if dist == 'log_uniform':

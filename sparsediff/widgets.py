@@ -55,7 +55,7 @@ def setup_model(model: nn.Module | None = None, device=None) -> tuple[nn.Module,
 def fixed_noise(x: torch.Tensor, n_noise: int, seed: int, index: int) -> torch.Tensor:
     "The same `n_noise` standard normal draws for image `index` on every call: (C, H, W) -> (n_noise, C, H, W)."
     g = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0]))
-    return torch.randn((n_noise, *x.shape), generator=g).to(x.device, x.dtype)
+    return torch.randn((n_noise, *x.shape), generator=g, device='cpu').to(x.device, x.dtype)
 
 def _nanmean(a) -> float:
     a = np.asarray(a, dtype=np.float64); a = a[np.isfinite(a)]
