@@ -511,4 +511,5 @@ d = { 'settings': { 'branch': 'main',
                                     'sparsediff.widgets.progress_fraction': ('widgets.html#progress_fraction', 'sparsediff/widgets.py'),
                                     'sparsediff.widgets.rgb': ('widgets.html#rgb', 'sparsediff/widgets.py'),
                                     'sparsediff.widgets.setup_model': ('widgets.html#setup_model', 'sparsediff/widgets.py'),
-                                    'sparsediff.widgets.sigma_view': ('widgets.html#sigma_view', 'sparsediff/widgets.py')}}}
+                                    'sparsediff.widgets.sigma_view': ('widgets.html#sigma_view', 'sparsediff/widgets.py'),
+                                    'sparsediff.widgets.unet_views': ('widgets.html#unet_views', 'sparsediff/widgets.py')}}}
