@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import hash_state_dict, write_json, read_json, model_device
 from .hooks import capture, resolve, forward
-from .unet import BLOCKS, UNet
+from .unet import BLOCKS, UNet, check_image_batch
 
 # %% auto #0
 __all__ = ['WHICH', 'AMPS', 'MANIFEST', 'LABELS', 'FORMAT', 'IDENTITY', 'block_keys', 'evaluating', 'block_means', 'draw_noise',
@@ -123,6 +123,7 @@ def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8
             y = (xb[:, None] + sig[i:i+per].to(x.dtype).view(b, *[1] * (z.ndim - 1)) * z).flatten(0, 1)   # (b·n, C, H, W)
             if last: y = y.contiguous(memory_format=torch.channels_last)
             if fast is not None:
+                if model.check_inputs: check_image_batch(y, model.cfg.in_channels)   # what UNet.forward checks
                 with evaluating(model): a = fast(y)
             else: a = block_means(model, y, names, which, grad, call, forward_kwargs)
             for k in keys: outs[k].append(a[k].float().view(b, n_noise, -1).mean(1))    # (b·n, C) -> (b, C)

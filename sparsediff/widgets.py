@@ -22,7 +22,7 @@ from .sampler import reconstruct, SamplerConfig, PRESETS
 from .data import ImageSet, load_mnist
 from .hooks import capture, resolve
 from .phi import ChunkedData, PhiStore, evaluating, extract_phi
-from .unet import BLOCKS, UNet, load_pretrained
+from .unet import BLOCKS, UNet, load_pretrained, check_image_batch
 
 # %% auto #0
 __all__ = ['KIND_COLOURS', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'unet_views', 'sigma_view', 'rgb',
@@ -81,6 +81,7 @@ def sigma_view(model: nn.Module, x: torch.Tensor, z: torch.Tensor, sigma: float,
     fast = isinstance(model, UNet) and type(model).forward is UNet.forward and set(names + [key]) <= set(BLOCKS)
     with torch.no_grad(), evaluating(model):
         if fast:   # channels-last, no hooks: oneDNN/cuDNN's preferred layout; compile=True fuses it further
+            if model.check_inputs: check_image_batch(y, model.cfg.in_channels)   # what UNet.forward checks
             if compile and _compiled_views is None: _compiled_views = torch.compile(unet_views)
             xhat, cache = (_compiled_views if compile else unet_views)(model, y.contiguous(memory_format=torch.channels_last))
         else:
