@@ -113,21 +113,22 @@ def main():
     ap.add_argument('--compile', action='store_true', help='also time phi(compile=True) (minutes to compile on a CPU)')
     ap.add_argument('--full', action='store_true', help='also the full-width (13M) model for φ and training')
     ap.add_argument('--device', default='auto'); ap.add_argument('--repeats', type=int, default=3)
-    a = ap.parse_args()
+    ap.add_argument('--parts', default='phi,extract,train,latency', help='comma-separated subset of phi, extract, train, latency')
+    a = ap.parse_args(); parts = set(a.parts.split(','))
     torch.set_num_threads(a.threads); dev = as_device(a.device)
     print(f'device: {torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"} ({dev}), torch {torch.__version__}, '
           f'{torch.get_num_threads()} CPU thread(s)')
     shipped = load_pretrained(device=dev)
     gpu = dev.type == 'cuda'
     n_img = (8192 if gpu else 128) if a.quick else (32768 if gpu else 512)
-    part_phi('shipped model (width/4)', shipped, dev, n_img, 8, a)
-    if a.full or gpu:
+    if 'phi' in parts: part_phi('shipped model (width/4)', shipped, dev, n_img, 8, a)
+    if 'phi' in parts and (a.full or gpu):
         torch.manual_seed(0); part_phi('full width (random init)', UNet(UNetConfig()).to(dev).eval(), dev, n_img // (1 if gpu else 4), 8, a)
-    part_extract(shipped, dev, (16384 if gpu else 512) if a.quick else (65536 if gpu else 2048))
-    print('\n== training ==')
-    part_train('width/4', UNetConfig.scaled(4), dev, 1024 if gpu else 32, 5 if a.quick else 10)
-    if a.full or gpu: part_train('full width', UNetConfig(), dev, 1024 if gpu else 8, 3 if a.quick else 10, accumulate=1)
-    if not gpu: print(f'(CPU ceilings: best 3×3 conv {conv_peak(dev) / 1e9:.1f} GFLOP/s, fp32 2048² mm {mm_rate(dev, 2048, torch.float32) / 1e9:.1f} GFLOP/s)')
+    if 'extract' in parts: part_extract(shipped, dev, (16384 if gpu else 512) if a.quick else (65536 if gpu else 2048))
+    if 'train' in parts: print('\n== training =='); part_train('width/4', UNetConfig.scaled(4), dev, 1024 if gpu else 32, 5 if a.quick else 10)
+    if 'train' in parts and (a.full or gpu): part_train('full width', UNetConfig(), dev, 1024 if gpu else 8, 3 if a.quick else 10, accumulate=1)
+    if 'train' in parts and not gpu: print(f'(CPU ceilings: best 3×3 conv {conv_peak(dev) / 1e9:.1f} GFLOP/s, fp32 2048² mm {mm_rate(dev, 2048, torch.float32) / 1e9:.1f} GFLOP/s)')
+    if 'latency' not in parts: return
     print('\n== latency ==')
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     reconstruct(shipped, x, n_samples=4, seed=0, progress=False)    # warm-up
