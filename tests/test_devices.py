@@ -27,7 +27,7 @@ def test_phi_follows_the_model(device):
     f = phi(m, x, 0.2, n_noise=3, generator=torch.Generator().manual_seed(1), amp='off')
     assert f.device == model_device(m)
     ref = phi(tiny('cpu'), x, 0.2, n_noise=3, generator=torch.Generator().manual_seed(1))
-    assert torch.allclose(f.cpu(), ref, rtol=1e-3, atol=1e-4)   # same CPU draws; TF32 convolutions on CUDA
+    assert ((f.cpu() - ref).norm() / ref.norm()) < (1e-6 if device == 'cpu' else 5e-3)   # same CPU draws; CUDA convolutions may use TF32
     fa = phi(m, x, 0.2, n_noise=3, generator=torch.Generator().manual_seed(1))   # amp='auto': bf16 on CUDA
     assert ((fa.cpu() - ref).norm() / ref.norm()) < 2e-2
 
