@@ -40,11 +40,15 @@ def train_parser(sub):
     p.add_argument('--seed', type=int, default=0, help='seed of the initial weights and of every batch (a resumed run sees the same batches)')
     p.add_argument('--ckpt-every', type=int, default=500, help='write a resumable checkpoint every this many steps')
     p.add_argument('--eval-every', type=int, default=2_000, help='log PSNR and dead channels on 256 held-out crops every this many steps (0: never)')
-    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: as many as PyTorch chooses)')
+    p.add_argument('--accumulate', type=int, default=1, help='micro-batches per step (e.g. --batch-size 1024 --accumulate 8)')
+    p.add_argument('--compile', action='store_true', help='torch.compile the model')
+    p.add_argument('--workers', type=int, default=None, help='DataLoader processes building batches (default: 4 on CUDA, 0 on the CPU)')
+    p.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'fp16', 'off'], help="mixed precision ('auto': bf16 on CUDA)")
     return p
 
-# %% ../nbs/14_cli.ipynb #c005
+# %% ../nbs/14_cli.ipynb #4937c0f0
 FLAG_NAMES = dict(width_div='--width-div', batch_size='--batch-size', warmup_steps='--warmup', halve_every='--halve-every',
                   sigma_lo='--sigma-lo', sigma_hi='--sigma-hi', ckpt_every='--ckpt-every', eval_every='--eval-every', steps='--steps', lr='--lr')
 
@@ -74,16 +78,19 @@ def run_train(a):
     from sparsediff.data import load_crops
     if a.threads: torch.set_num_threads(a.threads)
     if 'WORLD_SIZE' in __import__('os').environ and int(__import__('os').environ['WORLD_SIZE']) > 1:
-        torch.distributed.init_process_group('nccl' if a.device == 'cuda' else 'gloo')
+        torch.distributed.init_process_group('nccl' if torch.device(a.device if a.device != 'auto' else ('cuda' if torch.cuda.is_available() else 'cpu')).type == 'cuda' else 'gloo')
     check_options(a)
+    from sparsediff.core import as_device
+    device = as_device(a.device)
     try:
         mcfg = UNetConfig.scaled(a.width_div, norm=a.norm, bias=not a.no_bias)
         tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup_steps=a.warmup, halve_every=a.halve_every,
                            sigma_dist=a.sigma_dist, sigma_lo=a.sigma_lo, sigma_hi=a.sigma_hi, seed=a.seed,
-                           ckpt_every=a.ckpt_every, eval_every=a.eval_every)
+                           ckpt_every=a.ckpt_every, eval_every=a.eval_every, accumulate=a.accumulate, compile=a.compile,
+                           workers=a.workers, amp=a.amp)
     except (TypeError, ValueError) as e: raise ValueError(as_flags(str(e))) from None
     eval_x = load_crops(split='test', n=256, seed=123).images
-    train(a.out, mcfg, tcfg, eval_images=eval_x, device=a.device)
+    train(a.out, mcfg, tcfg, eval_images=eval_x, device=device)
     print(f'model written to {a.out} (load with sparsediff.unet.load_model)')
 
 # %% ../nbs/14_cli.ipynb #c007
@@ -104,7 +111,7 @@ def report_parser(sub, name='report'):
     p.add_argument('--data', default='demo', required=not demo,
                    help="'demo', 'mnist', 'textures', a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
                         "or a saved Hugging Face dataset folder")
-    p.add_argument('--device', default='cpu', help='cpu or cuda')
+    p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument('--quiet', action='store_true', help='no progress bar (notes about the data are still printed)')
     return p
 

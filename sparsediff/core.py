@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['IMAGE_RANGE', 'default_device', 'as_device', 'seed_everything', 'make_generator', 'atomic_path', 'write_json',
-           'read_json', 'cache_dir', 'hash_state_dict', 'check_images', 'check_sigma', 'check_positive_int', 'psnr',
-           'to_uint8', 'image_grid', 'show_images']
+__all__ = ['IMAGE_RANGE', 'default_device', 'as_device', 'available_devices', 'model_device', 'seed_everything', 'make_generator',
+           'atomic_path', 'write_json', 'read_json', 'cache_dir', 'hash_state_dict', 'check_images', 'check_sigma',
+           'check_positive_int', 'psnr', 'to_uint8', 'image_grid', 'show_images']
 
 # %% ../nbs/00_core.ipynb #c006
 def default_device() -> torch.device:
@@ -22,13 +22,24 @@ def default_device() -> torch.device:
     return torch.device('cpu')
 
 # %% ../nbs/00_core.ipynb #c007
-def as_device(device=None) -> torch.device:
-    "Turn `None`, a string or a device into a `torch.device` (`None` means `default_device()`)."
-    if device is None: return default_device()
+def as_device(device='auto') -> torch.device:
+    "The one device resolver: `'auto'` or `None` means `default_device()`; a string or a device is checked against what is present."
+    if device is None or (isinstance(device, str) and device == 'auto'): return default_device()
     device = torch.device(device)
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was requested but no CUDA GPU is visible to PyTorch; use device='cpu'.")
+        raise RuntimeError("device='cuda' was requested but no CUDA GPU is visible to PyTorch; use device='cpu' or device='auto'.")
+    if device.type == 'mps' and not (getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()):
+        raise RuntimeError("device='mps' was requested but Apple MPS is not available; use device='cpu' or device='auto'.")
     return device
+
+def available_devices() -> list[str]:
+    "Device names present on this machine, CPU first: what tests and benchmarks loop over."
+    return ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+def model_device(model, default='cpu') -> torch.device:
+    "The device of a module's first parameter (or buffer); `default` for a module with neither."
+    for t in (*model.parameters(), *model.buffers()): return t.device
+    return torch.device(default)
 
 # %% ../nbs/00_core.ipynb #c008
 def seed_everything(seed: int = 0):

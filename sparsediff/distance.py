@@ -44,7 +44,7 @@ def conditional_denoiser(model: nn.Module, y: torch.Tensor, sigma: torch.Tensor,
 # %% ../nbs/09_distance.ipynb #c010
 def common_phi(model: nn.Module, x: torch.Tensor, sigma: float, n_noise: int = 8, block: str = 'mid', seed: int = 0) -> torch.Tensor:
     "φ(x, σ) with the same `n_noise` draws for every image, so equal images get equal φ: (M, C, H, W) -> (M, D)."
-    z = torch.randn((n_noise, *x.shape[1:]), generator=make_generator(seed)).to(x)     # (n, C, H, W), shared
+    z = torch.randn((n_noise, *x.shape[1:]), generator=make_generator(seed), device='cpu').to(x)     # (n, C, H, W), shared
     y = (x[:, None] + sigma * z[None]).flatten(0, 1)                                     # (M·n, C, H, W)
     return block_mean(model, y, block).view(len(x), n_noise, -1).mean(1)                  # (M·n, D) -> (M, D)
 

@@ -4,21 +4,23 @@
 
 # %% ../nbs/05_phi.ipynb #c003
 from __future__ import annotations
-import contextlib, hashlib, shutil, os, io, errno, fcntl
+import contextlib, hashlib, math, shutil, warnings, os, io, errno, fcntl
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import hash_state_dict, write_json, read_json, check_images, check_sigma, check_positive_int
+from .core import hash_state_dict, write_json, read_json, check_images, check_sigma, check_positive_int, model_device
 from .hooks import capture, resolve, resolve_one, forward
-from .unet import BLOCKS
+from .unet import BLOCKS, UNet, check_image_batch
 
 # %% auto #0
-__all__ = ['WHICH', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'block_keys', 'evaluating', 'block_means', 'draw_noise',
-           'check_phi_args', 'noisy_block_means', 'phi', 'phi_clean', 'ChunkedData', 'chunk_generator', 'phi_file',
-           'store_lock', 'StoreDamaged', 'verify_store', 'extract_phi', 'PhiStore']
+__all__ = ['WHICH', 'AMPS', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'block_keys', 'evaluating', 'block_means',
+           'draw_noise', 'default_rows', 'autocast_for', 'compiled_means', 'check_phi_args', 'noisy_block_means', 'phi',
+           'phi_clean', 'ChunkedData', 'chunk_generator', 'phi_file', 'store_lock', 'stream_chunks', 'StoreDamaged',
+           'verify_store', 'extract_phi', 'PhiStore']
 
 # %% ../nbs/05_phi.ipynb #c006
 WHICH = ('output', 'input', 'both')
@@ -55,10 +57,49 @@ def _sigmas(sigma, n: int, device) -> torch.Tensor:
     return s
 
 def draw_noise(x: torch.Tensor, n_noise: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    "Standard normal draws for each image, image by image in a fixed order: (B, C, H, W) -> (B, n_noise, C, H, W)."
+    "Standard normal draws for each image, image by image in a fixed order, in one call where possible: (B, C, H, W) -> (B, n_noise, C, H, W)."
     dev = generator.device if generator is not None else x.device
-    z = [torch.randn((n_noise, *x.shape[1:]), generator=generator, device=dev) for _ in range(len(x))]
-    return torch.stack(z).to(x.device, x.dtype)
+    shape = (n_noise, *x.shape[1:])
+    if dev.type != 'cpu' or math.prod(shape) % 16 == 0: z = torch.randn((len(x), *shape), generator=generator, device=dev)
+    else: z = torch.stack([torch.randn(shape, generator=generator, device=dev) for _ in range(len(x))])  # odd sizes: per image
+    return z.to(x.device, x.dtype)
+
+def default_rows(device) -> int:
+    "Rows (image × draw) per forward pass that keep `device` busy: 4,096 on CUDA, 1,024 on MPS, 256 on the CPU."
+    t = torch.device(device).type
+    return 4096 if t == 'cuda' else 1024 if t == 'mps' else 256
+
+AMPS = ('auto', 'bf16', 'fp16', 'off')
+
+def autocast_for(device, amp: str = 'auto'):
+    "Autocast context: 'auto' is bf16 on CUDA and off elsewhere; 'bf16', 'fp16' or 'off' as asked."
+    if amp not in AMPS: raise ValueError(f'amp must be one of {AMPS}, got {amp!r}')
+    device = torch.device(device)
+    if amp == 'auto': amp = 'bf16' if device.type == 'cuda' else 'off'
+    if amp == 'off': return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == 'bf16' else torch.float16)
+
+# %% ../nbs/05_phi.ipynb #c012c
+_ENCODER = ('enc1', 'enc2', 'enc3', 'mid')
+
+def _encoder_means(model: UNet, y: torch.Tensor, names: tuple) -> dict:
+    "ā of UNet encoder/middle blocks without hooks, stopping after the last one asked: {name: (B, C)}."
+    out, h, last = {}, y, max(_ENCODER.index(n) for n in names)
+    for i, n in enumerate(_ENCODER[:last + 1]):
+        h = getattr(model, n)(F.avg_pool2d(h, 2) if i else h)   # the same path as UNet.encode
+        if n in names: out[n] = h.mean((2, 3))
+    return out
+
+_compiled_encoder_means = None  # torch.compile(_encoder_means), made on first use; guards on the model recompile per model
+
+def compiled_means(model: nn.Module, names, which: str = 'output', call=None, forward_kwargs=None) -> Callable | None:
+    "A `torch.compile`d `y -> {block: ā}` for a UNet's encoder/middle outputs; `None` where that path does not apply."
+    global _compiled_encoder_means
+    names = tuple(names)
+    if not (isinstance(model, UNet) and type(model).encode is UNet.encode and which == 'output' and call is None
+            and not forward_kwargs and all(n in _ENCODER for n in names)): return None
+    if _compiled_encoder_means is None: _compiled_encoder_means = torch.compile(_encoder_means)
+    return lambda y: _compiled_encoder_means(model, y, names)
 
 # %% ../nbs/05_phi.ipynb #c012v
 def check_phi_args(model: nn.Module, x, sigma=0.0, n_noise: int = 1, block=None) -> torch.Tensor:
@@ -71,34 +112,48 @@ def check_phi_args(model: nn.Module, x, sigma=0.0, n_noise: int = 1, block=None)
 
 # %% ../nbs/05_phi.ipynb #c013
 def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8, blocks=('mid',), which: str = 'output',
-                      generator: torch.Generator | None = None, batch_size: int = 256, grad: bool = False,
-                      call: Callable | None = None, forward_kwargs: dict | None = None) -> dict:
-    "ā of `blocks` at x + σz averaged over `n_noise` draws z, images and draws batched together: {key: (B, C)}."
+                      generator: torch.Generator | None = None, batch_size: int | None = None, grad: bool = False,
+                      call: Callable | None = None, forward_kwargs: dict | None = None, noise: torch.Tensor | None = None,
+                      amp: str = 'auto', compile: bool = False) -> dict:
+    "ā of `blocks` at x + σz averaged over `n_noise` draws z (or the given `noise` (B, n, C, H, W)), on the model's device: {key: (B, C)}."
     x = check_phi_args(model, x, sigma, n_noise); names = resolve(model, blocks); keys = block_keys(names, which)
-    sig = _sigmas(sigma, len(x), x.device)
-    per = max(1, batch_size // n_noise)  # images per forward pass
+    dev = model_device(model, x.device)
+    x = x.to(dev); sig = _sigmas(sigma, len(x), dev)
+    if noise is not None and noise.shape != (len(x), n_noise, *x.shape[1:]):
+        raise ValueError(f'noise must have shape {(len(x), n_noise, *x.shape[1:])}, got {tuple(noise.shape)}')
+    fast = compiled_means(model, names, which, call, forward_kwargs) if compile else None
+    if compile and fast is None: warnings.warn('compile=True applies to a UNet\'s encoder/middle outputs without `call`; running eagerly', RuntimeWarning)
+    last = isinstance(model, UNet) and call is None and x.ndim == 4  # channels-last input for the UNet's convolutions
+    per = max(1, (batch_size or default_rows(dev)) // n_noise)  # images per forward pass
     outs = {k: [] for k in keys}
-    for i in range(0, len(x), per):
-        xb = x[i:i+per]; b = len(xb)
-        z = draw_noise(xb, n_noise, generator)                                        # (b, n, C, H, W)
-        y = (xb[:, None] + sig[i:i+per].to(x.dtype).view(b, 1, 1, 1, 1) * z).flatten(0, 1)  # (b·n, C, H, W)
-        a = block_means(model, y, names, which, grad, call, forward_kwargs)
-        for k in keys: outs[k].append(a[k].float().view(b, n_noise, -1).mean(1))    # (b·n, C) -> (b, C)
+    with autocast_for(dev, amp), contextlib.nullcontext() if grad else torch.no_grad():
+        for i in range(0, len(x), per):
+            xb = x[i:i+per]; b = len(xb)
+            z = draw_noise(xb, n_noise, generator) if noise is None else noise[i:i+per].to(dev, x.dtype)  # (b, n, C, H, W)
+            y = (xb[:, None] + sig[i:i+per].to(x.dtype).view(b, *[1] * (z.ndim - 1)) * z).flatten(0, 1)   # (b·n, C, H, W)
+            if last: y = y.contiguous(memory_format=torch.channels_last)
+            if fast is not None:
+                if model.check_inputs: check_image_batch(y, model.cfg.in_channels)   # what UNet.forward checks
+                with evaluating(model): a = fast(y)
+            else: a = block_means(model, y, names, which, grad, call, forward_kwargs)
+            for k in keys: outs[k].append(a[k].float().view(b, n_noise, -1).mean(1))    # (b·n, C) -> (b, C)
     return {k: torch.cat(v) for k, v in outs.items()}
 
 # %% ../nbs/05_phi.ipynb #c015
 def phi(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8, block: str = 'mid', generator: torch.Generator | None = None,
-        batch_size: int = 256, grad: bool = False, call: Callable | None = None, forward_kwargs: dict | None = None) -> torch.Tensor:
-    "φ(x, σ): spatial mean of `block`'s output at x + σz, averaged over `n_noise` draws: (B, C, H, W) -> (B, C)."
+        batch_size: int | None = None, grad: bool = False, call: Callable | None = None, forward_kwargs: dict | None = None,
+        amp: str = 'auto', compile: bool = False) -> torch.Tensor:
+    "φ(x, σ): spatial mean of `block`'s output at x + σz, averaged over `n_noise` draws, on the model's device: (B, C, H, W) -> (B, C)."
     x = check_phi_args(model, x, sigma, n_noise, block)
-    out = noisy_block_means(model, x, sigma, n_noise, (block,), 'output', generator, batch_size, grad, call, forward_kwargs)
+    out = noisy_block_means(model, x, sigma, n_noise, (block,), 'output', generator, batch_size, grad, call, forward_kwargs,
+                            amp=amp, compile=compile)
     return next(iter(out.values()))
 
 def phi_clean(model: nn.Module, x: torch.Tensor, block: str = 'mid', call: Callable | None = None,
               forward_kwargs: dict | None = None) -> torch.Tensor:
     "Differentiable spatial mean of `block`'s output at x itself (no noise): (B, C, H, W) -> (B, C)."
     x = check_phi_args(model, x, block=block)
-    return next(iter(block_means(model, x, (block,), 'output', True, call, forward_kwargs).values()))
+    return next(iter(block_means(model, x.to(model_device(model, x.device)), (block,), 'output', True, call, forward_kwargs).values()))
 
 # %% ../nbs/05_phi.ipynb #c023
 class ChunkedData:
@@ -151,9 +206,9 @@ class ChunkedData:
 MANIFEST, LABELS, LOCK, FORMAT = 'manifest.json', 'labels.npy', '.lock', 'sparsediff.phi/2'
 IDENTITY = ('format', 'model_hash', 'data', 'sigmas', 'n_noise', 'seed', 'blocks', 'which', 'chunk', 'forward_kwargs', 'tag')
 
-def chunk_generator(seed: int, chunk_index: int) -> torch.Generator:
-    "A CPU generator seeded from `(seed, chunk_index)`, so every chunk's noise is fixed whatever ran before."
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), int(chunk_index)]).generate_state(1)[0]))
+def chunk_generator(seed: int, chunk_index: int, device='cpu') -> torch.Generator:
+    "A generator on `device` seeded from `(seed, chunk_index)`, so every chunk's noise is fixed whatever ran before."
+    return torch.Generator(device=device).manual_seed(int(np.random.SeedSequence([int(seed), int(chunk_index)]).generate_state(1)[0]))
 
 def phi_file(sigma: float, key: str) -> str:
     "File name of the (N, C) array for σ and a block key."
@@ -219,6 +274,24 @@ def store_lock(path: Path):
         yield
     finally: os.close(fd)  # closing releases the lock (so does a crash)
 
+# %% ../nbs/05_phi.ipynb #c027b
+class _ChunkSet(torch.utils.data.Dataset):
+    "Chunks of a `ChunkedData` (a list of chunk indices, or every chunk from `start`) as items `(chunk_index, i0, images, labels)`, for a `DataLoader`."
+    def __init__(self, src: ChunkedData, size: int, chunks):
+        self.src, self.size = src, size
+        self.chunks = list(range(chunks, -(-len(src) // size))) if isinstance(chunks, int) else list(chunks)
+    def __len__(self): return len(self.chunks)
+    def __getitem__(self, j):
+        ci = self.chunks[j]; i0 = ci * self.size
+        return (ci, i0, *self.src.get(i0, min(len(self.src), i0 + self.size)))
+
+def stream_chunks(src: ChunkedData, size: int, chunks=0, workers: int = 0, device='cpu'):
+    "Yield `(chunk_index, i0, images on device, labels)`; with `workers` > 0 the next chunks are read by background processes meanwhile."
+    device = torch.device(device); pin = device.type == 'cuda'
+    dl = torch.utils.data.DataLoader(_ChunkSet(src, size, chunks), batch_size=None, shuffle=False, num_workers=workers,
+                                     pin_memory=pin, prefetch_factor=2 if workers else None, persistent_workers=False)
+    for ci, i0, x, y in dl: yield int(ci), int(i0), x.to(device, non_blocking=pin), y
+
 # %% ../nbs/05_phi.ipynb #c028
 class StoreDamaged(ValueError):
     "A φ store whose files disagree with their manifest; `.chunks` lists the damaged chunk indices."
@@ -280,13 +353,15 @@ def _damaged(path, bad: dict, man: dict) -> StoreDamaged:
 
 # %% ../nbs/05_phi.ipynb #c028x
 def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: int = 8, seed: int = 0, blocks=('mid',),
-                which: str = 'output', chunk: int = 512, batch_size: int = 256, progress: bool = True,
+                which: str = 'output', chunk: int = 512, batch_size: int | None = None, progress: bool = True,
                 callback: Callable | None = None, overwrite: bool = False, tag: str | None = None,
-                call: Callable | None = None, forward_kwargs: dict | None = None, repair: bool = False) -> 'PhiStore':
-    "Stream `data` through `model`, writing noise-averaged block means per (σ, block) to `.npy` files in folder `path`; resumable, locked, checksummed."
+                call: Callable | None = None, forward_kwargs: dict | None = None, repair: bool = False, workers: int | None = None,
+                amp: str = 'auto', compile: bool = False) -> 'PhiStore':
+    "Stream `data` through `model` (on its device), writing noise-averaged block means per (σ, block) to `.npy` files in folder `path`; resumable, locked, checksummed."
     path = Path(path)
     if path.exists() and not path.is_dir(): raise ValueError(f'path={str(path)!r} is a file; give a folder for the φ store')
-    n_noise, chunk, batch_size = (check_positive_int(v, k) for k, v in (('n_noise', n_noise), ('chunk', chunk), ('batch_size', batch_size)))
+    n_noise, chunk = (check_positive_int(v, k) for k, v in (('n_noise', n_noise), ('chunk', chunk)))
+    if batch_size is not None: batch_size = check_positive_int(batch_size, 'batch_size')
     sigmas = [float(s) for s in ([sigmas] if isinstance(sigmas, (int, float)) else sigmas)]
     if not sigmas: raise ValueError('give at least one σ in sigmas, e.g. sigmas=(0.2,)')
     check_sigma(sigmas, 'sigmas')
@@ -298,10 +373,10 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
     path.mkdir(parents=True, exist_ok=True)
     with store_lock(path):
         return _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback,
-                        overwrite, tag, call, forward_kwargs, repair)
+                        overwrite, tag, call, forward_kwargs, repair, workers, amp, compile)
 
 def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback, overwrite, tag,
-             call, forward_kwargs, repair) -> 'PhiStore':
+             call, forward_kwargs, repair, workers=None, amp='auto', compile=False) -> 'PhiStore':
     "The body of `extract_phi`, run while holding the folder's lock."
     n = len(src)
     ident = dict(format=FORMAT, model_hash=hash_state_dict(model.state_dict()),
@@ -322,17 +397,19 @@ def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk,
                 redo = sorted(bad)
     n_chunks = -(-n // chunk)
     if man is not None and man['complete'] and not redo: return PhiStore(path, verify=False)
-    device = next(model.parameters()).device
+    device = model_device(model)
+    gen_device = device if device.type == 'cuda' else 'cpu'   # CUDA: noise drawn on the GPU (reproducible on CUDA, not equal to CPU draws)
+    if workers is None: workers = 2 if device.type == 'cuda' else 0
     todo, ci = redo + list(range(start, n_chunks)), None
     bar = tqdm(total=n, initial=min(n, start * chunk), unit='img', desc=f'φ {src.name}', disable=not progress)
     try:
-        for j, ci in enumerate(todo):
-            i0 = ci * chunk; x, y = src.get(i0, min(n, i0 + chunk))
-            x = check_images(x, f'images {i0}..{i0 + len(x) - 1} of the dataset', warn_range=j == 0).to(device)
+        for j, (ci, i0, x, y) in enumerate(stream_chunks(src, chunk, todo, workers, device)):
+            x = check_images(x, f'images {i0}..{i0 + len(x) - 1} of the dataset', warn_range=j == 0)
             create, vals = man is None, {}
+            z = draw_noise(x, n_noise, chunk_generator(seed, ci, gen_device))   # (b, n, C, H, W): the same draws for every σ
             for s in sigmas:
-                out = noisy_block_means(model, x, s, n_noise, names, which, chunk_generator(seed, ci), batch_size,
-                                        call=call, forward_kwargs=forward_kwargs)
+                out = noisy_block_means(model, x, s, n_noise, names, which, None, batch_size, call=call, forward_kwargs=forward_kwargs,
+                                        noise=z, amp=amp, compile=compile)
                 vals.update({(s, k): v.cpu().numpy().astype(np.float32) for k, v in out.items()})
             if create:
                 files = {f'{s:g}|{k}': phi_file(s, k) for s in sigmas for k in keys}

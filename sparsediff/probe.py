@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .core import model_device
 from .hooks import capture, resolve, forward
 from .train import add_noise
 from .scenes import Scenes, TASKS
@@ -98,12 +99,13 @@ def position_map(n: int, size: tuple) -> torch.Tensor:
 
 @torch.no_grad()
 def capture_maps(model: nn.Module | None, images: torch.Tensor, sigma: float, names, noise=None, seed: int = 0,
-                 batch_size: int = 64, device='cpu') -> dict:
+                 batch_size: int = 64, device=None) -> dict:
     "Feature maps {name: (N, C, h, w)} of modules `names` (and the pseudo-layers 'pixels', 'position') for images at noise σ."
     noise = noise or BlindNoise(); names = [names] if isinstance(names, str) else list(names)
     real = [n for n in names if n not in (PIXELS, POSITION)]
     if real and model is None: raise ValueError(f'a model is needed to capture {real}')
     real = resolve(model, real) if real else []
+    if device is None: device = model_device(model) if model is not None else torch.device('cpu')   # follow the model
     g = torch.Generator().manual_seed(seed); out = {n: [] for n in names}
     size = tuple(images.shape[-2:])
     was = model.training if model is not None else False
@@ -286,7 +288,7 @@ def random_copy(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def probe_sweep(models: dict, train: Scenes, test: Scenes, layers, sigmas, tasks=TASKS, noise=None,
                 controls=(PIXELS, POSITION), epochs: int = 30, lr: float = 1e-2, batch_size: int = 32, seed: int = 0,
-                capture_batch: int = 64, device='cpu', progress: bool = True, **fit_kw) -> pd.DataFrame:
+                capture_batch: int = 64, device=None, progress: bool = True, **fit_kw) -> pd.DataFrame:
     "Probe every (model, layer, σ) on `train` scenes and score on held-out `test` scenes; controls run once per σ: one row each."
     from tqdm.auto import tqdm
     noise = noise or BlindNoise(); layers = [layers] if isinstance(layers, str) else list(layers)

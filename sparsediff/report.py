@@ -197,7 +197,7 @@ class ReportConfig:
     n_samples: int = 2
     min_per_class: int = 5        # classes with fewer images are left out of the class-based analyses
     seed: int = 0
-    device: str = 'cpu'
+    device: str = 'auto'          # 'auto': CUDA when present, else the CPU (resolved once, by core.as_device)
 
 # %% ../nbs/13_report.ipynb #c017
 def sparsity_section(model, x: torch.Tensor, cfg: ReportConfig) -> Section:
@@ -243,7 +243,7 @@ def selectivity_section(phi: np.ndarray, data: ImageSet, cfg: ReportConfig) -> S
                     'threshold': a['threshold'], 'bimodality': a['bimodality']})
 
 # %% ../nbs/13_report.ipynb #c021
-def load_report_model(model, device='cpu'):
+def load_report_model(model, device='auto'):
     "A model from a shipped name, a checkpoint folder, or a module; errors say what is wrong."
     from sparsediff.unet import load_pretrained
     if isinstance(model, torch.nn.Module): return model.to(as_device(device)).eval()
@@ -377,7 +377,7 @@ def reconstruction_section(model, data: ImageSet, cfg: ReportConfig, progress: b
     targets = data.images[torch.as_tensor(idx)]
     r = reconstruct(model, targets, n_samples=cfg.n_samples, seed=cfg.seed, device=cfg.device, progress=progress)
     x = r.denoised.clamp(0, 1)
-    err = phi_error(model, x, targets[r.target_index], sigma=cfg.sigma, seed=cfg.seed)
+    err = phi_error(model, x, targets[r.target_index], sigma=cfg.sigma, seed=cfg.seed).cpu()  # computed on the model's device
     tiles = torch.cat([torch.cat([targets[i:i+1], x[r.target_index == i]]) for i in range(len(targets))])
     titles = [t for i in range(len(targets)) for t in ['target'] + [f'φ err {e:.2f}' for e in err[r.target_index == i].tolist()]]
     fig = show_images(tiles, titles=titles, ncol=1 + cfg.n_samples, scale=4, title='Targets (left) and samples drawn to match their φ')
@@ -478,7 +478,9 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
     "Run every analysis of the paper on `model` and `data`; write `out/report.html` and `out/report.json`."
     from tqdm.auto import tqdm
     import sys
+    from dataclasses import replace
     cfg = cfg or ReportConfig(); t0 = time.time()
+    cfg = replace(cfg, device=str(as_device(cfg.device)))  # 'auto' resolved once: the cache keys and the page name the real device
     net = load_report_model(model, cfg.device)
     sets = load_report_data(data, channels=getattr(getattr(net, 'config', None), 'in_channels', 3))
     notes = [n for n in (class_plan(s, cfg.min_per_class)['note'] for s in sets.values()) if n]
@@ -528,6 +530,6 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
             'python': platform.python_version(), 'torch': torch.__version__}
     return write_report(out, [summary] + sections, title, meta)
 
-def demo(out='sparsediff_demo', device='cpu', progress: bool = True, model='default', data='demo') -> tuple[Path, Path]:
+def demo(out='sparsediff_demo', device='auto', progress: bool = True, model='default', data='demo') -> tuple[Path, Path]:
     "The main job: the full report on the shipped model and the demo datasets."
     return run_report(model, data, out, ReportConfig(device=device), progress, title='sparsediff demo: the shipped denoiser, analysed')

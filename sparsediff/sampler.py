@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import make_generator, show_images, check_images
+from .core import make_generator, show_images, check_images, as_device, model_device
 from .hooks import capture, resolve
 from .phi import block_means, evaluating, phi
 
@@ -142,11 +142,15 @@ def denoise_with_block(model: nn.Module, y: torch.Tensor, block: str, counter: C
     return out.detach(), cache[block]
 
 # %% ../nbs/08_sampler.ipynb #c015
+def _randn(shape, generator: torch.Generator | None = None) -> torch.Tensor:
+    "Standard normal draws made on the generator's device (the CPU for PyTorch's global generator), then moved by the caller."
+    return torch.randn(shape, generator=generator, device=generator.device if generator is not None else 'cpu')
+
 def match_target(model: nn.Module, x_c: torch.Tensor, sigma: torch.Tensor, block: str, n_noise: int = 1,
                  generator: torch.Generator | None = None, counter: Counter | None = None) -> torch.Tensor:
     "Target ā(x_c + σz) averaged over `n_noise` draws: (B, C, H, W), (B,) -> (B, D)."
     b = len(x_c)
-    z = torch.randn((b, n_noise, *x_c.shape[1:]), generator=generator).to(x_c)   # (B, n, C, H, W)
+    z = _randn((b, n_noise, *x_c.shape[1:]), generator).to(x_c)   # (B, n, C, H, W)
     y = (x_c[:, None] + sigma.view(b, 1, 1, 1, 1).to(x_c) * z).flatten(0, 1)    # (B·n, C, H, W)
     return block_mean(model, y, block, counter).view(b, n_noise, -1).mean(1)      # (B·n, D) -> (B, D)
 
@@ -249,8 +253,8 @@ class SampleResult:
     def final_sigma(self) -> torch.Tensor:
         "(B,) the last noise level measured for each image."
         seen = torch.isfinite(self.sigma)
-        last = (seen.float() * torch.arange(1, len(self.sigma) + 1).view(-1, 1)).argmax(0)  # last finite row per image
-        return self.sigma[last, torch.arange(self.sigma.shape[1])]
+        last = (seen.float() * torch.arange(1, len(self.sigma) + 1, device=seen.device).view(-1, 1)).argmax(0)  # last finite row per image
+        return self.sigma[last, torch.arange(self.sigma.shape[1], device=last.device)]
 
     def __repr__(self):
         return (f'SampleResult({len(self.samples)} samples, {self.steps} steps, {self.status}; '
@@ -309,14 +313,14 @@ class _Run:
     def __init__(self, B, cfg, callback, progress, total):
         self.B, self.cfg, self.callback, self.counter = B, cfg, callback, Counter()
         self.sigmas, self.errors, self.status, self.message = [], [], 'converged', ''
-        self.best, self.since = torch.full((B,), math.inf), torch.zeros(B, dtype=torch.long)
+        self.best, self.since = torch.full((B,), math.inf, device='cpu'), torch.zeros(B, dtype=torch.long, device='cpu')
         self.bar = tqdm(total=total, disable=not progress, desc=f'sampling ({cfg.schedule})', leave=False)
 
     def log(self, idx, sigma, err):
         "Record σ and the mismatch of images `idx`, NaN for the others."
         for store, v in ((self.sigmas, sigma), (self.errors, err)):
             if v is None: continue
-            row = torch.full((self.B,), math.nan); row[idx.cpu()] = v.detach().float().cpu(); store.append(row)
+            row = torch.full((self.B,), math.nan, device='cpu'); row[idx.cpu()] = v.detach().float().cpu(); store.append(row)
 
     def guard(self, t, idx, sigma) -> bool:
         "Stop on NaN, on σ above the bound, or on σ without a new minimum for `patience` steps."
@@ -346,7 +350,7 @@ class _Run:
     def result(self, samples, denoised, target_index, seconds) -> SampleResult:
         self.bar.close()
         if self.status in ('diverged', 'max_steps'): warnings.warn(f'sampler stopped: {self.message}; returning the partial result', RuntimeWarning)
-        stack = lambda v: torch.stack(v) if v else torch.empty(0, self.B)
+        stack = lambda v: torch.stack(v) if v else torch.empty(0, self.B, device='cpu')
         return SampleResult(samples.detach().cpu(), denoised.detach().cpu(), stack(self.sigmas), stack(self.errors) if self.errors else None,
                             dict(self.counter), seconds, self.status, self.message, self.cfg.to_dict(), target_index)
 
@@ -365,7 +369,7 @@ def _adaptive(model, y, x_c, cfg: SamplerConfig, gen, run: _Run):
         h = step_size(t, cfg.h0, cfg.ramp)
         seen, xh, sigma, delta, err = _score_step(model, y[idx], None if x_c is None else x_c[idx],
                                                   None if cfg.shares_forward else sig_prev[idx], cfg, gen, run.counter)
-        z = torch.randn(y.shape, generator=gen).to(y)[idx]        # drawn for the whole batch: reproducible whoever is active
+        z = _randn(y.shape, gen).to(y)[idx]        # drawn for the whole batch: reproducible whoever is active
         gamma = noise_scale(sigma, h, cfg.beta).view(-1, 1, 1, 1)
         done = sigma < cfg.sigma_final
         y[idx] = torch.where(done.view(-1, 1, 1, 1), seen, seen + delta - h * (seen - xh) + gamma * z)
@@ -384,7 +388,7 @@ def _fixed(model, x, x_c, cfg: SamplerConfig, gen, run: _Run):
     B, idx, xh = len(x), torch.arange(len(x), device=x.device), x
     for t, s in enumerate(cfg.levels(), 1):
         level = torch.full((B,), s, device=x.device)
-        y = x + s * torch.randn(x.shape, generator=gen).to(x)
+        y = x + s * _randn(x.shape, gen).to(x)
         seen, xh, sigma, delta, err = _score_step(model, y, x_c, level, cfg, gen, run.counter)
         x = xh + delta
         run.log(idx, sigma, err)
@@ -407,21 +411,21 @@ def _check_model(model: nn.Module, shape, cfg: SamplerConfig, guided: bool):
 
 def _sample(model, shape, x_c, cfg: SamplerConfig, seed, device, callback, progress, target_index=None) -> SampleResult:
     "Run the configured schedule on a batch of `shape`, guided towards `x_c` when given."
-    device = torch.device(device)
-    gen = make_generator(seed)  # None: PyTorch's global generator
-    model = model.to(device)
+    if device is None: device = model_device(model)        # None: wherever the model is; otherwise the model is moved there
+    else: device = as_device(device); model = model.to(device)
+    gen = make_generator(seed)  # None: PyTorch's global generator (CPU draws, moved to the device: the same samples on every device)
     x_c = None if x_c is None else x_c.to(device)
     run, t0 = _Run(shape[0], cfg, callback, progress, cfg.n_levels if cfg.schedule == 'fixed' else None), time.time()
     with evaluating(model):
         if cfg.schedule == 'adaptive':
-            y = cfg.init_mean + cfg.sigma0 * torch.randn(shape, generator=gen).to(device)
+            y = cfg.init_mean + cfg.sigma0 * _randn(shape, gen).to(device)
             out, den = _adaptive(model, y, x_c, cfg, gen, run)
         else: out, den = _fixed(model, torch.full(shape, cfg.init_mean, device=device), x_c, cfg, gen, run)
     return run.result(out, den, target_index, time.time() - t0)
 
 # %% ../nbs/08_sampler.ipynb #c028
 def sample(model: nn.Module, n: int = 1, shape=(3, 32, 32), config: SamplerConfig | None = None, seed: int | None = 0,
-           device='cpu', callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
+           device=None, callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
     "Draw `n` unconditional samples of `shape` (C, H, W) from the denoiser's prior."
     cfg = replace(config or SamplerConfig(), **{**overrides, 'guidance': 'none'})
     if n < 1: raise ValueError(f'n must be at least 1, got {n}')
@@ -431,14 +435,14 @@ def sample(model: nn.Module, n: int = 1, shape=(3, 32, 32), config: SamplerConfi
     return _sample(model, shape, None, cfg, seed, device, callback, progress)
 
 def reconstruct(model: nn.Module, targets: torch.Tensor, n_samples: int = 1, config: SamplerConfig | None = None,
-                seed: int | None = 0, device='cpu', callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
+                seed: int | None = 0, device=None, callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
     "Stochastic reconstructions from φ: `n_samples` guided samples of each target image (M, C, H, W), target-major."
     cfg = replace(config or SamplerConfig(), **overrides)
     targets = _check_targets(targets)
     if n_samples < 1: raise ValueError(f'n_samples must be at least 1, got {n_samples}')
     x_c = targets.repeat_interleave(n_samples, 0)                          # (M, ...) -> (M·n, ...)
     _check_model(model, x_c.shape, cfg, cfg.guidance != 'none')
-    index = torch.arange(len(targets)).repeat_interleave(n_samples)
+    index = torch.arange(len(targets), device='cpu').repeat_interleave(n_samples)
     return _sample(model, tuple(x_c.shape), x_c, cfg, seed, device, callback, progress, index)
 
 # %% ../nbs/08_sampler.ipynb #c038
@@ -469,9 +473,10 @@ def noise_level_check(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, 
     import pandas as pd
     cfg, gen, rows = config or SamplerConfig(), make_generator(seed), []
     if cfg.guidance == 'none': raise ValueError("noise_level_check needs a guided config, got guidance='none'")
+    dev = model_device(model); x, targets = x.to(dev), targets.to(dev)
     for s in sigmas:
-        level = torch.full((len(x),), float(s))
-        y = x + s * torch.randn(x.shape, generator=gen)                            # (B, C, H, W) at noise level s
+        level = torch.full((len(x),), float(s), device=dev)
+        y = x + s * _randn(x.shape, gen).to(dev)                   # (B, C, H, W) at noise level s
         target = match_target(model, targets, level, cfg.block, cfg.target_noise, gen)
         matched, _ = guide(model, y, target, level, cfg, Counter())
         before, after = (estimate_sigma(v - denoise(model, v)) for v in (y, matched))

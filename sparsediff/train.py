@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 import torch.nn.functional as F
 from .core import atomic_path, write_json, read_json, as_device, psnr, check_positive_int
 from .unet import UNet, UNetConfig, save_model, load_model, WEIGHTS_NAME, CONFIG_NAME
 
 # %% auto #0
 __all__ = ['SIGMA_DISTS', 'AMP_MODES', 'CKPT_FORMAT', 'CURRENT', 'STEPS', 'RESUMABLE', 'FLAGS', 'sample_sigma', 'add_noise',
-           'TrainConfig', 'lr_at', 'save_checkpoint', 'load_checkpoint', 'evaluate_psnr', 'dead_channels', 'train_step',
+           'TrainConfig', 'lr_at', 'save_checkpoint', 'load_checkpoint', 'evaluate_psnr', 'dead_channels',
+           'step_generator', 'NoisyBatches', 'batch_stream', 'train_step', 'image_flops', 'conv_peak', 'peak_flops',
            'resume_configs', 'raise_diverged', 'train', 'read_log', 'export_run', 'pretrained_log', 'plot_training']
 
 # %% ../nbs/03_train.ipynb #c006
@@ -25,7 +27,7 @@ SIGMA_DISTS = ('inv_sqrt', 'quadratic', 'uniform', 'log_uniform')
 def sample_sigma(n: int, dist: str = 'inv_sqrt', lo: float = 0.0, hi: float = 1.0, generator=None) -> torch.Tensor:
     "Draw `n` noise levels in [lo, hi]: 'inv_sqrt'/'quadratic' (density ∝ 1/√σ, i.e. σ = u²), 'uniform' or 'log_uniform'."
     if not 0 <= lo < hi: raise ValueError(f'need 0 <= lo < hi, got lo={lo}, hi={hi}')
-    u = torch.rand(n, generator=generator)
+    u = torch.rand(n, generator=generator, device=generator.device if generator is not None else 'cpu')
     if dist in ('inv_sqrt', 'quadratic'): return lo + (hi - lo) * u**2
     if dist == 'uniform': return lo + (hi - lo) * u
     if dist == 'log_uniform':
@@ -62,6 +64,9 @@ class TrainConfig:
     channels_last: bool = True
     grad_clip: float = 1.0
     data: str = 'mixture'
+    accumulate: int = 1               # micro-batches per optimiser step: batch_size 1024 as 8 × 128 fits any GPU (same gradient)
+    compile: bool = False             # torch.compile the model for the training steps
+    workers: int | None = None        # DataLoader processes building batches and noise; None: 4 on CUDA, 0 on the CPU
 
     def __post_init__(self):
         for k, lo in (('steps', 1), ('batch_size', 1), ('warmup_steps', 0), ('halve_every', 0), ('ckpt_every', 1),
@@ -189,20 +194,91 @@ def _autocast(device, amp: str):
     scaler = torch.amp.GradScaler(device.type) if amp == 'fp16' else None
     return torch.autocast(device.type, dtype=dtype), scaler
 
+def step_generator(cfg: TrainConfig, rank: int, step: int) -> torch.Generator:
+    "The CPU generator of a step's σ and noise, seeded from (seed, rank, step): a resumed run draws what an uninterrupted one would."
+    return torch.Generator().manual_seed((cfg.seed * 7919 + rank) * 1_000_003 + step)
+
+class NoisyBatches(torch.utils.data.Dataset):
+    "Item j: the clean batch of step `start + j` and its noisy copy `(x, y)`, built on the CPU exactly as in-process, so DataLoader workers can make them."
+    def __init__(self, data, cfg: TrainConfig, start: int, rank: int = 0): self.data, self.cfg, self.start, self.rank = data, cfg, start, rank
+    def __len__(self): return max(0, self.cfg.steps - self.start)
+    def __getitem__(self, j):
+        step, cfg = self.start + j, self.cfg
+        x = self.data.batch(step, cfg.batch_size).float()
+        g = step_generator(cfg, self.rank, step)
+        sigma = sample_sigma(len(x), cfg.sigma_dist, cfg.sigma_lo, cfg.sigma_hi, generator=g)
+        return x, add_noise(x, sigma, generator=g)
+
+def batch_stream(data, cfg: TrainConfig, start: int, device, rank: int = 0):
+    "Yield `(x, y)` on `device` for steps `start..cfg.steps-1`, built by `cfg.workers` background processes (pinned, copied asynchronously on CUDA)."
+    device = torch.device(device); pin = device.type == 'cuda'
+    workers = cfg.workers if cfg.workers is not None else (4 if pin else 0)
+    dl = torch.utils.data.DataLoader(NoisyBatches(data, cfg, start, rank), batch_size=None, num_workers=workers, pin_memory=pin,
+                                     prefetch_factor=4 if workers else None)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    for x, y in dl: yield x.to(device, non_blocking=pin, memory_format=fmt), y.to(device, non_blocking=pin, memory_format=fmt)
+
 # %% ../nbs/03_train.ipynb #c021
-def train_step(model, opt, x, cfg: TrainConfig, step: int, generator, autocast, scaler=None) -> float:
-    "One optimisation step on clean batch `x`; returns the loss (MSE per pixel)."
-    sigma = sample_sigma(len(x), cfg.sigma_dist, cfg.sigma_lo, cfg.sigma_hi, generator=generator)
-    y = add_noise(x, sigma.to(x.device), generator=generator)
+def train_step(model, opt, x, cfg: TrainConfig, step: int, generator, autocast, scaler=None, y=None) -> float:
+    "One optimisation step on clean batch `x` (noisy copy `y` drawn here unless given), in `cfg.accumulate` micro-batches; returns the loss (MSE per pixel)."
+    if y is None:
+        sigma = sample_sigma(len(x), cfg.sigma_dist, cfg.sigma_lo, cfg.sigma_hi, generator=generator)
+        y = add_noise(x, sigma.to(x.device), generator=generator)
     for grp in opt.param_groups: grp['lr'] = lr_at(step, cfg)
-    with autocast: loss = F.mse_loss(model(y).float(), x)
     opt.zero_grad(set_to_none=True)
-    if scaler is not None: scaler.scale(loss).backward(); scaler.unscale_(opt)
-    else: loss.backward()
+    k = max(1, min(int(cfg.accumulate), len(x))); total = 0.0
+    for xs, ys in zip(x.tensor_split(k), y.tensor_split(k)):
+        with autocast: loss = F.mse_loss(model(ys).float(), xs) * (len(xs) / len(x))   # micro-batch share of the batch mean
+        if scaler is not None: scaler.scale(loss).backward()
+        else: loss.backward()
+        total = total + loss.detach()
+    if scaler is not None: scaler.unscale_(opt)
     if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     if scaler is not None: scaler.step(opt); scaler.update()
     else: opt.step()
-    return loss.item()
+    return float(total)
+
+# %% ../nbs/03_train.ipynb #c021b
+_PEAK_BF16 = {'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'L40S': 362e12, 'L4': 121e12, 'A10': 125e12, 'RTX 4090': 165e12}
+_CONV_PEAK = {}
+
+def image_flops(model, device='cpu', size: int = 32) -> float:
+    "FLOPs of one training image (forward + backward, counted by PyTorch on one image on the meta device)."
+    from torch.utils.flop_counter import FlopCounterMode
+    cfg = getattr(model, 'cfg', None)
+    if not isinstance(cfg, UNetConfig): return float('nan')
+    m = UNet(cfg).to('meta'); m.check_inputs = False                   # a weightless copy: nothing is computed or allocated
+    x = torch.zeros(1, cfg.in_channels, size, size, device='meta')
+    with FlopCounterMode(display=False) as fc: m(x).float().pow(2).mean().backward()
+    return float(fc.get_total_flops())
+
+def conv_peak(device='cpu', dtype=torch.float32, quick: bool = False) -> float:
+    "The best 3×3-convolution FLOP/s measured on `device` over a few UNet-sized shapes (cached per process): the CPU's practical ceiling."
+    device = torch.device(device); key = (device.type, dtype, torch.get_num_threads(), quick)
+    if key in _CONV_PEAK: return _CONV_PEAK[key]
+    best, shapes = 0.0, ((128, 16, 16),) if quick else ((64, 32, 32), (128, 16, 64), (256, 8, 128), (512, 8, 256))
+    if device.type == 'cuda' and not quick: shapes = tuple((c, hw, b * 16) for c, hw, b in shapes)
+    for c, hw, b in shapes:
+        conv = nn.Conv2d(c, c, 3, padding=1).to(device, dtype, memory_format=torch.channels_last)
+        x = torch.randn(b, c, hw, hw, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            for _ in range(2): conv(x)
+            if device.type == 'cuda': torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(5): conv(x)
+            if device.type == 'cuda': torch.cuda.synchronize()
+        best = max(best, 2 * b * c * c * 9 * hw * hw * 5 / (time.perf_counter() - t))
+    _CONV_PEAK[key] = best
+    return best
+
+def peak_flops(device, amp: str = 'auto', quick: bool = False) -> float | None:
+    "A ceiling for training FLOP/s: the datasheet dense bf16 rate of a known NVIDIA GPU under bf16, else the best measured convolution rate."
+    device = torch.device(device)
+    if device.type == 'cuda' and amp in ('auto', 'bf16'):
+        name = torch.cuda.get_device_name(device)
+        for k, v in _PEAK_BF16.items():
+            if k in name: return v
+    return conv_peak(device, torch.bfloat16 if device.type == 'cuda' and amp in ('auto', 'bf16') else torch.float32, quick)
 
 # %% ../nbs/03_train.ipynb #c022
 RESUMABLE = ('steps', 'ckpt_every', 'eval_every', 'log_every')  # settings a resume may change: none alters the weights
@@ -258,6 +334,7 @@ def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig |
     autocast, scaler = _autocast(device, cfg.amp)
     if scaler is not None and state is not None and state.get('scaler'): scaler.load_state_dict(state['scaler'])
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    net = torch.compile(ddp) if cfg.compile else ddp
     if data is None:
         from sparsediff.data import TrainingMixture
         data = TrainingMixture(seed=cfg.seed * world + rank)
@@ -266,18 +343,20 @@ def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig |
     if start >= cfg.steps: return model.eval()
     if rank == 0: out.mkdir(parents=True, exist_ok=True); write_json({'model_config': model.config, 'train_config': cfg.to_dict()}, out/'run.json')
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or rank, desc='train', smoothing=0.05)
+    flops_per_img, peak = image_flops(model, device), None
     t0, seen, running = time.time(), 0, []
+    batches = batch_stream(data, cfg, start, device, rank)
     try:
-        for step in bar:
+        for step, (x, y) in zip(bar, batches):
             ddp.train()
-            g = torch.Generator().manual_seed((cfg.seed * 7919 + rank) * 1_000_003 + step)
-            x = data.batch(step, cfg.batch_size).to(device)
-            if cfg.channels_last: x = x.contiguous(memory_format=torch.channels_last)
-            running.append(train_step(ddp, opt, x, cfg, step, g, autocast, scaler)); seen += len(x)
+            running.append(train_step(net, opt, x, cfg, step, None, autocast, scaler, y=y)); seen += len(x)
             if not math.isfinite(running[-1]): raise_diverged(out, step, running[-1])
             done = step + 1
             if done % cfg.log_every == 0:
-                rec = {'step': done, 'loss': float(np.mean(running)), 'lr': lr_at(step, cfg), 'img_per_s': seen / (time.time() - t0)}
+                ips = seen / (time.time() - t0)
+                if peak is None: peak = peak_flops(device, cfg.amp, quick=True) or 0.0   # measured once, at the first log
+                rec = {'step': done, 'loss': float(np.mean(running)), 'lr': lr_at(step, cfg), 'img_per_s': ips,
+                       'flop_per_s': ips * flops_per_img, 'frac_peak': ips * flops_per_img / peak if peak else float('nan')}
                 running = []
                 if eval_images is not None and cfg.eval_every and done % cfg.eval_every == 0:
                     ev = evaluate_psnr(model, eval_images)

@@ -12,19 +12,26 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['NORMS', 'BLOCKS', 'WEIGHTS_NAME', 'CONFIG_NAME', 'StdLayerNorm', 'make_norm', 'UNetConfig', 'conv_layer',
+__all__ = ['NORMS', 'BLOCKS', 'WEIGHTS_NAME', 'CONFIG_NAME', 'std_stats', 'StdLayerNorm', 'make_norm', 'UNetConfig', 'conv_layer',
            'conv_block', 'UNet', 'check_image_batch', 'count_parameters', 'receptive_field', 'save_model', 'load_model',
            'pretrained_dir', 'list_pretrained', 'load_pretrained']
 
 # %% ../nbs/02_unet.ipynb #c006
+def std_stats(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    "1/√(Var + eps) of each image over (C, H, W), from E[x²] − E[x]² accumulated in float32 (any input dtype): (B, C, H, W) -> (B, 1, 1, 1)."
+    n = x[0].numel()
+    s1 = x.sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float32)                                          # Σx
+    s2 = torch.linalg.vector_norm(x, 2, dim=(1, 2, 3), keepdim=True, dtype=torch.float32).square()        # Σx²
+    return (s2 / n - (s1 / n).square()).clamp_min(0).add(eps).rsqrt()
+
 class StdLayerNorm(nn.Module):
     "The authors' LayerNorm: divide by each image's std over (C, H, W), then a per-channel gain; no centring, no bias."
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
         self.gain = nn.Parameter(torch.ones(1, channels, 1, 1)); self.eps = eps
     def forward(self, x):
-        std = x.float().var(dim=(1, 2, 3), keepdim=True, unbiased=False).add(self.eps).sqrt().to(x.dtype)  # (B, 1, 1, 1)
-        return x / std * self.gain
+        scale = (self.gain * std_stats(x, self.eps)).to(x.dtype)  # (1, C, 1, 1) · (B, 1, 1, 1) -> (B, C, 1, 1)
+        return x * scale
 
 # %% ../nbs/02_unet.ipynb #c009
 NORMS = ('std', 'group', 'batch', 'none')

@@ -11,22 +11,23 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+import torch.nn.functional as F
 import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from .core import as_device, to_uint8, image_grid, cache_dir, hash_state_dict, psnr
+from .core import as_device, model_device, to_uint8, image_grid, cache_dir, hash_state_dict, psnr
 from .analysis import participation_ratio, channel_selectivity, top_activating
 from .semantics import cosine_knn, kmeans, pixel_features
 from .sampler import reconstruct, SamplerConfig, PRESETS
 from .data import ImageSet, load_mnist
 from .hooks import capture, resolve
 from .phi import ChunkedData, PhiStore, evaluating, extract_phi
-from .unet import BLOCKS, load_pretrained
+from .unet import BLOCKS, UNet, load_pretrained, check_image_batch
 
 # %% auto #0
-__all__ = ['KIND_COLOURS', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'sigma_view', 'rgb', 'grid_rgb', 'Panel',
-           'SigmaExplorer', 'phi_store', 'dataset_phi', 'activation_map', 'ChannelExplorer', 'NeighbourBrowser',
-           'progress_fraction', 'ReconstructionPanel', 'Dashboard', 'dashboard']
+__all__ = ['KIND_COLOURS', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'unet_views', 'sigma_view', 'rgb',
+           'grid_rgb', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi', 'activation_map', 'ChannelExplorer',
+           'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel', 'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #c006
 def default_data(n: int = 500) -> ImageSet:
@@ -55,20 +56,38 @@ def setup_model(model: nn.Module | None = None, device=None) -> tuple[nn.Module,
 def fixed_noise(x: torch.Tensor, n_noise: int, seed: int, index: int) -> torch.Tensor:
     "The same `n_noise` standard normal draws for image `index` on every call: (C, H, W) -> (n_noise, C, H, W)."
     g = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0]))
-    return torch.randn((n_noise, *x.shape), generator=g).to(x.device, x.dtype)
+    return torch.randn((n_noise, *x.shape), generator=g, device='cpu').to(x.device, x.dtype)
 
 def _nanmean(a) -> float:
     a = np.asarray(a, dtype=np.float64); a = a[np.isfinite(a)]
     return float(a.mean()) if len(a) else float('nan')
 
-def sigma_view(model: nn.Module, x: torch.Tensor, z: torch.Tensor, sigma: float, blocks=BLOCKS, block: str = 'mid') -> dict:
-    "Noisy and denoised image (first draw), φ (mean over draws) and each block's PR at σ, in one pass: x (C, H, W), z (n, C, H, W)."
+def unet_views(model: nn.Module, y: torch.Tensor) -> tuple:
+    "A UNet's clean estimate and the spatial mean of every block's output, without hooks (the same path as `UNet.forward`): (n, C, H, W) -> x̂, {block: (n, C_b)}."
+    e1 = model.enc1(y); e2 = model.enc2(F.avg_pool2d(e1, 2)); e3 = model.enc3(F.avg_pool2d(e2, 2)); m = model.mid(F.avg_pool2d(e3, 2))
+    d3 = model.dec3(torch.cat([model.up3(m), e3], 1)); d2 = model.dec2(torch.cat([model.up2(d3), e2], 1))
+    d1 = model.dec1(torch.cat([model.up1(d2), e1], 1))
+    return model.out(d1), {n: a.mean((2, 3)) for n, a in zip(BLOCKS, (e1, e2, e3, m, d3, d2, d1))}
+
+_compiled_views = None   # torch.compile(unet_views), made on first use
+
+def sigma_view(model: nn.Module, x: torch.Tensor, z: torch.Tensor, sigma: float, blocks=BLOCKS, block: str = 'mid',
+               compile: bool = False) -> dict:
+    "Noisy and denoised image (first draw), φ (mean over draws) and each block's PR at σ, in one pass on the model's device: x (C, H, W), z (n, C, H, W)."
+    global _compiled_views
     names = resolve(model, blocks); key = resolve(model, block)[0]
+    dev = model_device(model, x.device); x, z = x.to(dev), z.to(dev)
     y = x[None] + float(sigma) * z                                        # (n, C, H, W)
-    with torch.no_grad(), evaluating(model), capture(model, list(dict.fromkeys(names + [key])), reduce='mean') as cache:
-        xhat = model(y)                                                   # (n, C, H, W)
+    fast = isinstance(model, UNet) and type(model).forward is UNet.forward and set(names + [key]) <= set(BLOCKS)
+    with torch.no_grad(), evaluating(model):
+        if fast:   # channels-last, no hooks: oneDNN/cuDNN's preferred layout; compile=True fuses it further
+            if model.check_inputs: check_image_batch(y, model.cfg.in_channels)   # what UNet.forward checks
+            if compile and _compiled_views is None: _compiled_views = torch.compile(unet_views)
+            xhat, cache = (_compiled_views if compile else unet_views)(model, y.contiguous(memory_format=torch.channels_last))
+        else:
+            with capture(model, list(dict.fromkeys(names + [key])), reduce='mean') as cache: xhat = model(y)   # (n, C, H, W)
     pr = {n: _nanmean(participation_ratio(cache[n])) for n in names}     # (n, C_n) -> (n,) -> mean PR over draws
-    return dict(sigma=float(sigma), noisy=y[0].cpu(), denoised=xhat[0].cpu(), phi=cache[key].float().mean(0).cpu().numpy(),
+    return dict(sigma=float(sigma), noisy=y[0].cpu(), denoised=xhat[0].contiguous().cpu(), phi=cache[key].float().mean(0).cpu().numpy(),
                 pr=pr, psnr_noisy=float(psnr(y[:1].clamp(0, 1), x[None])), psnr_denoised=float(psnr(xhat[:1].clamp(0, 1), x[None])))
 
 # %% ../nbs/12_widgets.ipynb #c012
@@ -133,12 +152,12 @@ class SigmaExplorer(Panel):
     "Slide σ to see the noisy image, the denoised image, φ and each block's PR; views are cached per (image, σ)."
     def __init__(self, model: nn.Module | None = None, data=None, image: int = 0, sigma: float = 0.2, n_noise: int = 8,
                  block: str = 'mid', blocks=BLOCKS, seed: int = 0, device=None, sigma_max: float = 1.0, step: float = 0.01,
-                 cache_size: int = 2048):
+                 cache_size: int = 2048, compile: bool = False):
         self.model, self.device = setup_model(model, device)
         self.data = as_imageset(data)
         if n_noise < 1: raise ValueError(f'n_noise must be at least 1, got {n_noise}')
         self.blocks, self.block = resolve(self.model, blocks), resolve(self.model, block)[0]
-        self.n_noise, self.seed, self.cache_size = int(n_noise), int(seed), int(cache_size)
+        self.n_noise, self.seed, self.cache_size, self.compile = int(n_noise), int(seed), int(cache_size), bool(compile)
         self.cache, self.last_ms = OrderedDict(), float('nan')
         self.sigma = widgets.FloatSlider(value=sigma, min=0.0, max=sigma_max, step=step, description='σ', readout_format='.2f',
                                          continuous_update=True, layout=widgets.Layout(width='420px'))
@@ -155,7 +174,7 @@ class SigmaExplorer(Panel):
         key = (int(index), round(float(sigma), 6))
         if key in self.cache: self.cache.move_to_end(key); return self.cache[key]
         x = self.data.images[int(index)].to(self.device)
-        v = sigma_view(self.model, x, fixed_noise(x, self.n_noise, self.seed, int(index)), sigma, self.blocks, self.block)
+        v = sigma_view(self.model, x, fixed_noise(x, self.n_noise, self.seed, int(index)), sigma, self.blocks, self.block, self.compile)
         self.cache[key] = v
         if len(self.cache) > self.cache_size: self.cache.popitem(last=False)
         return v
