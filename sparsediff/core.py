@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_core.ipynb #c003
 from __future__ import annotations
-import os, random, tempfile, contextlib, json, hashlib
+import os, random, tempfile, contextlib, functools, json, hashlib
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
 __all__ = ['default_device', 'as_device', 'seed_everything', 'make_generator', 'atomic_path', 'write_json', 'read_json',
-           'cache_dir', 'hash_state_dict', 'psnr', 'to_uint8', 'image_grid', 'show_images']
+           'cache_dir', 'hash_state_dict', 'psnr', 'to_uint8', 'image_grid', 'quiet', 'show_images']
 
 # %% ../nbs/00_core.ipynb #c006
 def default_device() -> torch.device:
@@ -115,6 +115,26 @@ def image_grid(x: torch.Tensor, ncol: int = 8, pad: int = 1, pad_value: float = 
     return out
 
 # %% ../nbs/00_core.ipynb #c026
+@functools.cache
+def _quiet_figure():
+    "The class of `quiet` figures, made on first use so that importing sparsediff does not import plotly."
+    import plotly.graph_objects as go
+    class QuietFigure(go.Figure):
+        "A plotly Figure whose repr is one line."
+        def __repr__(self):
+            t = self.layout.title.text
+            return (f'<plotly Figure{" " + repr(t) if t else ""}: {len(self.data)} traces; '
+                    "fig.show() opens it in a browser, fig.write_html('figure.html') saves it>")
+    QuietFigure.__qualname__ = 'QuietFigure'
+    globals()['QuietFigure'] = QuietFigure   # so pickle finds it as sparsediff.core.QuietFigure
+    return QuietFigure
+
+def quiet(fig):
+    "`fig` with a one-line repr, so a plain Python session prints a summary, not 160 lines of `Figure({...})`; notebooks still draw it."
+    import plotly.graph_objects as go
+    if type(fig) is go.Figure: fig.__class__ = _quiet_figure()
+    return fig
+
 def show_images(x: torch.Tensor, titles=None, ncol: int = 8, scale: int = 3, title: str | None = None):
     "A plotly figure showing a `(B, C, H, W)` batch as a grid of images."
     import plotly.graph_objects as go
@@ -129,4 +149,4 @@ def show_images(x: torch.Tensor, titles=None, ncol: int = 8, scale: int = 3, tit
     fig.update_xaxes(visible=False); fig.update_yaxes(visible=False)
     fig.update_layout(height=max(160, nrow*(h*scale+40)), width=max(200, ncol*(x.shape[-1]*scale+10)),
                       margin=dict(l=5, r=5, t=40 if title else 25, b=5), title=title)
-    return fig
+    return quiet(fig)

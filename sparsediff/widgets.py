@@ -25,8 +25,9 @@ from .unet import BLOCKS, load_pretrained
 
 # %% auto #0
 __all__ = ['KIND_COLOURS', 'DEAD_BAR', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'sigma_view', 'rgb',
-           'grid_rgb', 'index_box', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi', 'activation_map',
-           'ChannelExplorer', 'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel', 'Dashboard', 'dashboard']
+           'grid_rgb', 'FigureWidget', 'index_box', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi',
+           'activation_map', 'ChannelExplorer', 'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel',
+           'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #c006
 def default_data(n: int = 500) -> ImageSet:
@@ -84,6 +85,17 @@ def grid_rgb(x: torch.Tensor, ncol: int = 8, slots: int = 0) -> np.ndarray:
     x = x.detach().float().cpu()
     if len(x) < slots: x = torch.cat([x, x.new_ones((slots - len(x), *x.shape[1:]))])
     return rgb(image_grid(x, ncol=ncol))
+
+class FigureWidget(go.FigureWidget):
+    "plotly's `FigureWidget`, opened with its data: plotly sends the data in a second message, which a view drawn at once (a tab filled in after display) can miss, drawing a blank plot."
+    def __init__(self, *args, **kw):
+        self._opening = True
+        super().__init__(*args, **kw)
+        self._opening = False
+        self.open()
+
+    def open(self):
+        if not getattr(self, '_opening', False): super().open()
 
 def _subplots(**kw) -> go.Figure:
     "`make_subplots` with smaller subplot titles, so they fit over small images."
@@ -185,7 +197,7 @@ class SigmaExplorer(Panel):
         fig.update_xaxes(title_text='channel', row=1, col=3); fig.update_yaxes(title_text='φ (mean activation, a.u.)', row=1, col=3)
         fig.update_xaxes(title_text='block', row=1, col=4); fig.update_yaxes(title_text='PR (1/d to 1)', range=[0, 1], row=1, col=4)
         fig.update_layout(width=920, height=330, showlegend=False, margin=dict(l=10, r=10, t=60, b=10), title='σ explorer')
-        return go.FigureWidget(fig)
+        return FigureWidget(fig)
 
     def update(self):
         "Redraw the figure for the current image and σ."
@@ -313,7 +325,7 @@ class ChannelExplorer(Panel):
         _hide_axes(fig, [(2, 1), (2, 3)])
         fig.data[2].colorbar.x = fig.layout.xaxis3.domain[1] + 0.005   # just right of the activation map
         fig.update_layout(width=920, height=520, showlegend=False, margin=dict(l=10, r=10, t=60, b=10), title='channel explorer')
-        return go.FigureWidget(fig)
+        return FigureWidget(fig)
 
     def update(self):
         "Redraw for the current channel and image."
@@ -374,7 +386,7 @@ class NeighbourBrowser(Panel):
         cl = go.Figure(go.Image(z=blank))
         cl.update_xaxes(visible=False); cl.update_yaxes(visible=False)
         cl.update_layout(width=920, height=300, margin=dict(l=10, r=10, t=50, b=10), title='cluster')
-        return go.FigureWidget(nb), go.FigureWidget(cl)
+        return FigureWidget(nb), FigureWidget(cl)
 
     def neighbours(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         "The `k` nearest images to `index` by cosine similarity in φ and in pixels."
@@ -483,7 +495,7 @@ class ReconstructionPanel(Panel):
         fig.add_trace(go.Image(z=np.full((h, w, 3), 255, np.uint8)), 1, 2)
         _hide_axes(fig, [(1, 1), (1, 2)])
         fig.update_layout(width=920, height=300, margin=dict(l=10, r=10, t=60, b=10), title='φ-guided reconstruction')
-        return go.FigureWidget(fig)
+        return FigureWidget(fig)
 
     @property
     def running(self) -> bool:
@@ -589,6 +601,13 @@ class ReconstructionPanel(Panel):
             self.button.disabled, self.cancel_button.disabled = False, True
 
 # %% ../nbs/12_widgets.ipynb #c045
+def _shell():
+    "The running IPython shell, or None."
+    try:
+        from IPython import get_ipython
+        return get_ipython()
+    except ImportError: return None
+
 class Dashboard(widgets.VBox):
     "The σ explorer, channel explorer, neighbour browser and reconstruction panel in tabs, sharing model, data, φ and image."
     def __init__(self, model: nn.Module | None = None, data=None, store=None, sigma: float | None = None, image: int = 0,
@@ -600,7 +619,7 @@ class Dashboard(widgets.VBox):
         self.args = dict(store=store, sigma=sigma, image=image, n_noise=n_noise, seed=seed, n_clusters=n_clusters, n=n,
                          sampler=sampler, sampler_kwargs=sampler_kwargs, preview_every=preview_every)
         self.sigma_explorer = self.channels = self.neighbours = self.reconstruction = self.phis = self.error = None
-        self.ready, self.t0, self.seconds = threading.Event(), time.perf_counter(), {}
+        self.ready, self.t0, self.seconds, self._lock, self._pending = threading.Event(), time.perf_counter(), {}, threading.Lock(), []
         n_params = sum(p.numel() for p in self.model.parameters())
         self.header = widgets.HTML(f'<b>sparsediff dashboard</b> · model: {type(self.model).__name__}, {n_params / 1e6:.2f}M parameters on '
                                    f'{self.device} · data: {html.escape(self.data.name)}, {len(self.data)} images')
@@ -612,29 +631,31 @@ class Dashboard(widgets.VBox):
         self.tabs = widgets.Tab(children=self.placeholders,
                                 titles=('σ explorer', 'channels', 'neighbours', 'reconstruction'))
         super().__init__([self.header, widgets.HBox([self.progress, self.loading]), self.tabs])
-        self._thread = threading.Thread(target=self._load, daemon=True, name='sparsediff-dashboard')
-        if background: self._thread.start()
-        else: self._load()
+        self.background = background
+        self._load()
 
     def _step(self, frac: float, text: str):
         self.progress.value = frac
         self.loading.value = _note_html(f'{text} ({time.perf_counter() - self.t0:.1f} s)')
 
     def _load(self):
-        "Build the panels: σ explorer and reconstruction first (they need no dataset φ), then φ, channels and neighbours."
-        a, kids = self.args, list(self.tabs.children)
+        "Build the panels: σ explorer and reconstruction first (they need no dataset φ), then φ (in a thread), channels and neighbours."
+        a = self.args
         kw = dict(device=self.device, seed=a['seed'], image=a['image'])
-        try:
+        def light():
             s = 0.2 if a['sigma'] is None else float(a['sigma'])
             self.sigma_explorer = SigmaExplorer(self.model, self.data, sigma=s, n_noise=a['n_noise'], **kw)
             self.reconstruction = ReconstructionPanel(self.model, self.data, n=a['n'], sampler=a['sampler'], sampler_kwargs=a['sampler_kwargs'],
                                                       preview_every=a['preview_every'], **kw)
-            kids[0], kids[3] = self.sigma_explorer, self.reconstruction
-            self.tabs.children = tuple(kids)
+            self._insert({0: self.sigma_explorer, 3: self.reconstruction})
             self.seconds['σ explorer'] = time.perf_counter() - self.t0
             self._step(0.2, f'computing φ of {len(self.data)} images with {a["n_noise"]} noise draws each; the σ explorer works meanwhile')
+            if self.background: threading.Thread(target=self._guard(phi), daemon=True, name='sparsediff-dashboard-phi').start()
+            else: phi()
+        def phi():   # compute only, off the kernel's thread
             self.phis, s = dataset_phi(self.model, self.data, a['store'], a['sigma'], 'mid', a['n_noise'], a['seed'])
-            s = 0.2 if np.isnan(s) else s
+            self._on_main(heavy, 0.2 if np.isnan(s) else s)
+        def heavy(s):
             self._step(0.8, 'building the channel explorer and the neighbour browser')
             self.channels = ChannelExplorer(self.model, self.data, store=self.phis, sigma=s, n_noise=a['n_noise'], **kw)
             self.neighbours = NeighbourBrowser(self.model, self.data, store=self.phis, sigma=s, n_clusters=a['n_clusters'], **kw)
@@ -642,19 +663,52 @@ class Dashboard(widgets.VBox):
                 p.image.value = self.sigma_explorer.image.value                # the image the reader picked meanwhile
                 widgets.link((self.sigma_explorer.image, 'value'), (p.image, 'value'))
             self.sigma_explorer.figure.data[2].on_click(self.sigma_explorer.safely(lambda tr, pts, st: pts.point_inds and self.open_channel(pts.point_inds[0])))
-            kids[1], kids[2] = self.channels, self.neighbours
-            self.tabs.children = tuple(kids)
+            self._insert({1: self.channels, 2: self.neighbours})
             self.header.value += f' · φ at σ = {s:.2f}'
             self.seconds['all'] = time.perf_counter() - self.t0
             self.progress.value, self.progress.bar_style = 1, 'success'
             self.loading.value = _note_html(f"ready in {self.seconds['all']:.1f} s (σ explorer after {self.seconds['σ explorer']:.1f} s)")
-        except Exception as e:
-            self.error = e; self.progress.bar_style = 'danger'; self.loading.value = _error_html(e)
-        finally: self.ready.set()
+            self.ready.set()
+        self._on_main(light)
+
+    def _guard(self, fn):
+        "`fn` that shows its exception in the loading line (and ends the wait) instead of raising it."
+        def run(*args):
+            try: fn(*args)
+            except Exception as e:
+                self.error = e; self.progress.bar_style = 'danger'; self.loading.value = _error_html(e); self.ready.set()
+        return run
+
+    def _on_main(self, fn, *args):
+        "Run `fn` on the kernel's thread once the current cell is done (plotly figures made in other threads may draw blank); outside a kernel, in a thread."
+        loop = getattr(getattr(_shell(), 'kernel', None), 'io_loop', None)
+        if not self.background: return self._guard(fn)(*args)
+        if loop is None:   # no frontend to race with: the loading thread does it all
+            if threading.current_thread() is threading.main_thread(): threading.Thread(target=self._guard(fn), args=args, daemon=True).start()
+            else: self._guard(fn)(*args)
+            return
+        with self._lock: self._pending.append((self._guard(fn), args))
+        loop.add_callback(self._run_pending)
+
+    def _run_pending(self):
+        "Run the steps queued for the kernel's thread."
+        while True:
+            with self._lock:
+                if not self._pending: return
+                fn, args = self._pending.pop(0)
+            fn(*args)
+
+    def _insert(self, panels: dict):
+        kids = list(self.tabs.children)
+        for i, p in panels.items(): kids[i] = p
+        self.tabs.children = tuple(kids)
 
     def wait(self, timeout: float | None = None) -> bool:
         "Block until every panel is built (or `timeout` seconds pass); True when ready. Raises the loading error, if any."
-        done = self.ready.wait(timeout)
+        if threading.current_thread() is threading.main_thread():   # in a kernel, steps queued for this thread run here
+            t_end = None if timeout is None else time.perf_counter() + timeout
+            while not self.ready.is_set() and (t_end is None or time.perf_counter() < t_end): self._run_pending(); self.ready.wait(0.05)
+        done = self.ready.wait(0 if threading.current_thread() is threading.main_thread() else timeout)
         if self.error is not None: raise self.error
         return done
 
