@@ -25,9 +25,9 @@ from .unet import BLOCKS, load_pretrained
 
 # %% auto #0
 __all__ = ['KIND_COLOURS', 'DEAD_BAR', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'sigma_view', 'rgb',
-           'grid_rgb', 'FigureWidget', 'index_box', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi',
-           'activation_map', 'ChannelExplorer', 'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel',
-           'Dashboard', 'dashboard']
+           'grid_rgb', 'FigureWidget', 'on_kernel_thread', 'index_box', 'Panel', 'SigmaExplorer', 'phi_store',
+           'dataset_phi', 'activation_map', 'ChannelExplorer', 'NeighbourBrowser', 'progress_fraction',
+           'ReconstructionPanel', 'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #c006
 def default_data(n: int = 500) -> ImageSet:
@@ -118,6 +118,23 @@ def _error_html(e: BaseException) -> str:
 def _note_html(text: str) -> str: return f'<span style="color:#555">{html.escape(text)}</span>'
 
 # %% ../nbs/12_widgets.ipynb #c014
+def _shell():
+    "The running IPython shell, or None."
+    try:
+        from IPython import get_ipython
+        return get_ipython()
+    except ImportError: return None
+
+def _kernel_loop():
+    "The kernel's event loop, or None outside a Jupyter kernel."
+    return getattr(getattr(_shell(), 'kernel', None), 'io_loop', None)
+
+def on_kernel_thread(fn: Callable, *args):
+    "Call `fn(*args)` on the kernel's thread: now when already there or outside a kernel, else soon (plotly figures drawn from other threads can miss updates)."
+    loop = _kernel_loop()
+    if loop is None or threading.current_thread() is threading.main_thread(): return fn(*args)
+    loop.add_callback(fn, *args)
+
 def index_box(value: int, n: int, description: str = 'image') -> widgets.IntText:
     "A box for an image number; panels check it (`Panel.checked`) and say when it is out of range rather than clamp it."
     if not 0 <= int(value) < n: raise IndexError(f'{description} {value} is out of range: this dataset has {n} images, numbered 0 to {n - 1}')
@@ -568,7 +585,7 @@ class ReconstructionPanel(Panel):
                 s = _scalar(info.get('sigma'))
                 if x is not None:
                     self.previews += 1
-                    self.show_samples(x, f'samples forming: step {step}' + (f', σ = {s:.3f}' if s is not None else ''))
+                    on_kernel_thread(self.show_samples, x, f'samples forming: step {step}' + (f', σ = {s:.3f}' if s is not None else ''))
                 self.note(f'step {step}' + (f', σ = {s:.3f}' if s is not None else '') + f' ({time.perf_counter() - t0:.1f} s)')
             return not stop.is_set()
         return callback
@@ -588,7 +605,7 @@ class ReconstructionPanel(Panel):
             if x is None: raise TypeError(f'the sampler returned {type(result).__name__} without a .samples tensor')
             clean = _as_images(getattr(result, 'denoised', None))   # the last clean estimates, when given
             word = 'cancelled' if stop.is_set() else 'done'
-            self.show_samples(x if clean is None else clean, f'{len(x)} samples ({word} after {self.steps_seen} steps)')
+            on_kernel_thread(self.show_samples, x if clean is None else clean, f'{len(x)} samples ({word} after {self.steps_seen} steps)')
             status, message = getattr(result, 'status', None), getattr(result, 'message', '')
             warn = status not in (None, 'converged', 'done', 'cancelled')
             self.progress.bar_style = 'warning' if stop.is_set() or warn else 'success'
@@ -601,13 +618,6 @@ class ReconstructionPanel(Panel):
             self.button.disabled, self.cancel_button.disabled = False, True
 
 # %% ../nbs/12_widgets.ipynb #c045
-def _shell():
-    "The running IPython shell, or None."
-    try:
-        from IPython import get_ipython
-        return get_ipython()
-    except ImportError: return None
-
 class Dashboard(widgets.VBox):
     "The σ explorer, channel explorer, neighbour browser and reconstruction panel in tabs, sharing model, data, φ and image."
     def __init__(self, model: nn.Module | None = None, data=None, store=None, sigma: float | None = None, image: int = 0,
@@ -625,14 +635,19 @@ class Dashboard(widgets.VBox):
                                    f'{self.device} · data: {html.escape(self.data.name)}, {len(self.data)} images')
         self.progress = widgets.FloatProgress(value=0, min=0, max=1, description='loading', bar_style='info', layout=widgets.Layout(width='400px'))
         self.loading = widgets.HTML(_note_html('drawing the σ explorer…'))
-        wait = lambda what: widgets.HTML(_note_html(f'{what} (see the progress bar above)'))
-        self.placeholders = [wait('drawing the σ explorer'), wait(f'the channel explorer needs φ of the {len(self.data)} images: computing it'),
-                             wait('the neighbour browser needs φ of every image: computing it'), wait('drawing the reconstruction panel')]
-        self.tabs = widgets.Tab(children=self.placeholders,
-                                titles=('σ explorer', 'channels', 'neighbours', 'reconstruction'))
-        super().__init__([self.header, widgets.HBox([self.progress, self.loading]), self.tabs])
+        self.tabs = None                                                   # made once, with all four panels (JupyterLab draws those reliably)
+        self.body = widgets.Box([widgets.HTML(_note_html('drawing the σ explorer… the other panels follow once φ of the dataset is computed'))])
+        super().__init__([self.header, widgets.HBox([self.progress, self.loading]), self.body])
         self.background = background
         self._load()
+
+    @staticmethod
+    def _fresh(*panels) -> tuple:
+        "`panels`, their figures' full current state resent as plain widget state: plotly's frontend can miss edits made before it loaded, and draws new views from this state."
+        for p in panels:
+            for f in vars(p).values():
+                if isinstance(f, go.FigureWidget): f._widget_data, f._widget_layout = copy.deepcopy(f._data), copy.deepcopy(f._layout)
+        return panels
 
     def _step(self, frac: float, text: str):
         self.progress.value = frac
@@ -647,7 +662,7 @@ class Dashboard(widgets.VBox):
             self.sigma_explorer = SigmaExplorer(self.model, self.data, sigma=s, n_noise=a['n_noise'], **kw)
             self.reconstruction = ReconstructionPanel(self.model, self.data, n=a['n'], sampler=a['sampler'], sampler_kwargs=a['sampler_kwargs'],
                                                       preview_every=a['preview_every'], **kw)
-            self._insert({0: self.sigma_explorer, 3: self.reconstruction})
+            self.body.children = self._fresh(self.sigma_explorer)           # usable while φ is computed
             self.seconds['σ explorer'] = time.perf_counter() - self.t0
             self._step(0.2, f'computing φ of {len(self.data)} images with {a["n_noise"]} noise draws each; the σ explorer works meanwhile')
             if self.background: threading.Thread(target=self._guard(phi), daemon=True, name='sparsediff-dashboard-phi').start()
@@ -663,7 +678,9 @@ class Dashboard(widgets.VBox):
                 p.image.value = self.sigma_explorer.image.value                # the image the reader picked meanwhile
                 widgets.link((self.sigma_explorer.image, 'value'), (p.image, 'value'))
             self.sigma_explorer.figure.data[2].on_click(self.sigma_explorer.safely(lambda tr, pts, st: pts.point_inds and self.open_channel(pts.point_inds[0])))
-            self._insert({1: self.channels, 2: self.neighbours})
+            self.tabs = widgets.Tab(children=self._fresh(self.sigma_explorer, self.channels, self.neighbours, self.reconstruction),
+                                    titles=('σ explorer', 'channels', 'neighbours', 'reconstruction'))
+            self.body.children = (self.tabs,)
             self.header.value += f' · φ at σ = {s:.2f}'
             self.seconds['all'] = time.perf_counter() - self.t0
             self.progress.value, self.progress.bar_style = 1, 'success'
@@ -681,7 +698,7 @@ class Dashboard(widgets.VBox):
 
     def _on_main(self, fn, *args):
         "Run `fn` on the kernel's thread once the current cell is done (plotly figures made in other threads may draw blank); outside a kernel, in a thread."
-        loop = getattr(getattr(_shell(), 'kernel', None), 'io_loop', None)
+        loop = _kernel_loop()
         if not self.background: return self._guard(fn)(*args)
         if loop is None:   # no frontend to race with: the loading thread does it all
             if threading.current_thread() is threading.main_thread(): threading.Thread(target=self._guard(fn), args=args, daemon=True).start()
@@ -697,11 +714,6 @@ class Dashboard(widgets.VBox):
                 if not self._pending: return
                 fn, args = self._pending.pop(0)
             fn(*args)
-
-    def _insert(self, panels: dict):
-        kids = list(self.tabs.children)
-        for i, p in panels.items(): kids[i] = p
-        self.tabs.children = tuple(kids)
 
     def wait(self, timeout: float | None = None) -> bool:
         "Block until every panel is built (or `timeout` seconds pass); True when ready. Raises the loading error, if any."
