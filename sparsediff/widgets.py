@@ -635,9 +635,12 @@ class Dashboard(widgets.VBox):
                                    f'{self.device} · data: {html.escape(self.data.name)}, {len(self.data)} images')
         self.progress = widgets.FloatProgress(value=0, min=0, max=1, description='loading', bar_style='info', layout=widgets.Layout(width='400px'))
         self.loading = widgets.HTML(_note_html('drawing the σ explorer…'))
-        self.tabs = None                                                   # made once, with all four panels (JupyterLab draws those reliably)
-        self.body = widgets.Box([widgets.HTML(_note_html('drawing the σ explorer… the other panels follow once φ of the dataset is computed'))])
-        super().__init__([self.header, widgets.HBox([self.progress, self.loading]), self.body])
+        # one slot per tab, each filled once: a plotly figure shown twice and then removed from one place stops updating in the other
+        note = lambda what: widgets.Box([widgets.HTML(_note_html(f'{what} (see the progress bar above)'))])
+        self.slots = [note('drawing the σ explorer'), note(f'the channel explorer needs φ of the {len(self.data)} images: computing it'),
+                      note('the neighbour browser needs φ of every image: computing it'), note('drawing the reconstruction panel')]
+        self.tabs = widgets.Tab(children=self.slots, titles=('σ explorer', 'channels', 'neighbours', 'reconstruction'))
+        super().__init__([self.header, widgets.HBox([self.progress, self.loading]), self.tabs])
         self.background = background
         self._load()
 
@@ -648,6 +651,10 @@ class Dashboard(widgets.VBox):
             for f in vars(p).values():
                 if isinstance(f, go.FigureWidget): f._widget_data, f._widget_layout = copy.deepcopy(f._data), copy.deepcopy(f._layout)
         return panels
+
+    def _fill(self, panels: dict):
+        "Put each panel in its tab's slot, its figures' current state resent first."
+        for i, p in panels.items(): self.slots[i].children = self._fresh(p)
 
     def _step(self, frac: float, text: str):
         self.progress.value = frac
@@ -662,7 +669,7 @@ class Dashboard(widgets.VBox):
             self.sigma_explorer = SigmaExplorer(self.model, self.data, sigma=s, n_noise=a['n_noise'], **kw)
             self.reconstruction = ReconstructionPanel(self.model, self.data, n=a['n'], sampler=a['sampler'], sampler_kwargs=a['sampler_kwargs'],
                                                       preview_every=a['preview_every'], **kw)
-            self.body.children = self._fresh(self.sigma_explorer)           # usable while φ is computed
+            self._fill({0: self.sigma_explorer, 3: self.reconstruction})      # usable while φ is computed
             self.seconds['σ explorer'] = time.perf_counter() - self.t0
             self._step(0.2, f'computing φ of {len(self.data)} images with {a["n_noise"]} noise draws each; the σ explorer works meanwhile')
             if self.background: threading.Thread(target=self._guard(phi), daemon=True, name='sparsediff-dashboard-phi').start()
@@ -678,9 +685,7 @@ class Dashboard(widgets.VBox):
                 p.image.value = self.sigma_explorer.image.value                # the image the reader picked meanwhile
                 widgets.link((self.sigma_explorer.image, 'value'), (p.image, 'value'))
             self.sigma_explorer.figure.data[2].on_click(self.sigma_explorer.safely(lambda tr, pts, st: pts.point_inds and self.open_channel(pts.point_inds[0])))
-            self.tabs = widgets.Tab(children=self._fresh(self.sigma_explorer, self.channels, self.neighbours, self.reconstruction),
-                                    titles=('σ explorer', 'channels', 'neighbours', 'reconstruction'))
-            self.body.children = (self.tabs,)
+            self._fill({1: self.channels, 2: self.neighbours})
             self.header.value += f' · φ at σ = {s:.2f}'
             self.seconds['all'] = time.perf_counter() - self.t0
             self.progress.value, self.progress.bar_style = 1, 'success'

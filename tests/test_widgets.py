@@ -295,14 +295,14 @@ def test_dashboard_paints_before_phi_is_ready(model, data):
         t0 = time.perf_counter()
         db = dashboard(model, data, n_noise=1, n_clusters=3, device='cpu')
         assert time.perf_counter() - t0 < 2 and db.progress.value < 1 and db.channels is None
-        for _ in range(200):                                               # the σ explorer does not wait for φ
-            if db.sigma_explorer is not None and db.body.children[0] is db.sigma_explorer: break
+        for _ in range(1200):                                              # the σ explorer does not wait for φ
+            if db.sigma_explorer is not None and db.slots[0].children == (db.sigma_explorer,): break
             time.sleep(0.05)
-        assert db.body.children[0] is db.sigma_explorer and db.channels is None and db.tabs is None and 'computing φ' in db.loading.value
+        assert db.slots[0].children == (db.sigma_explorer,) and db.channels is None and 'computing φ' in db.loading.value
         db.sigma_explorer.image.value = 5                                  # the reader moves on while φ is computed
         gate.set(); assert db.wait(60)
     finally: W.dataset_phi = real
-    assert db.body.children[0] is db.tabs and db.tabs.children[1] is db.channels and db.progress.bar_style == 'success' and 'ready in' in db.loading.value
+    assert db.slots[1].children == (db.channels,) and db.progress.bar_style == 'success' and 'ready in' in db.loading.value
     assert db.channels.image.value == 5 and db.neighbours.image.value == 5
 
 def test_dashboard_says_what_went_wrong(model, data):
@@ -314,7 +314,7 @@ def test_dashboard_says_what_went_wrong(model, data):
 def test_dashboard_links_the_panels(model, data):
     db = dashboard(model, data, n_noise=1, n_clusters=3, device='cpu', sampler=gated_sampler(threading.Event(), []))
     assert db.wait(60) and db.progress.value == 1
-    assert isinstance(db, Dashboard) and len(db.tabs.children) == 4 and db.phis.shape == (24, 64)
+    assert isinstance(db, Dashboard) and len(db.tabs.children) == 4 and db.slots[3].children == (db.reconstruction,) and db.phis.shape == (24, 64)
     db.sigma_explorer.image.value = 9
     assert [p.image.value for p in (db.channels, db.neighbours, db.reconstruction)] == [9, 9, 9]
     live = [c for c in range(64) if c not in db.channels.dead]

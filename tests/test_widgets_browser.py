@@ -135,7 +135,7 @@ def test_dashboard_in_jupyterlab(tmp_path):
                                        timeout=150_000, polling=50)
                 t_cell = time.perf_counter()
                 try: page.wait_for_function('() => [...document.querySelectorAll(".widget-html")].some(e => e.innerText.includes("sparsediff dashboard"))'
-                                            ' && document.querySelector(".widget-hprogress")',
+                                            ' && document.querySelector(".widget-tab .lm-TabBar-tab") && document.querySelector(".widget-hprogress")',
                                             timeout=60_000, polling=50)
                 except Exception:
                     page.screenshot(path=str(ARTIFACTS/'widgets_failed.png'))
