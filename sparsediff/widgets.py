@@ -669,9 +669,9 @@ class Dashboard(widgets.VBox):
             self.sigma_explorer = SigmaExplorer(self.model, self.data, sigma=s, n_noise=a['n_noise'], **kw)
             self.reconstruction = ReconstructionPanel(self.model, self.data, n=a['n'], sampler=a['sampler'], sampler_kwargs=a['sampler_kwargs'],
                                                       preview_every=a['preview_every'], **kw)
-            self._fill({0: self.sigma_explorer, 3: self.reconstruction})      # usable while φ is computed
-            self.seconds['σ explorer'] = time.perf_counter() - self.t0
             self._step(0.2, f'computing φ of {len(self.data)} images with {a["n_noise"]} noise draws each; the σ explorer works meanwhile')
+            self.seconds['σ explorer'] = time.perf_counter() - self.t0
+            self._fill({0: self.sigma_explorer, 3: self.reconstruction})      # usable while φ is computed
             if self.background: threading.Thread(target=self._guard(phi), daemon=True, name='sparsediff-dashboard-phi').start()
             else: phi()
         def phi():   # compute only, off the kernel's thread
