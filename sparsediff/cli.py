@@ -48,7 +48,7 @@ def train_parser(sub):
     p.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'fp16', 'off'], help="mixed precision ('auto': bf16 on CUDA)")
     return p
 
-# %% ../nbs/14_cli.ipynb #4937c0f0
+# %% ../nbs/14_cli.ipynb #df0280a9
 FLAG_NAMES = dict(width_div='--width-div', batch_size='--batch-size', warmup_steps='--warmup', halve_every='--halve-every',
                   sigma_lo='--sigma-lo', sigma_hi='--sigma-hi', ckpt_every='--ckpt-every', eval_every='--eval-every', steps='--steps', lr='--lr')
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #c003
 from __future__ import annotations
-import os, random, tempfile, contextlib, json, hashlib, math, numbers, warnings
+import os, random, tempfile, contextlib, functools, json, hashlib, math, numbers, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,7 +12,7 @@ import torch
 # %% auto #0
 __all__ = ['IMAGE_RANGE', 'default_device', 'as_device', 'available_devices', 'model_device', 'seed_everything', 'make_generator',
            'atomic_path', 'write_json', 'read_json', 'cache_dir', 'hash_state_dict', 'check_images', 'check_sigma',
-           'check_positive_int', 'psnr', 'to_uint8', 'image_grid', 'show_images']
+           'check_positive_int', 'psnr', 'to_uint8', 'image_grid', 'quiet', 'show_images']
 
 # %% ../nbs/00_core.ipynb #c006
 def default_device() -> torch.device:
@@ -171,6 +171,26 @@ def image_grid(x: torch.Tensor, ncol: int = 8, pad: int = 1, pad_value: float = 
     return out
 
 # %% ../nbs/00_core.ipynb #c026
+@functools.cache
+def _quiet_figure():
+    "The class of `quiet` figures, made on first use so that importing sparsediff does not import plotly."
+    import plotly.graph_objects as go
+    class QuietFigure(go.Figure):
+        "A plotly Figure whose repr is one line."
+        def __repr__(self):
+            t = self.layout.title.text
+            return (f'<plotly Figure{" " + repr(t) if t else ""}: {len(self.data)} traces; '
+                    "fig.show() opens it in a browser, fig.write_html('figure.html') saves it>")
+    QuietFigure.__qualname__ = 'QuietFigure'
+    globals()['QuietFigure'] = QuietFigure   # so pickle finds it as sparsediff.core.QuietFigure
+    return QuietFigure
+
+def quiet(fig):
+    "`fig` with a one-line repr, so a plain Python session prints a summary, not 160 lines of `Figure({...})`; notebooks still draw it."
+    import plotly.graph_objects as go
+    if type(fig) is go.Figure: fig.__class__ = _quiet_figure()
+    return quiet(fig)
+
 def show_images(x: torch.Tensor, titles=None, ncol: int = 8, scale: int = 3, title: str | None = None):
     "A plotly figure showing a `(B, C, H, W)` batch as a grid of images."
     import plotly.graph_objects as go
@@ -188,4 +208,4 @@ def show_images(x: torch.Tensor, titles=None, ncol: int = 8, scale: int = 3, tit
     longest = max(len(re.sub('<[^>]+>', '', line)) for line in re.split('<br>', title)) if title else 0   # characters of the title's longest line
     fig.update_layout(height=max(160, nrow*(h*scale+40)) + top - 25, width=max(200, ncol*(x.shape[-1]*scale+10), 9*longest + 60),
                       margin=dict(l=5, r=5, t=top, b=5), title=title)
-    return fig
+    return quiet(fig)

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import make_generator, show_images, check_images, as_device, model_device
+from .core import make_generator, show_images, check_images, as_device, model_device, quiet
 from .hooks import capture, resolve
 from .phi import block_means, evaluating, phi
 
@@ -286,7 +286,7 @@ class SampleResult:
         if rows == 2: fig.update_yaxes(type='log', title_text='‖ā(y) − target‖ / ‖target‖', row=2, col=1)
         fig.update_xaxes(title_text='sampler step', row=rows, col=1)
         fig.update_layout(height=260 * rows + 60, width=720, title=title or f'Sampler trajectory ({self.status}, {self.steps} steps)')
-        return fig
+        return quiet(fig)
 
 # %% ../nbs/08_sampler.ipynb #c023
 def _score_step(model, y, x_c, sigma_target, cfg: SamplerConfig, gen, counter: Counter) -> tuple:

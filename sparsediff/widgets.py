@@ -25,9 +25,10 @@ from .phi import ChunkedData, PhiStore, evaluating, extract_phi
 from .unet import BLOCKS, UNet, load_pretrained, check_image_batch
 
 # %% auto #0
-__all__ = ['KIND_COLOURS', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'unet_views', 'sigma_view', 'rgb',
-           'grid_rgb', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi', 'activation_map', 'ChannelExplorer',
-           'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel', 'Dashboard', 'dashboard']
+__all__ = ['KIND_COLOURS', 'DEAD_BAR', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'unet_views', 'sigma_view',
+           'rgb', 'grid_rgb', 'FigureWidget', 'on_kernel_thread', 'index_box', 'Panel', 'SigmaExplorer', 'phi_store',
+           'dataset_phi', 'activation_map', 'ChannelExplorer', 'NeighbourBrowser', 'progress_fraction',
+           'ReconstructionPanel', 'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #c006
 def default_data(n: int = 500) -> ImageSet:
@@ -104,6 +105,17 @@ def grid_rgb(x: torch.Tensor, ncol: int = 8, slots: int = 0) -> np.ndarray:
     if len(x) < slots: x = torch.cat([x, x.new_ones((slots - len(x), *x.shape[1:]))])
     return rgb(image_grid(x, ncol=ncol))
 
+class FigureWidget(go.FigureWidget):
+    "plotly's `FigureWidget`, opened with its data: plotly sends the data in a second message, which a view drawn at once (a tab filled in after display) can miss, drawing a blank plot."
+    def __init__(self, *args, **kw):
+        self._opening = True
+        super().__init__(*args, **kw)
+        self._opening = False
+        self.open()
+
+    def open(self):
+        if not getattr(self, '_opening', False): super().open()
+
 def _subplots(**kw) -> go.Figure:
     "`make_subplots` with smaller subplot titles, so they fit over small images."
     fig = make_subplots(**kw); fig.update_annotations(font_size=13)
@@ -125,6 +137,28 @@ def _error_html(e: BaseException) -> str:
 def _note_html(text: str) -> str: return f'<span style="color:#555">{html.escape(text)}</span>'
 
 # %% ../nbs/12_widgets.ipynb #c014
+def _shell():
+    "The running IPython shell, or None."
+    try:
+        from IPython import get_ipython
+        return get_ipython()
+    except ImportError: return None
+
+def _kernel_loop():
+    "The kernel's event loop, or None outside a Jupyter kernel."
+    return getattr(getattr(_shell(), 'kernel', None), 'io_loop', None)
+
+def on_kernel_thread(fn: Callable, *args):
+    "Call `fn(*args)` on the kernel's thread: now when already there or outside a kernel, else soon (plotly figures drawn from other threads can miss updates)."
+    loop = _kernel_loop()
+    if loop is None or threading.current_thread() is threading.main_thread(): return fn(*args)
+    loop.add_callback(fn, *args)
+
+def index_box(value: int, n: int, description: str = 'image') -> widgets.IntText:
+    "A box for an image number; panels check it (`Panel.checked`) and say when it is out of range rather than clamp it."
+    if not 0 <= int(value) < n: raise IndexError(f'{description} {value} is out of range: this dataset has {n} images, numbered 0 to {n - 1}')
+    return widgets.IntText(value=int(value), description=description, layout=widgets.Layout(width='170px'))
+
 class Panel(widgets.VBox):
     "A VBox with a status line; `safely(fn)` wraps callbacks so errors show in the panel."
     def _init_status(self):
@@ -137,6 +171,12 @@ class Panel(widgets.VBox):
     def note(self, text: str):
         "Show a grey note in the status line."
         self.status.value = _note_html(text)
+
+    def checked(self, value, n: int, what: str = 'image') -> int:
+        "`value` as an index into `n` images, or an IndexError that says the valid range (shown in the status line)."
+        i = int(value)
+        if not 0 <= i < n: raise IndexError(f'{what} {i} is out of range: this dataset has {n} images, numbered 0 to {n - 1}')
+        return i
 
     def safely(self, fn: Callable) -> Callable:
         "`fn` wrapped so that an exception is shown in the panel, not raised into the widget machinery."
@@ -161,7 +201,7 @@ class SigmaExplorer(Panel):
         self.cache, self.last_ms = OrderedDict(), float('nan')
         self.sigma = widgets.FloatSlider(value=sigma, min=0.0, max=sigma_max, step=step, description='σ', readout_format='.2f',
                                          continuous_update=True, layout=widgets.Layout(width='420px'))
-        self.image = widgets.BoundedIntText(value=image, min=0, max=len(self.data) - 1, description='image', layout=widgets.Layout(width='170px'))
+        self.image = index_box(image, len(self.data))
         self._init_status()
         self.figure = self._make_figure(self.view(image, sigma))
         self.update()
@@ -193,12 +233,12 @@ class SigmaExplorer(Panel):
         fig.update_xaxes(title_text='channel', row=1, col=3); fig.update_yaxes(title_text='φ (mean activation, a.u.)', row=1, col=3)
         fig.update_xaxes(title_text='block', row=1, col=4); fig.update_yaxes(title_text='PR (1/d to 1)', range=[0, 1], row=1, col=4)
         fig.update_layout(width=920, height=330, showlegend=False, margin=dict(l=10, r=10, t=60, b=10), title='σ explorer')
-        return go.FigureWidget(fig)
+        return FigureWidget(fig)
 
     def update(self):
         "Redraw the figure for the current image and σ."
         t0 = time.perf_counter()
-        index, sigma = self.image.value, self.sigma.value
+        index, sigma = self.checked(self.image.value, len(self.data)), self.sigma.value
         cached = (int(index), round(float(sigma), 6)) in self.cache
         v, f = self.view(index, sigma), self.figure
         label = self.data.class_names(self.data.labels[index:index + 1])[0]
@@ -248,6 +288,7 @@ def activation_map(model: nn.Module, x: torch.Tensor, z: torch.Tensor, sigma: fl
 
 # %% ../nbs/12_widgets.ipynb #c026
 KIND_COLOURS = dict(specialized='#2780e3', common='#e37d27', dead='#bbbbbb', selected='#e3272d')
+DEAD_BAR = 0.04   # height of a dead channel's grey bar: visible, and well below any live channel's PR
 
 class ChannelExplorer(Panel):
     "Pick a channel to see its selectivity over the dataset, its activation map on an image and its top-k images."
@@ -261,12 +302,11 @@ class ChannelExplorer(Panel):
         self.selectivity, self.kinds = self.table['selectivity'].to_numpy(), self.table['kind'].to_numpy()
         self.dead = np.flatnonzero(self.kinds == 'dead')
         self.k, self.n_noise, self.seed = min(int(k), len(self.phis)), int(n_noise), int(seed)
-        live = np.flatnonzero(self.kinds != 'dead')
-        if channel is None: channel = int(live[np.argmin(self.selectivity[live])]) if len(live) else 0
+        if channel is None: channel = self.default_channel(image)
         self.maps = OrderedDict()
         labels = [(f'{c}: dead' if kd == 'dead' else f'{c}: {kd}, PR {sv:.2f}', c) for c, (sv, kd) in enumerate(zip(self.selectivity, self.kinds))]
         self.channel = widgets.Dropdown(options=labels, value=int(channel), description='channel', layout=widgets.Layout(width='260px'))
-        self.image = widgets.BoundedIntText(value=image, min=0, max=len(self.data) - 1, description='image', layout=widgets.Layout(width='170px'))
+        self.image = index_box(image, len(self.data))
         self._init_status()
         self.figure = self._make_figure()
         self.update()
@@ -274,6 +314,18 @@ class ChannelExplorer(Panel):
         self.image.observe(self.safely(lambda ch: self.update()), 'value')
         self.figure.data[0].on_click(self.safely(lambda trace, points, state: points.point_inds and self.select(points.point_inds[0])))
         super().__init__([widgets.HBox([self.channel, self.image]), self.figure, self.status])
+
+    def default_channel(self, image: int = 0) -> int:
+        "The channel to open on: a specialized channel firing on enough images (not a near-dead one), the most active on `image`."
+        n, image = len(self.phis), self.checked(image, len(self.data))
+        fires = self.table['active'].to_numpy() * n                               # images each channel fires on
+        for k in (max(2, min(30, n // 20)), 2, 1):
+            ok = np.flatnonzero((self.kinds == 'specialized') & (fires >= k))
+            if len(ok): break
+        else: ok = np.flatnonzero(self.kinds != 'dead')
+        if not len(ok): return 0
+        peak = np.maximum(self.phis[:, ok].max(0), 1e-12)
+        return int(ok[np.argmax(self.phis[int(image), ok] / peak)])             # strongest on this image, relative to its own peak
 
     def select(self, channel: int):
         "Show `channel` (what clicking its bar does)."
@@ -292,9 +344,11 @@ class ChannelExplorer(Panel):
         fig = _subplots(rows=2, cols=3, specs=[[{'colspan': 3}, None, None], [{}, {}, {}]], column_widths=[0.17, 0.23, 0.6],
                             row_heights=[0.45, 0.55], vertical_spacing=0.16, horizontal_spacing=0.05,
                             subplot_titles=('selectivity', 'image', 'activation map', 'top images'))
-        fig.add_trace(go.Bar(x=np.arange(n_ch), y=np.nan_to_num(self.selectivity, nan=0.0), customdata=self.kinds,
+        stub = np.where(self.kinds == 'dead', DEAD_BAR, np.nan_to_num(self.selectivity, nan=0.0))   # dead: a short grey bar
+        what = ['dead: zero on every image' if k == 'dead' else f'{k}, selectivity PR = {s:.3f}' for k, s in zip(self.kinds, self.selectivity)]
+        fig.add_trace(go.Bar(x=np.arange(n_ch), y=stub, customdata=what,
                              marker_color=[KIND_COLOURS[k] for k in self.kinds],
-                             hovertemplate='channel %{x} (%{customdata})<br>selectivity PR = %{y:.3f}<extra>click to pick</extra>'), 1, 1)
+                             hovertemplate='channel %{x}: %{customdata}<extra>click to pick</extra>'), 1, 1)
         h, w = self.data.images.shape[-2:]
         fig.add_trace(go.Image(z=np.zeros((h, w, 3), np.uint8)), 2, 1)
         fig.add_trace(go.Heatmap(z=np.zeros((2, 2)), colorscale='Viridis', zmin=0, zmax=1,
@@ -307,11 +361,11 @@ class ChannelExplorer(Panel):
         _hide_axes(fig, [(2, 1), (2, 3)])
         fig.data[2].colorbar.x = fig.layout.xaxis3.domain[1] + 0.005   # just right of the activation map
         fig.update_layout(width=920, height=520, showlegend=False, margin=dict(l=10, r=10, t=60, b=10), title='channel explorer')
-        return go.FigureWidget(fig)
+        return FigureWidget(fig)
 
     def update(self):
         "Redraw for the current channel and image."
-        c, index, f = int(self.channel.value), int(self.image.value), self.figure
+        c, index, f = int(self.channel.value), self.checked(self.image.value, len(self.data)), self.figure
         top = top_activating(self.phis, [c], self.k)[0][0]                       # (k,) image indices, largest φ first
         m = self.maps_for(index)[c].numpy()                                      # (h, w)
         colours = [KIND_COLOURS['selected' if i == c else kd] for i, kd in enumerate(self.kinds)]
@@ -348,7 +402,7 @@ class NeighbourBrowser(Panel):
         self.k, self.per_cluster = int(k), int(per_cluster)
         self.labels, self.centres = kmeans(self.phis, min(n_clusters, len(self.phis)), seed, n_init=10)
         sizes = np.bincount(self.labels, minlength=len(self.centres))
-        self.image = widgets.BoundedIntText(value=image, min=0, max=len(self.data) - 1, description='image', layout=widgets.Layout(width='170px'))
+        self.image = index_box(image, len(self.data))
         self.cluster = widgets.Dropdown(options=[(f'{c} ({n} images)', c) for c, n in enumerate(sizes)], value=int(self.labels[image]),
                                         description='cluster', layout=widgets.Layout(width='220px'))
         self._init_status()
@@ -368,7 +422,7 @@ class NeighbourBrowser(Panel):
         cl = go.Figure(go.Image(z=blank))
         cl.update_xaxes(visible=False); cl.update_yaxes(visible=False)
         cl.update_layout(width=920, height=300, margin=dict(l=10, r=10, t=50, b=10), title='cluster')
-        return go.FigureWidget(nb), go.FigureWidget(cl)
+        return FigureWidget(nb), FigureWidget(cl)
 
     def neighbours(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         "The `k` nearest images to `index` by cosine similarity in φ and in pixels."
@@ -377,7 +431,7 @@ class NeighbourBrowser(Panel):
 
     def update(self):
         "Redraw the neighbour grids for the current image."
-        index, f = int(self.image.value), self.figure
+        index, f = self.checked(self.image.value, len(self.data)), self.figure
         by_phi, by_pixel = self.neighbours(index)
         same = lambda idx: int((self.data.labels[torch.as_tensor(idx)] == self.data.labels[index]).sum())
         ncol = max(1, -(-self.k // 2))
@@ -447,12 +501,13 @@ class ReconstructionPanel(Panel):
         self.model, self.device = setup_model(model, device)
         self.data = as_imageset(data)
         self.sampler, self.sampler_kwargs, self.preview_every = sampler, dict(sampler_kwargs or {}), max(1, int(preview_every))
+        self.preview_seconds = 1.0   # also preview when a step ends this long after the last preview (the authors' presets are slow)
         default = SamplerConfig()
         self.preset = widgets.Dropdown(options=[(p.replace('_', ' '), p) for p in PRESETS], value='default', description='sampler',
                                        layout=widgets.Layout(width='230px'), disabled=sampler is not None or 'config' in self.sampler_kwargs,
                                        tooltip='SamplerConfig preset: default (fast) … authors (slow)')
         self.sigma_range = tuple(float(v) for v in (sigma_range or (default.sigma0, default.sigma_final)))   # for the progress bar
-        self.image = widgets.BoundedIntText(value=image, min=0, max=len(self.data) - 1, description='target', layout=widgets.Layout(width='170px'))
+        self.image = index_box(image, len(self.data), 'target')
         self.n = widgets.BoundedIntText(value=n, min=1, max=64, description='samples', layout=widgets.Layout(width='170px'))
         self.seed = widgets.IntText(value=seed, description='seed', layout=widgets.Layout(width='170px'))
         self.button = widgets.Button(description='Reconstruct', button_style='primary', icon='play', tooltip='start φ-guided sampling')
@@ -461,7 +516,7 @@ class ReconstructionPanel(Panel):
         self._init_status()
         self.figure = self._make_figure()
         self._lock, self._stop, self._thread = threading.Lock(), threading.Event(), None
-        self.result, self.jobs_started, self.steps_seen, self.previews = None, 0, 0, 0
+        self.result, self.jobs_started, self.steps_seen, self.previews, self._last_preview = None, 0, 0, 0, 0.0
         self.show_target()
         self.image.observe(self.safely(lambda ch: self.show_target()), 'value')
         self.button.on_click(self.safely(lambda b: self.start()))
@@ -476,7 +531,7 @@ class ReconstructionPanel(Panel):
         fig.add_trace(go.Image(z=np.full((h, w, 3), 255, np.uint8)), 1, 2)
         _hide_axes(fig, [(1, 1), (1, 2)])
         fig.update_layout(width=920, height=300, margin=dict(l=10, r=10, t=60, b=10), title='φ-guided reconstruction')
-        return go.FigureWidget(fig)
+        return FigureWidget(fig)
 
     @property
     def running(self) -> bool:
@@ -485,7 +540,7 @@ class ReconstructionPanel(Panel):
 
     def show_target(self):
         "Show the chosen target image."
-        i = int(self.image.value)
+        i = self.checked(self.image.value, len(self.data), 'target')
         label = self.data.class_names(self.data.labels[i:i + 1])[0]
         with self.figure.batch_update():
             self.figure.data[0].z = rgb(self.data.images[i])
@@ -503,16 +558,18 @@ class ReconstructionPanel(Panel):
             if self.running:
                 self.note('a reconstruction is already running: wait for it or press Cancel'); return False
             self._stop = threading.Event()
-            i, n, seed = int(self.image.value), int(self.n.value), int(self.seed.value)
+            i, n, seed = self.checked(self.image.value, len(self.data), 'target'), int(self.n.value), int(self.seed.value)
             target = self.data.images[i:i + 1].to(self.device)                    # (1, C, H, W)
             model = copy.deepcopy(self.model)   # the job's own copy: its hooks never meet the other panels' passes
             self.result, self.error, self.steps_seen, self.previews = None, None, 0, 0
             self.button.disabled, self.cancel_button.disabled = True, False
             self.progress.value, self.progress.bar_style = 0, ''
             self.note(f'sampling {n} from image {i}…')
+            self._last_preview = 0.0
             self._thread = threading.Thread(target=self._run, args=(model, target, n, seed, self._stop), daemon=True, name='sparsediff-reconstruct')
             self.jobs_started += 1
             self._thread.start()
+            threading.Thread(target=self._tick, args=(self._thread, time.perf_counter()), daemon=True).start()
             return True
 
     def cancel(self):
@@ -525,6 +582,12 @@ class ReconstructionPanel(Panel):
         if t is not None: t.join(timeout)
         return not self.running
 
+    def _tick(self, job: threading.Thread, t0: float, every: float = 0.5):
+        "Until the sampler's first step arrives, say every `every` s that it is working (slow presets take seconds a step)."
+        while job.is_alive() and self.steps_seen == 0:
+            self.note(f'{self.preset.value.replace("_", " ")} sampler working: {time.perf_counter() - t0:.1f} s, first step not done yet')
+            time.sleep(every)
+
     def _callback(self, stop: threading.Event, t0: float, sigma_range=(1.0, 0.03)):
         "The per-step callback handed to the sampler: called as `callback(step, info)` or `callback(info)` with `info.step`."
         def callback(step, info=None):
@@ -534,12 +597,14 @@ class ReconstructionPanel(Panel):
             self.steps_seen = step
             frac = progress_fraction(step, info, sigma_range)
             if frac is not None: self.progress.value = max(self.progress.value, frac)
-            if step % self.preview_every == 0:
+            now = time.perf_counter()
+            if step % self.preview_every == 0 or step == 1 or now - self._last_preview >= self.preview_seconds:   # slow presets: every step
+                self._last_preview = now
                 x = _as_images(info.get('x', info.get('samples')))
                 s = _scalar(info.get('sigma'))
                 if x is not None:
                     self.previews += 1
-                    self.show_samples(x, f'samples forming: step {step}' + (f', σ = {s:.3f}' if s is not None else ''))
+                    on_kernel_thread(self.show_samples, x, f'samples forming: step {step}' + (f', σ = {s:.3f}' if s is not None else ''))
                 self.note(f'step {step}' + (f', σ = {s:.3f}' if s is not None else '') + f' ({time.perf_counter() - t0:.1f} s)')
             return not stop.is_set()
         return callback
@@ -559,7 +624,7 @@ class ReconstructionPanel(Panel):
             if x is None: raise TypeError(f'the sampler returned {type(result).__name__} without a .samples tensor')
             clean = _as_images(getattr(result, 'denoised', None))   # the last clean estimates, when given
             word = 'cancelled' if stop.is_set() else 'done'
-            self.show_samples(x if clean is None else clean, f'{len(x)} samples ({word} after {self.steps_seen} steps)')
+            on_kernel_thread(self.show_samples, x if clean is None else clean, f'{len(x)} samples ({word} after {self.steps_seen} steps)')
             status, message = getattr(result, 'status', None), getattr(result, 'message', '')
             warn = status not in (None, 'converged', 'done', 'cancelled')
             self.progress.bar_style = 'warning' if stop.is_set() or warn else 'success'
@@ -576,30 +641,118 @@ class Dashboard(widgets.VBox):
     "The σ explorer, channel explorer, neighbour browser and reconstruction panel in tabs, sharing model, data, φ and image."
     def __init__(self, model: nn.Module | None = None, data=None, store=None, sigma: float | None = None, image: int = 0,
                  n_noise: int = 8, seed: int = 0, device=None, n_clusters: int = 10, n: int = 4, sampler: Callable | None = None,
-                 sampler_kwargs: dict | None = None, preview_every: int = 10):
+                 sampler_kwargs: dict | None = None, preview_every: int = 10, background: bool = True):
         self.model, self.device = setup_model(model, device)
         self.data = as_imageset(data)
-        self.phis, s = dataset_phi(self.model, self.data, store, sigma, 'mid', n_noise, seed)
-        s = 0.2 if np.isnan(s) else s
-        kw = dict(device=self.device, seed=seed, image=image)
-        self.sigma_explorer = SigmaExplorer(self.model, self.data, sigma=s, n_noise=n_noise, **kw)
-        self.channels = ChannelExplorer(self.model, self.data, store=self.phis, sigma=s, n_noise=n_noise, **kw)
-        self.neighbours = NeighbourBrowser(self.model, self.data, store=self.phis, sigma=s, n_clusters=n_clusters, **kw)
-        self.reconstruction = ReconstructionPanel(self.model, self.data, n=n, sampler=sampler, sampler_kwargs=sampler_kwargs,
-                                                  preview_every=preview_every, **kw)
-        panels = [self.sigma_explorer, self.channels, self.neighbours, self.reconstruction]
-        for p in panels[1:]: widgets.link((self.sigma_explorer.image, 'value'), (p.image, 'value'))
-        self.tabs = widgets.Tab(children=panels, titles=('σ explorer', 'channels', 'neighbours', 'reconstruction'))
-        self.sigma_explorer.figure.data[2].on_click(self.sigma_explorer.safely(lambda tr, pts, st: pts.point_inds and self.open_channel(pts.point_inds[0])))
+        index_box(image, len(self.data))                                  # an out-of-range image fails here, before any compute
+        self.args = dict(store=store, sigma=sigma, image=image, n_noise=n_noise, seed=seed, n_clusters=n_clusters, n=n,
+                         sampler=sampler, sampler_kwargs=sampler_kwargs, preview_every=preview_every)
+        self.sigma_explorer = self.channels = self.neighbours = self.reconstruction = self.phis = self.error = None
+        self.ready, self.t0, self.seconds, self._lock, self._pending = threading.Event(), time.perf_counter(), {}, threading.Lock(), []
         n_params = sum(p.numel() for p in self.model.parameters())
-        header = widgets.HTML(f'<b>sparsediff dashboard</b> · model: {type(self.model).__name__}, {n_params / 1e6:.2f}M parameters on '
-                              f'{self.device} · data: {html.escape(self.data.name)}, {len(self.data)} images · φ at σ = {s:.2f}')
-        super().__init__([header, self.tabs])
+        self.header = widgets.HTML(f'<b>sparsediff dashboard</b> · model: {type(self.model).__name__}, {n_params / 1e6:.2f}M parameters on '
+                                   f'{self.device} · data: {html.escape(self.data.name)}, {len(self.data)} images')
+        self.progress = widgets.FloatProgress(value=0, min=0, max=1, description='loading', bar_style='info', layout=widgets.Layout(width='400px'))
+        self.loading = widgets.HTML(_note_html('drawing the σ explorer…'))
+        # one slot per tab, each filled once: a plotly figure shown twice and then removed from one place stops updating in the other
+        note = lambda what: widgets.Box([widgets.HTML(_note_html(f'{what} (see the progress bar above)'))])
+        self.slots = [note('drawing the σ explorer'), note(f'the channel explorer needs φ of the {len(self.data)} images: computing it'),
+                      note('the neighbour browser needs φ of every image: computing it'), note('drawing the reconstruction panel')]
+        self.tabs = widgets.Tab(children=self.slots, titles=('σ explorer', 'channels', 'neighbours', 'reconstruction'))
+        super().__init__([self.header, widgets.HBox([self.progress, self.loading]), self.tabs])
+        self.background = background
+        self._load()
+
+    @staticmethod
+    def _fresh(*panels) -> tuple:
+        "`panels`, their figures' full current state resent as plain widget state: plotly's frontend can miss edits made before it loaded, and draws new views from this state."
+        for p in panels:
+            for f in vars(p).values():
+                if isinstance(f, go.FigureWidget): f._widget_data, f._widget_layout = copy.deepcopy(f._data), copy.deepcopy(f._layout)
+        return panels
+
+    def _fill(self, panels: dict):
+        "Put each panel in its tab's slot, its figures' current state resent first."
+        for i, p in panels.items(): self.slots[i].children = self._fresh(p)
+
+    def _step(self, frac: float, text: str):
+        self.progress.value = frac
+        self.loading.value = _note_html(f'{text} ({time.perf_counter() - self.t0:.1f} s)')
+
+    def _load(self):
+        "Build the panels: σ explorer and reconstruction first (they need no dataset φ), then φ (in a thread), channels and neighbours."
+        a = self.args
+        kw = dict(device=self.device, seed=a['seed'], image=a['image'])
+        def light():
+            s = 0.2 if a['sigma'] is None else float(a['sigma'])
+            self.sigma_explorer = SigmaExplorer(self.model, self.data, sigma=s, n_noise=a['n_noise'], **kw)
+            self.reconstruction = ReconstructionPanel(self.model, self.data, n=a['n'], sampler=a['sampler'], sampler_kwargs=a['sampler_kwargs'],
+                                                      preview_every=a['preview_every'], **kw)
+            self._step(0.2, f'computing φ of {len(self.data)} images with {a["n_noise"]} noise draws each; the σ explorer works meanwhile')
+            self.seconds['σ explorer'] = time.perf_counter() - self.t0
+            self._fill({0: self.sigma_explorer, 3: self.reconstruction})      # usable while φ is computed
+            if self.background: threading.Thread(target=self._guard(phi), daemon=True, name='sparsediff-dashboard-phi').start()
+            else: phi()
+        def phi():   # compute only, off the kernel's thread
+            self.phis, s = dataset_phi(self.model, self.data, a['store'], a['sigma'], 'mid', a['n_noise'], a['seed'])
+            self._on_main(heavy, 0.2 if np.isnan(s) else s)
+        def heavy(s):
+            self._step(0.8, 'building the channel explorer and the neighbour browser')
+            self.channels = ChannelExplorer(self.model, self.data, store=self.phis, sigma=s, n_noise=a['n_noise'], **kw)
+            self.neighbours = NeighbourBrowser(self.model, self.data, store=self.phis, sigma=s, n_clusters=a['n_clusters'], **kw)
+            for p in (self.channels, self.neighbours, self.reconstruction):
+                p.image.value = self.sigma_explorer.image.value                # the image the reader picked meanwhile
+                widgets.link((self.sigma_explorer.image, 'value'), (p.image, 'value'))
+            self.sigma_explorer.figure.data[2].on_click(self.sigma_explorer.safely(lambda tr, pts, st: pts.point_inds and self.open_channel(pts.point_inds[0])))
+            self._fill({1: self.channels, 2: self.neighbours})
+            self.header.value += f' · φ at σ = {s:.2f}'
+            self.seconds['all'] = time.perf_counter() - self.t0
+            self.progress.value, self.progress.bar_style = 1, 'success'
+            self.loading.value = _note_html(f"ready in {self.seconds['all']:.1f} s (σ explorer after {self.seconds['σ explorer']:.1f} s)")
+            self.ready.set()
+        self._on_main(light)
+
+    def _guard(self, fn):
+        "`fn` that shows its exception in the loading line (and ends the wait) instead of raising it."
+        def run(*args):
+            try: fn(*args)
+            except Exception as e:
+                self.error = e; self.progress.bar_style = 'danger'; self.loading.value = _error_html(e); self.ready.set()
+        return run
+
+    def _on_main(self, fn, *args):
+        "Run `fn` on the kernel's thread once the current cell is done (plotly figures made in other threads may draw blank); outside a kernel, in a thread."
+        loop = _kernel_loop()
+        if not self.background: return self._guard(fn)(*args)
+        if loop is None:   # no frontend to race with: the loading thread does it all
+            if threading.current_thread() is threading.main_thread(): threading.Thread(target=self._guard(fn), args=args, daemon=True).start()
+            else: self._guard(fn)(*args)
+            return
+        with self._lock: self._pending.append((self._guard(fn), args))
+        loop.add_callback(self._run_pending)
+
+    def _run_pending(self):
+        "Run the steps queued for the kernel's thread."
+        while True:
+            with self._lock:
+                if not self._pending: return
+                fn, args = self._pending.pop(0)
+            fn(*args)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        "Block until every panel is built (or `timeout` seconds pass); True when ready. Raises the loading error, if any."
+        if threading.current_thread() is threading.main_thread():   # in a kernel, steps queued for this thread run here
+            t_end = None if timeout is None else time.perf_counter() + timeout
+            while not self.ready.is_set() and (t_end is None or time.perf_counter() < t_end): self._run_pending(); self.ready.wait(0.05)
+        done = self.ready.wait(0 if threading.current_thread() is threading.main_thread() else timeout)
+        if self.error is not None: raise self.error
+        return done
 
     def open_channel(self, channel: int):
         "Show `channel` in the channel explorer tab."
         self.channels.select(channel); self.tabs.selected_index = 1
 
 def dashboard(model: nn.Module | None = None, data=None, store=None, **kw) -> Dashboard:
-    "Open the dashboard: the shipped model and 500 MNIST test digits unless told otherwise."
+    "Open the dashboard (the shipped model and 500 MNIST test digits unless told otherwise); panels fill in from a background thread."
     return Dashboard(model, data, store, **kw)
+

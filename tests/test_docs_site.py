@@ -1,6 +1,8 @@
-"Build the offline docs site with tools/build_docs.py, serve it, and check it in headless Chromium."
+"Build the offline docs site with tools/build_docs.py, crawl every link and fragment, and check it in headless Chromium."
 import functools, http.server, json, re, shutil, subprocess, sys, threading
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -24,7 +26,7 @@ def fixture_project(tmp):
     (proj/'nbs').mkdir(parents=True)
     shutil.copy(ROOT/'settings.ini', proj)
     fig = {'data': [{'type': 'scatter', 'x': [1, 2, 3], 'y': [3, 1, 2]}], 'layout': {'title': {'text': 'demo'}}}
-    nbs = {'index.ipynb': _nb(('markdown', '# sparsediff\n\n> Fixture index'), ('markdown', '## Install\n\nSome prose.')),
+    nbs = {'index.ipynb': _nb(('markdown', '# sparsediff\n\n> Fixture index'), ('markdown', '## Install\n\nSome prose, and maths: $$\\frac{1}{HW}\\sum_{h,w} a_j$$')),
            '00_core.ipynb': _nb(('code', '#| default_exp core'), ('markdown', '# Core\n\n> Fixture core'),
                                 ('code', '#| export\ndef seed_everything(seed:int=0):\n    "Seed every RNG."\n    return seed'),
                                 ('code', 'fig', [dict(output_type='display_data', metadata={},
@@ -55,14 +57,75 @@ def nb_title(path):
     "The first `# Title` heading of a notebook."
     return re.search(r'^#\s+(.+)$', nb_text(path, 'markdown'), re.M)[1].strip()
 
+@pytest.fixture(scope='module')
+def built(tmp_path_factory):
+    "The docs site of the repo (or of a fixture project while the real notebooks are missing), built once: (project, site, real)."
+    tmp = tmp_path_factory.mktemp('docs')
+    real = all((ROOT/'nbs'/n).exists() for n in ('index.ipynb', '00_core.ipynb'))
+    project = ROOT if real else fixture_project(tmp)
+    build(project, tmp/'site')
+    return project, tmp/'site', real
+
+class PageLinks(HTMLParser):
+    "The ids, links (href/src) and visible text of one HTML page."
+    def __init__(self):
+        super().__init__(); self.ids, self.links, self.text, self._skip = set(), [], [], 0
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get('id'): self.ids.add(a['id'])
+        if tag == 'a' and a.get('name'): self.ids.add(a['name'])
+        self.links += [a[k] for k in ('href', 'src') if a.get(k)]
+        self._skip += tag in ('script', 'style')
+    def handle_endtag(self, tag): self._skip -= tag in ('script', 'style')
+    def handle_data(self, data):
+        if not self._skip: self.text.append(data)
+
+def crawl(site: Path):
+    "Every internal link of every page, checked: (number checked, broken links as (page, link, why))."
+    parsed = {}
+    for p in site.rglob('*.html'):
+        parsed[p.resolve()] = PageLinks(); parsed[p.resolve()].feed(p.read_text(encoding='utf-8'))
+    checked, broken = 0, []
+    for p, links in parsed.items():
+        for link in links.links:
+            u = urlsplit(link)
+            if u.scheme or link.startswith(('//', 'data:')): continue   # external (GitHub source links) or inline
+            checked += 1
+            target = (p.parent/unquote(u.path)).resolve() if u.path else p
+            rel = p.relative_to(site.resolve()).as_posix()
+            if not target.exists(): broken.append((rel, link, 'no such file'))
+            elif u.fragment and target.suffix == '.html' and not {u.fragment, unquote(u.fragment)} & parsed[target].ids:
+                broken.append((rel, link, 'no such id'))
+    return checked, broken, {p.relative_to(site.resolve()).as_posix(): ''.join(x.text) for p, x in parsed.items()}
+
+def test_links_and_fragments(built):
+    "Every internal link and every `#fragment` of the site exists, and no pandoc attribute text is left on a page."
+    _, site, real = built
+    checked, broken, text = crawl(site)
+    assert checked > (500 if real else 5), checked
+    assert not broken, f'{len(broken)} of {checked} links are broken: {broken[:20]}'
+    stray = {p: t.count('{target=') for p, t in text.items() if '{target=' in t}
+    assert not stray, f'literal {{target=...}} text on {stray}'
+    assert (site/'assets'/'katex'/'katex.min.js').exists() and list((site/'assets'/'katex'/'fonts').glob('*.woff2'))
+
+# JavaScript run in a page: what a reader would see go wrong.
+PAGE_PROBLEMS = r"""() => {
+  const main = document.querySelector('main.content'), right = main.getBoundingClientRect().right;
+  const wide = [...main.querySelectorAll('img')].filter(i => i.getBoundingClientRect().right > right + 1)
+                 .map(i => (i.getAttribute('alt') || i.src.slice(0, 40)) + ' by ' + Math.round(i.getBoundingClientRect().right - right) + ' px');
+  const prose = main.cloneNode(true);   // the text a reader sees, less code, figures and KaTeX's hidden MathML copy
+  prose.querySelectorAll('pre, code, script, .plotly-fig, .katex-mathml').forEach(e => e.remove());
+  const text = prose.textContent;
+  return {overflow: document.documentElement.scrollWidth - window.innerWidth, wide,
+          katex: main.querySelectorAll('.katex').length, katexErrors: main.querySelectorAll('.katex-error').length,
+          rawMath: (text.match(/\$\$|\\frac|\\mathbb|\\sigma/g) || []).length, target: text.includes('{target=')};
+}"""
+
 @pytest.mark.browser
-def test_docs_site(tmp_path):
+def test_docs_site(built):
     sync_api = pytest.importorskip('playwright.sync_api', reason='playwright is not installed')
     if not CHROMIUM.exists(): pytest.skip(f'no Chromium at {CHROMIUM}')
-    real = all((ROOT/'nbs'/n).exists() for n in ('index.ipynb', '00_core.ipynb'))
-    project = ROOT if real else fixture_project(tmp_path)
-    site = tmp_path/'site'
-    build(project, site)
+    project, site, real = built
     pages = {p.relative_to(site).as_posix(): p.read_text() for p in site.rglob('*.html') if p.parent.name != 'assets'}
     api_pages = sorted((p for p, t in pages.items() if 'class="api"' in t), key=lambda p: p != 'core.html')
     assert api_pages, f'no page with show_doc output among {sorted(pages)}'
@@ -89,6 +152,18 @@ def test_docs_site(tmp_path):
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
 
+            # every page at 1280 px: no sideways scrolling, images inside the text column, maths typeset by KaTeX
+            problems, typeset = {}, 0
+            for name in sorted(pages):
+                page.goto(f'{base}/{name}')
+                if 'katex.min.js' in pages[name]:
+                    page.wait_for_function("() => document.querySelector('main.content .katex')", timeout=15_000)
+                r = page.evaluate(PAGE_PROBLEMS)
+                typeset += r['katex']
+                bad = {k: v for k, v in r.items() if k != 'katex' and v and not (k == 'overflow' and v <= 0)}
+                if bad: problems[name] = bad
+            assert not problems, problems
+            assert typeset > (20 if real else 0), f'only {typeset} formulas typeset'
             page.goto(f'{base}/{api_pages[0]}')
             head = page.locator('.api h2, .api h3, .api h4').first
             assert head.is_visible()

@@ -98,7 +98,9 @@ def test_bad_inputs_raise_clear_errors(model, data):
 def test_any_tensor_dataset_works(model):
     ex = SigmaExplorer(model, torch.rand(4, 3, 16, 16), n_noise=1, device='cpu')
     ex.image.value = 3
-    assert ex.error is None and ex.image.max == 3
+    assert ex.error is None
+    ex.image.value = 4                                                  # out of range: said, not clamped
+    assert isinstance(ex.error, IndexError) and '0 to 3' in ex.status.value and ex.image.value == 4
 
 # φ of the dataset
 
@@ -129,6 +131,20 @@ def test_channel_pick_by_dropdown_and_by_click(model, data):
     expected = ' '.join(data.classes[int(data.labels[i])] for i in top)
     assert ce.figure.layout.annotations[3].text.endswith(expected)
     assert not np.array_equal(grid, z_of(ce.figure, 3))
+
+def test_default_channel_is_live_specialized_and_fires_on_the_image(model, data):
+    phis = np.abs(np.random.default_rng(0).normal(size=(24, 64))).astype(np.float32)
+    phis[:, 0] = 0; phis[3, 0] = 1e-5                                   # channel 0: fires once, faintly (PR 1/24, not a real choice)
+    phis[:, 7] = 0                                                      # dead
+    phis[:, 9] = 0; phis[:12, 9] = 2.0                                  # specialized: half the images
+    ce = ChannelExplorer(model, data, store=phis, sigma=0.2, n_noise=1, k=4, image=0, device='cpu')
+    c = ce.channel.value
+    assert c not in (0, 7) and ce.kinds[c] == 'specialized' and phis[0, c] > 0, (c, ce.kinds[c])
+    bars = y_of(ce.figure, 0)
+    assert ce.kinds[7] == 'dead' and bars[7] > 0 and ce.figure.data[0].marker.color[7] == KIND_COLOURS['dead']   # a grey bar you can see
+    assert 'dead' in ce.figure.data[0].customdata[7]
+    ce.image.value = 24
+    assert isinstance(ce.error, IndexError) and 'out of range' in ce.status.value
 
 def test_activation_map_follows_the_image_and_is_cached(model, data):
     ce = ChannelExplorer(model, data, n_noise=1, device='cpu')
@@ -171,6 +187,7 @@ def gated_sampler(gate: threading.Event, calls: list):
 def test_second_press_while_running_starts_nothing(model, data):
     gate, calls = threading.Event(), []
     rp = ReconstructionPanel(model, data, n=2, sampler=gated_sampler(gate, calls), preview_every=5, device='cpu')
+    rp.preview_seconds = float('inf')                                    # count the step-driven previews only
     empty = z_of(rp.figure, 1)
     rp.button.click()
     assert rp.running and rp.button.disabled and not rp.cancel_button.disabled
@@ -179,7 +196,7 @@ def test_second_press_while_running_starts_nothing(model, data):
     gate.set(); assert rp.wait(30)
     assert len(calls) == 1 and calls[0] is not model                   # the job ran on its own copy of the model
     assert rp.error is None and rp.progress.value == 1 and rp.progress.bar_style == 'success'
-    assert rp.previews == 10 and rp.steps_seen == 50 and not rp.button.disabled
+    assert rp.previews == 11 and rp.steps_seen == 50               # step 1, then every 5th and not rp.button.disabled
     assert z_of(rp.figure, 1).shape == (18, 35, 3) and not np.array_equal(empty, z_of(rp.figure, 1))   # 2 samples of 16×16
     assert 'done' in rp.status.value and 'done' in rp.figure.layout.annotations[1].text
 
@@ -212,9 +229,10 @@ def test_dict_callbacks_and_sigma_progress(model, data):
             callback(dict(step=t, x=x, sigma=torch.tensor([s, s / 2]))); seen.append(rp.progress.value)
         return types.SimpleNamespace(samples=x, status='converged')
     rp = ReconstructionPanel(model, data, n=2, sampler=sampler, preview_every=4, device='cpu')
+    rp.preview_seconds = float('inf')
     rp.start(); assert rp.wait(30) and rp.error is None
     assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0) and seen[0] == pytest.approx(0.0)
-    assert rp.previews == 5
+    assert rp.previews == 6                                             # step 1, then every 4th
     assert progress_fraction(3, dict(total=12)) == 0.25 and progress_fraction(3, {}) is None
 
 def test_the_panels_hooks_do_not_meet(model, data):
@@ -256,9 +274,9 @@ def test_the_panel_runs_the_chosen_preset(data):
     digits = ImageSet(fit_images(data.images, 32), data.labels, data.classes, 'blobs32')
     rp = ReconstructionPanel(load_pretrained(), digits, n=2, preview_every=10, device='cpu')
     assert [v for _, v in rp.preset.options] == ['default', 'thorough', 'authors_fixed', 'authors'] and rp.preset.value == 'default'
-    rp.preset.value = 'thorough'
+    rp.preset.value = 'thorough'; rp.preview_seconds = float('inf')
     assert rp.start() and rp.wait(120) and rp.error is None, rp.status.value
-    assert rp.result.config['schedule'] == 'fixed' and rp.result.steps == 40 and rp.steps_seen == 40 and rp.previews == 4
+    assert rp.result.config['schedule'] == 'fixed' and rp.result.steps == 40 and rp.steps_seen == 40 and rp.previews == 5
     assert rp.result.evals['encoder'] == 2 * 40 * 6 and rp.progress.value == 1
     fixed = ReconstructionPanel(load_pretrained(), digits, sampler_kwargs=dict(config=SamplerConfig(guidance='none')), device='cpu')
     assert fixed.preset.disabled     # an explicit config wins, and the dropdown says so
@@ -266,9 +284,37 @@ def test_the_panel_runs_the_chosen_preset(data):
 
 # the dashboard
 
+def test_dashboard_paints_before_phi_is_ready(model, data):
+    "The layout and a progress bar come back at once; the panels that need φ of the dataset fill in from a thread."
+    gate = threading.Event()
+    import sparsediff.widgets as W
+    real = W.dataset_phi
+    def slow_phi(*a, **kw): gate.wait(30); return real(*a, **kw)
+    W.dataset_phi = slow_phi
+    try:
+        t0 = time.perf_counter()
+        db = dashboard(model, data, n_noise=1, n_clusters=3, device='cpu')
+        assert time.perf_counter() - t0 < 2 and db.progress.value < 1 and db.channels is None
+        for _ in range(1200):                                              # the σ explorer does not wait for φ
+            if db.sigma_explorer is not None and db.slots[0].children == (db.sigma_explorer,): break
+            time.sleep(0.05)
+        assert db.slots[0].children == (db.sigma_explorer,) and db.channels is None and 'computing φ' in db.loading.value
+        db.sigma_explorer.image.value = 5                                  # the reader moves on while φ is computed
+        gate.set(); assert db.wait(60)
+    finally: W.dataset_phi = real
+    assert db.slots[1].children == (db.channels,) and db.progress.bar_style == 'success' and 'ready in' in db.loading.value
+    assert db.channels.image.value == 5 and db.neighbours.image.value == 5
+
+def test_dashboard_says_what_went_wrong(model, data):
+    with pytest.raises(IndexError, match='out of range'): dashboard(model, data, image=99, device='cpu')
+    db = dashboard(model, data, store=np.ones((5, 64)), n_noise=1, device='cpu')       # φ of the wrong length: shown, then raised
+    with pytest.raises(ValueError, match='row for row'): db.wait(60)
+    assert db.progress.bar_style == 'danger' and 'row for row' in db.loading.value
+
 def test_dashboard_links_the_panels(model, data):
     db = dashboard(model, data, n_noise=1, n_clusters=3, device='cpu', sampler=gated_sampler(threading.Event(), []))
-    assert isinstance(db, Dashboard) and len(db.tabs.children) == 4 and db.phis.shape == (24, 64)
+    assert db.wait(60) and db.progress.value == 1
+    assert isinstance(db, Dashboard) and len(db.tabs.children) == 4 and db.slots[3].children == (db.reconstruction,) and db.phis.shape == (24, 64)
     db.sigma_explorer.image.value = 9
     assert [p.image.value for p in (db.channels, db.neighbours, db.reconstruction)] == [9, 9, 9]
     live = [c for c in range(64) if c not in db.channels.dead]
@@ -283,4 +329,4 @@ def test_runs_on_the_gpu(data):
     ex.sigma.value = 0.5
     assert ex.device.type == 'cuda' and next(m.parameters()).is_cuda and ex.error is None
     db = dashboard(m, data, n_noise=2, n_clusters=3, device='cuda', sampler=gated_sampler(threading.Event(), []))
-    assert db.neighbours.error is None
+    assert db.wait(120) and db.neighbours.error is None

@@ -1,4 +1,4 @@
-"Open the dashboard in a real JupyterLab with headless Chromium: move the σ slider, press Reconstruct, and check the figures change."
+"Open the dashboard in a real JupyterLab with headless Chromium: it paints at once, opens on a live channel; move the σ slider, press Reconstruct, and check the figures change."
 import json, os, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import torch
 from sparsediff.data import load_mnist
 from sparsediff.widgets import dashboard
 data = load_mnist('test').subset(range(0, 1000, 5))
+print('setup done')
 """
 DASHBOARD = """\
 d = dashboard(data=data, device='cpu', n_noise=4, n=4, preview_every=2)
@@ -92,6 +93,14 @@ TALLEST_BAR = """(prefix) => {
   return best;
 }"""
 
+# JavaScript: the channel explorer's title and the spread of its activation map (trace 2, a heatmap), from plotly's decoded data.
+CHANNEL_MAP = """() => {
+  const el = [...document.querySelectorAll('.js-plotly-plot')].find(e => e.layout && String(e.layout.title.text).startsWith('channel '));
+  if (!el || !el._fullData || !el._fullData[2]) return null;
+  const v = []; for (const row of el._fullData[2].z) for (const a of row) v.push(Number(a));
+  return {title: String(el.layout.title.text), min: Math.min(...v), max: Math.max(...v), n: v.length};
+}"""
+
 ERRORS = """() => [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-output.jp-mod-error, .jp-RenderedText[data-mime-type="application/vnd.jupyter.error"]')].map(e => e.innerText).join('\\n')"""
 
 @pytest.mark.browser
@@ -117,9 +126,26 @@ def test_dashboard_in_jupyterlab(tmp_path):
                 page.on('console', lambda m: m.type == 'error' and console.append(m.text))
                 page.goto(f'{url}/lab/tree/dash.ipynb', wait_until='domcontentloaded')
                 page.wait_for_selector('.jp-Notebook .jp-Cell', timeout=90_000)
+                page.wait_for_function('() => document.body.innerText.includes("| Idle")', timeout=90_000)   # the kernel is up
                 page.wait_for_timeout(1000)
                 page.locator('.lm-MenuBar-itemLabel', has_text='Run').first.click()
                 page.locator('.lm-Menu-itemLabel', has_text='Run All Cells').first.click()
+                # time to first paint: from the set-up cell's output (the dashboard cell starts then) to the dashboard's layout
+                page.wait_for_function('() => [...document.querySelectorAll(".jp-OutputArea-output")].some(e => e.innerText.includes("setup done"))',
+                                       timeout=150_000, polling=50)
+                t_cell = time.perf_counter()
+                try: page.wait_for_function('() => [...document.querySelectorAll(".widget-html")].some(e => e.innerText.includes("sparsediff dashboard"))'
+                                            ' && document.querySelector(".widget-tab .lm-TabBar-tab") && document.querySelector(".widget-hprogress")',
+                                            timeout=60_000, polling=50)
+                except Exception:
+                    page.screenshot(path=str(ARTIFACTS/'widgets_failed.png'))
+                    pytest.fail(f'the dashboard did not paint; errors in the notebook: {page.evaluate(ERRORS)[-3000:]}; console: {console[-5:]}')
+                first_paint = time.perf_counter() - t_cell
+                page.screenshot(path=str(ARTIFACTS/'widgets_first_paint.png'))
+                (ARTIFACTS/'widgets_first_paint.txt').write_text(f'{first_paint:.2f} s from the dashboard cell starting to its layout on screen\n')
+                assert first_paint < 3, f'the dashboard took {first_paint:.1f} s to paint'
+                # then every panel, in tabs, once φ of the dataset is computed
+                page.wait_for_function('() => [...document.querySelectorAll(".widget-html")].some(e => e.innerText.includes("ready in"))', timeout=150_000)
                 try: page.wait_for_function(f'() => ({FIGURE_STATE})("σ explorer") !== null', timeout=150_000)
                 except Exception:
                     page.screenshot(path=str(ARTIFACTS/'widgets_failed.png'))
@@ -129,6 +155,16 @@ def test_dashboard_in_jupyterlab(tmp_path):
                 before = sigma_fig()
                 assert before['width'] > 300 and before['height'] > 200, before
                 page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_sigma_before.png'))
+
+                # The channel explorer opens on a live, specialized channel whose map on the image is not flat.
+                page.locator('.widget-tab .lm-TabBar-tab', has_text='channels').first.click()
+                page.wait_for_function(f'() => ({CHANNEL_MAP})() !== null', timeout=30_000)
+                first = page.evaluate(CHANNEL_MAP)
+                assert 'specialized' in first['title'] and 'dead' not in first['title'], first
+                assert float(first['title'].rsplit('PR', 1)[1]) > 0.01 and first['max'] - first['min'] > 1e-3, first
+                page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_channels_first.png'))
+                page.locator('.widget-tab .lm-TabBar-tab', has_text='σ explorer').first.click()
+                page.wait_for_timeout(300)
 
                 # Move the σ slider with the keyboard: five steps of 0.01 to the right.
                 handle = page.locator('.widget-hslider .noUi-handle').first
@@ -172,6 +208,8 @@ def test_dashboard_in_jupyterlab(tmp_path):
                 page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_reconstruction.png'))
                 stack_images([ARTIFACTS/'widgets_sigma_after.png', ARTIFACTS/'widgets_reconstruction.png'], ARTIFACTS/'widgets_dashboard.png')
                 assert not page.evaluate(ERRORS).strip().lower().count('traceback'), page.evaluate(ERRORS)
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS/'widgets_failed.png')); raise
             finally: browser.close()
     finally:
         stop_lab(lab)

@@ -14,6 +14,7 @@
 import argparse, html, json, os, re, shutil, sys
 from itertools import count
 from pathlib import Path
+from urllib.parse import unquote
 
 import nbformat, plotly, yaml
 from nbconvert import MarkdownExporter
@@ -26,6 +27,8 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 PLOTLY = 'application/vnd.plotly.v1+json'
+KATEX = Path(__file__).resolve().parent/'katex'   # KaTeX 0.19.1 from npm (MIT), woff2 fonts only: maths offline
+MATH = re.compile(r'\$\$.+?\$\$|(?<![\\$\w])\$[^\s$](?:[^$\n]*?[^\s$\\])?\$(?![\w$])|\\\(.+?\\\)', re.S)
 DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+):?\s*(.*?)\s*$')
 FRONTMATTER = re.compile(r'^\s*---\s*\n(.*?)\n---', re.S)
 _fig_ids = count()
@@ -71,7 +74,23 @@ def md2html(source, attachments=None):
     for name, data in (attachments or {}).items():
         mime, b64 = next(iter(data.items()))
         source = source.replace(f'attachment:{name}', f'data:{mime};base64,{b64}')
-    return markdown2html_mistune(source)
+    return quarto_ids(markdown2html_mistune(attr_links(source)))
+
+ATTR_LINK = re.compile(r'\[([^\]]*)\]\(([^)\s]+)\)\{([^}]*)\}')
+
+def attr_links(source):
+    "Pandoc's `[text](url){target=... style=...}` links (nbdev's `show_doc` source links) as plain HTML links."
+    def link(m):
+        attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', m[3]))
+        extra = ''.join(f' {k}="{html.escape(v)}"' for k, v in attrs.items() if k in ('target', 'title'))
+        cls = ' class="source-link"' if m[1] == 'source' else ''
+        return f'<a href="{html.escape(m[2])}"{cls}{extra}>{m[1]}</a>'
+    return ATTR_LINK.sub(link, source)
+
+def quarto_ids(body):
+    "Lowercase (and percent-decode) heading ids and their anchors, as Quarto does, so nbdev's doc links (`page.html#samplerconfig`) hit them."
+    fix = lambda m: m[1] + unquote(m[2]).lower() + '"'   # `%CF%86-explorer` -> `φ-explorer`
+    return re.sub(r'(<a class="anchor-link" href="#)([^"]+)"', fix, re.sub(r'(<h[1-6] id=")([^"]+)"', fix, body))
 
 def code2html(source, lang='python'):
     "Syntax-highlighted HTML for a code cell's source."
@@ -125,6 +144,19 @@ def toc_html(body):
              for h, i, t in re.findall(r'<(h[23]) id="([^"]+)">(.*?)<a class="anchor-link"', body)]
     return f'<h2>On this page</h2><ul>{"".join(items)}</ul>' if items else ''
 
+def katex_tags(root):
+    "KaTeX's stylesheet and scripts, served from the site, rendering `$…$`, `$$…$$`, `\\(…\\)` and `\\[…\\]` in the page."
+    opts = ("{delimiters: [{left: '$$', right: '$$', display: true}, {left: '\\\\[', right: '\\\\]', display: true}, "
+            "{left: '$', right: '$', display: false}, {left: '\\\\(', right: '\\\\)', display: false}], throwOnError: false}")
+    return (f'<link rel="stylesheet" href="{root}assets/katex/katex.min.css">'
+            f'<script defer src="{root}assets/katex/katex.min.js"></script>'
+            f'<script defer src="{root}assets/katex/auto-render.min.js" '
+            f'onload="renderMathInElement(document.querySelector(\'main.content\'), {opts})"></script>')
+
+def has_math(body):
+    "Does the page's text (outside code blocks) hold TeX maths?"
+    return bool(MATH.search(re.sub(r'<(pre|code|script)\b.*?</\1>', '', body, flags=re.S)))
+
 def render_page(nb, page, pages, cfg, has_css):
     "The full HTML of one notebook's page, with links relative to the page's folder."
     root = '../' * page.count('/')
@@ -132,9 +164,10 @@ def render_page(nb, page, pages, cfg, has_css):
     body = body.replace(f'{cfg.doc_host}{cfg.doc_baseurl}/', root)  # nbdev's doc links, made local
     nav = ''.join(f'<li><a href="{root}{p}"{" class=active" if p == page else ""}>{html.escape(t)}</a></li>' for p, t in pages)
     title, desc = (html.escape(s) for s in nb.metadata['page'])
+    css = f'<link rel="stylesheet" href="{root}styles.css">' if has_css else ''
+    js = f'<script src="{root}assets/plotly.min.js"></script>' if PLOTLY in body or 'Plotly.newPlot' in body else ''
     return PAGE.format(title=title, desc=desc, site=html.escape(cfg.title), root=root, git_url=cfg.git_url, nav=nav,
-                       body=body, toc=toc_html(body), css=f'<link rel="stylesheet" href="{root}styles.css">' if has_css else '',
-                       js=f'<script src="{root}assets/plotly.min.js"></script>' if PLOTLY in body or 'Plotly.newPlot' in body else '')
+                       body=body, toc=toc_html(body), css=css, js=js + (katex_tags(root) if has_math(body) else ''))
 
 def proc_notebooks(proc, nbs_path):
     "The processed notebooks whose source still exists in `nbs/`, index first, then in file order."
@@ -151,6 +184,7 @@ def copy_assets(proc, out):
             shutil.copy2(f, out/rel)
     (out/'assets').mkdir(parents=True, exist_ok=True)
     shutil.copy2(Path(plotly.__file__).parent/'package_data'/'plotly.min.js', out/'assets'/'plotly.min.js')
+    shutil.copytree(KATEX, out/'assets'/'katex', ignore=shutil.ignore_patterns('VERSION'))
     (out/'assets'/'site.css').write_text(SITE_CSS + HtmlFormatter().get_style_defs('.highlight'))
 
 def build_site(proc, out, cfg):
@@ -214,7 +248,9 @@ pre, code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospac
 pre.stream { white-space: pre-wrap; word-break: break-word; }
 .plotly-fig { max-width: 100%; overflow-x: auto; }
 .highlight { background: #f8f9fa; border-radius: 4px; }
-.cell-output { overflow-x: auto; } .cell-output img { max-width: 100%; }
+.cell-output { overflow-x: auto; } .content img, .content svg, .content video { max-width: 100%; height: auto; }
+.katex-display { overflow-x: auto; overflow-y: hidden; padding: .2rem 0; }
+a.source-link { float: right; font-size: smaller; }
 .error { color: #b00020; }
 .api { border-top: 1px solid var(--border); padding-top: .5rem; } .api hr { display: none; }
 .api h2, .api h3, .api h4 { font-family: ui-monospace, Menlo, Consolas, monospace; }
