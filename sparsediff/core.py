@@ -131,7 +131,7 @@ def check_images(x, name: str = 'x', channels: int | None = None, dtype=torch.fl
 
 def check_sigma(sigma, name: str = 'sigma', allow_zero: bool = True):
     "`sigma` unchanged if every value is finite and ≥ 0 (> 0 unless `allow_zero`), else an error naming it."
-    try: s = torch.as_tensor(sigma, dtype=torch.float64)
+    try: s = sigma.detach().to('cpu', torch.float64) if isinstance(sigma, torch.Tensor) else torch.as_tensor(sigma, dtype=torch.float64, device='cpu')
     except (TypeError, ValueError, RuntimeError): raise TypeError(f'{name} must be a number or a tensor of numbers, got {sigma!r}') from None
     if s.numel() == 0: raise ValueError(f'{name} is empty; give at least one noise level')
     if not torch.isfinite(s).all(): raise ValueError(f'{name} must be finite, got {sigma!r}; noise levels are stds on [0, 1] images, e.g. 0.2')
@@ -189,7 +189,7 @@ def quiet(fig):
     "`fig` with a one-line repr, so a plain Python session prints a summary, not 160 lines of `Figure({...})`; notebooks still draw it."
     import plotly.graph_objects as go
     if type(fig) is go.Figure: fig.__class__ = _quiet_figure()
-    return quiet(fig)
+    return fig
 
 def show_images(x: torch.Tensor, titles=None, ncol: int = 8, scale: int = 3, title: str | None = None):
     "A plotly figure showing a `(B, C, H, W)` batch as a grid of images."
