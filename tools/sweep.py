@@ -34,6 +34,14 @@ CANDIDATES = {   # name: (init, TrainConfig overrides); every candidate is width
 }
 SWEEP_STEPS = 500
 
+def long_overrides(name):
+    "The recipe's phases stretched for a long run: longer warm-up and high phase, revival and evaluation every 500 steps."
+    init, over = CANDIDATES[name]
+    o = dict(eval_every=500, ckpt_every=250, warmup_steps=1000 if init == 'scratch' else 300)
+    if over.get('hold_steps'): o['hold_steps'] = 2000
+    if over.get('revive_every'): o['revive_every'] = 500
+    return o
+
 def bench():
     "The benchmark module benchmarks/bench_denoise.py (classical denoisers)."
     spec = importlib.util.spec_from_file_location('bench_denoise', ROOT/'benchmarks'/'bench_denoise.py')
@@ -139,11 +147,11 @@ def initial_model(init):
     if init == 'default': return load_pretrained('default')
     return UNet(UNetConfig.scaled(4))
 
-def train_recipe(name, out, steps, until=None, log_csv=None):
+def train_recipe(name, out, steps, until=None, log_csv=None, long=False):
     "Train (or resume) candidate `name` in folder `out` to `steps`; stop cleanly (with a checkpoint) at wall-clock `until` (HH:MM UTC)."
     from sparsediff.train import TrainConfig, train, read_log, revive_dead_channels, load_checkpoint
     init, over = CANDIDATES[name]
-    cfg = TrainConfig(steps=steps, **{**BASE, **over})
+    cfg = TrainConfig(steps=steps, **{**BASE, **over, **(long_overrides(name) if long else {})})
     pr = probe_set(); test, _ = psnr_set()
     fresh = load_checkpoint(out) is None
     model = initial_model(init)
@@ -176,7 +184,7 @@ def main():
         m.check_inputs = False; append(score(m, a.name or a.model)); return
     if a.mode == 'long':
         out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-        model, secs = train_recipe(a.recipe, out, a.steps, a.until, log_csv=out/'train_log.csv')
+        model, secs = train_recipe(a.recipe, out, a.steps, a.until, log_csv=out/'train_log.csv', long=True)
         return
     classical_table()
     if 'shipped_default' not in done_names():
