@@ -12,10 +12,12 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'DATASETS', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices',
-           'mnist5k_path', 'load_mnist', 'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid',
-           'random_crops', 'load_crops', 'load_textures', 'pil_to_tensor', 'image_folder', 'from_hf_dataset',
-           'is_hf_dataset_dir', 'hf_from_disk', 'get_dataset', 'TrainingMixture']
+__all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'DATASETS', 'HELDOUT_PHOTOS', 'NATURAL_PHOTOS', 'MIXTURES', 'ImageSet',
+           'to_float_images', 'fit_images', 'split_indices', 'mnist5k_path', 'load_mnist', 'load_lfw', 'load_digits',
+           'load_photo', 'photo_region', 'image_pyramid', 'random_crops', 'load_crops', 'load_textures',
+           'pil_to_tensor', 'image_folder', 'from_hf_dataset', 'is_hf_dataset_dir', 'hf_from_disk', 'get_dataset',
+           'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image',
+           'NaturalMixture', 'heldout_crops', 'make_mixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -306,3 +308,114 @@ class TrainingMixture:
         idx = torch.randint(len(self.small), (batch_size - n_photo,), generator=g)
         x = torch.cat([crops, self.small[idx]])
         return x[torch.randperm(batch_size, generator=g)]
+
+# %% ../nbs/01_data.ipynb #c041
+HELDOUT_PHOTOS = ('camera', 'coffee', 'rocket', 'china', 'flower')   # whole photos that never enter NaturalMixture
+NATURAL_PHOTOS = ('astronaut', 'chelsea', 'immunohistochemistry', 'hubble_deep_field', 'retina', 'colorwheel', 'moon', 'coins',
+                  'cell', 'clock', 'page', 'text', 'brick', 'grass', 'gravel', 'microaneurysms', 'checkerboard',
+                  'shepp_logan_phantom', 'binary_blobs', 'horse', 'logo')  # every other picture that loads offline ('cat' = 'chelsea')
+
+# %% ../nbs/01_data.ipynb #c042
+def scale_crop(img: torch.Tensor, size: int, generator, min_scale: float = 0.125, max_scale: float = 1.0) -> torch.Tensor:
+    "A random square window of a `(C, H, W)` picture, resized to `size`: its side is `size`/s for s log-uniform in [min_scale, max_scale]."
+    H, W = img.shape[-2:]
+    lo = max(math.log(min_scale), math.log(size / min(H, W)))
+    s = math.exp(lo + (math.log(max_scale) - lo) * torch.rand(1, generator=generator).item()) if lo < math.log(max_scale) else max_scale
+    side = min(H, W, max(size, int(round(size / s))))
+    top = int(torch.randint(H - side + 1, (1,), generator=generator)); left = int(torch.randint(W - side + 1, (1,), generator=generator))
+    c = img[:, top:top+side, left:left+side]
+    if side != size: c = F.interpolate(c[None], size=(size, size), mode='bilinear', antialias=True, align_corners=False)[0]
+    return c
+
+def flip_transpose(x: torch.Tensor, generator) -> torch.Tensor:
+    "One of the 8 flips/transposes of a `(C, H, W)` square image, drawn at random."
+    f = torch.rand(3, generator=generator) < 0.5
+    if f[0]: x = x.flip(-1)
+    if f[1]: x = x.flip(-2)
+    return x.transpose(-1, -2) if f[2] else x
+
+def colour_jitter(x: torch.Tensor, generator, strength: float = 1.0) -> torch.Tensor:
+    "Random per-channel gain, contrast about the mean, brightness shift and occasional greyscale of a `(C, H, W)` image in [0, 1]."
+    u = torch.rand(6, generator=generator)
+    x = x * (1 + strength * 0.2 * (2 * torch.rand(x.shape[0], 1, 1, generator=generator) - 1))   # colour balance ±20%
+    m = x.mean()
+    x = m + (x - m) * (1 + strength * 0.5 * (2 * u[0] - 1))                                         # contrast ×0.5–1.5
+    x = x + strength * 0.15 * (2 * u[1] - 1)                                                        # brightness ±0.15
+    if u[2] < 0.15: x = x.mean(0, keepdim=True).expand_as(x)                                        # greyscale 15%
+    if u[3] < 0.1: x = 1 - x                                                                        # negative 10%
+    return x.clamp(0, 1)
+
+# %% ../nbs/01_data.ipynb #c043
+def dead_leaves(size: int = 32, generator=None, n_discs: int = 120, r_min: float = 0.5, r_max: float = 48.0, power: float = 3.0,
+                oversample: int = 2) -> torch.Tensor:
+    "A dead-leaves image `(3, size, size)`: occluding discs of random colours with radius density ∝ r^-power, anti-aliased."
+    n = size * oversample
+    a, b = r_min ** (1 - power), r_max ** (1 - power)
+    r = (a + (b - a) * torch.rand(n_discs, generator=generator)) ** (1 / (1 - power)) * oversample   # inverse CDF of r^-power
+    centre = torch.rand(n_discs, 2, generator=generator) * n
+    colour = torch.rand(n_discs, 3, generator=generator)
+    grey = torch.rand(n_discs, generator=generator) < 0.3
+    colour[grey] = colour[grey, :1]
+    yy, xx = torch.meshgrid(torch.arange(n) + 0.5, torch.arange(n) + 0.5, indexing='ij')
+    img = torch.rand(3, 1, 1, generator=generator).expand(3, n, n).clone()
+    for k in range(n_discs):                                             # later discs fall on top
+        inside = (yy - centre[k, 0])**2 + (xx - centre[k, 1])**2 <= r[k]**2   # (n, n)
+        img[:, inside] = colour[k, :, None]
+    return F.avg_pool2d(img[None], oversample)[0] if oversample > 1 else img
+
+def smooth_image(size: int = 32, generator=None) -> torch.Tensor:
+    "A smooth image `(3, size, size)`: a random linear colour gradient plus a few low-frequency cosines."
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing='ij')
+    c0, c1 = torch.rand(2, 3, 1, 1, generator=generator)
+    ang = torch.rand(1, generator=generator) * 2 * math.pi
+    t = (xx * torch.cos(ang) + yy * torch.sin(ang)); t = (t - t.min()) / (t.max() - t.min() + 1e-8)
+    img = c0 + (c1 - c0) * t                                             # (3, size, size)
+    for _ in range(3):
+        f = torch.rand(2, generator=generator) * 3; ph = torch.rand(1, generator=generator) * 2 * math.pi
+        amp = 0.15 * torch.rand(3, 1, 1, generator=generator)
+        img = img + amp * torch.cos(2 * math.pi * (f[0] * xx + f[1] * yy) + ph)
+    return img.clamp(0, 1)
+
+# %% ../nbs/01_data.ipynb #c044
+class NaturalMixture:
+    "Batches of 32×32 RGB images: multi-scale jittered crops of every non-held-out photo, dead leaves, smooth gradients and small sets."
+    version = 2
+    def __init__(self, size: int = 32, seed: int = 0, photos=NATURAL_PHOTOS, fracs=(0.65, 0.15, 0.1, 0.1), small: bool = True):
+        bad = set(photos) & set(HELDOUT_PHOTOS)
+        if bad: raise ValueError(f'held-out photos {sorted(bad)} must not enter training')
+        if abs(sum(fracs) - 1) > 1e-6: raise ValueError(f'fracs (photos, dead leaves, smooth, small) must sum to 1, got {fracs}')
+        self.size, self.seed, self.photos, self.fracs = size, seed, tuple(photos), tuple(fracs)
+        self.images = [load_photo(p) for p in photos]                   # whole pictures (3, H, W)
+        self.small = torch.cat([s.images for s in (load_mnist('train', size), load_lfw('train', size), load_digits('train', size))]) if small else None
+
+    def sample(self, kind: int, g) -> torch.Tensor:
+        "One image `(3, size, size)` of source `kind` (0 photo, 1 dead leaves, 2 smooth, 3 small set)."
+        if kind == 0:
+            img = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+            return colour_jitter(flip_transpose(scale_crop(img, self.size, g), g), g)
+        if kind == 1: return flip_transpose(dead_leaves(self.size, g), g)
+        if kind == 2: return smooth_image(self.size, g)
+        if self.small is None: return smooth_image(self.size, g)
+        return flip_transpose(self.small[int(torch.randint(len(self.small), (1,), generator=g))], g)
+
+    def batch(self, step: int, batch_size: int) -> torch.Tensor:
+        "The training batch `(batch_size, 3, size, size)` for `step`, identical on every call."
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 7_777_777)
+        kinds = torch.multinomial(torch.tensor(self.fracs), batch_size, replacement=True, generator=g)
+        return torch.stack([self.sample(int(k), g) for k in kinds])
+
+# %% ../nbs/01_data.ipynb #c046
+def heldout_crops(n: int = 500, size: int = 32, seed: int = 0, photos=HELDOUT_PHOTOS, max_scale: float = 1.0) -> ImageSet:
+    "`n` multi-scale crops of the held-out whole photos, labelled by photo (never seen by `NaturalMixture`)."
+    g = torch.Generator().manual_seed(20_000 + seed)
+    imgs = [load_photo(p) for p in photos]
+    labels = torch.arange(n) % len(photos)
+    x = torch.stack([scale_crop(imgs[int(l)], size, g, min_scale=0.25, max_scale=max_scale) for l in labels])
+    return ImageSet(x, labels, list(photos), 'heldout-photos')
+
+MIXTURES = {'mixture': TrainingMixture, 'natural': NaturalMixture}
+
+def make_mixture(name: str = 'mixture', seed: int = 0, **kw):
+    "A training mixture by name: 'mixture' (the original `TrainingMixture`) or 'natural' (`NaturalMixture`, version 2)."
+    if name not in MIXTURES: raise ValueError(f'Unknown training data {name!r}; choose one of {sorted(MIXTURES)}')
+    return MIXTURES[name](seed=seed, **kw)

@@ -16,10 +16,12 @@ from .core import atomic_path, write_json, read_json, as_device, psnr, check_pos
 from .unet import UNet, UNetConfig, save_model, load_model, WEIGHTS_NAME, CONFIG_NAME
 
 # %% auto #0
-__all__ = ['SIGMA_DISTS', 'AMP_MODES', 'CKPT_FORMAT', 'CURRENT', 'STEPS', 'RESUMABLE', 'FLAGS', 'sample_sigma', 'add_noise',
-           'TrainConfig', 'lr_at', 'save_checkpoint', 'load_checkpoint', 'evaluate_psnr', 'dead_channels',
-           'step_generator', 'NoisyBatches', 'batch_stream', 'train_step', 'image_flops', 'conv_peak', 'peak_flops',
-           'resume_configs', 'raise_diverged', 'train', 'read_log', 'export_run', 'pretrained_log', 'plot_training']
+__all__ = ['SIGMA_DISTS', 'AMP_MODES', 'CKPT_FORMAT', 'CURRENT', 'STEPS', 'HEALTH_BLOCKS', 'RESUMABLE', 'FLAGS', 'sample_sigma',
+           'add_noise', 'TrainConfig', 'lr_at', 'cosine_lr', 'save_checkpoint', 'load_checkpoint', 'evaluate_psnr',
+           'dead_channels', 'live_pr', 'centred_cosine', 'channel_health', 'revive_dead_channels', 'step_generator',
+           'NoisyBatches', 'batch_stream', 'train_step', 'image_flops', 'conv_peak', 'peak_flops', 'resume_configs',
+           'raise_diverged', 'train', 'read_log', 'export_run', 'pretrained_log', 'plot_training',
+           'plot_channel_health']
 
 # %% ../nbs/03_train.ipynb #c006
 SIGMA_DISTS = ('inv_sqrt', 'quadratic', 'uniform', 'log_uniform')
@@ -67,6 +69,11 @@ class TrainConfig:
     accumulate: int = 1               # micro-batches per optimiser step: batch_size 1024 as 8 × 128 fits any GPU (same gradient)
     compile: bool = False             # torch.compile the model for the training steps
     workers: int | None = None        # DataLoader processes building batches and noise; None: 4 on CUDA, 0 on the CPU
+    schedule: str = 'step'            # 'step' (halving) or 'cosine' (hold, then cosine fall; warm restarts with restart_every)
+    hold_steps: int = 0               # steps at the peak lr after warm-up before a cosine schedule falls
+    min_lr: float = 0.0               # floor of the cosine schedule
+    restart_every: int = 0            # period of cosine warm restarts (0: one fall over the whole run)
+    revive_every: int = 0             # re-initialise dead middle channels every this many steps (0: never)
 
     def __post_init__(self):
         for k, lo in (('steps', 1), ('batch_size', 1), ('warmup_steps', 0), ('halve_every', 0), ('ckpt_every', 1),
@@ -77,6 +84,9 @@ class TrainConfig:
             raise ValueError(f'need 0 <= sigma_lo < sigma_hi, both finite; got sigma_lo={self.sigma_lo}, sigma_hi={self.sigma_hi}')
         if self.amp not in AMP_MODES: raise ValueError(f'amp must be one of {AMP_MODES}, got {self.amp!r}')
         if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0): raise ValueError(f'grad_clip must be >= 0 (0 turns it off), got {self.grad_clip}')
+        if self.schedule not in ('step', 'cosine'): raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
+        for k in ('hold_steps', 'restart_every', 'revive_every'): setattr(self, k, check_positive_int(getattr(self, k), k, 0))
+        if not (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr): raise ValueError(f'min_lr must be in [0, lr], got {self.min_lr}')
 
     def to_dict(self): return asdict(self)
     @classmethod
@@ -84,9 +94,20 @@ class TrainConfig:
 
 # %% ../nbs/03_train.ipynb #c012
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    "Learning rate at `step`: linear warm-up from 0, then halved every `halve_every` steps."
+    "Learning rate at `step`: linear warm-up from 0, then halved every `halve_every` steps ('step') or held and cosine-decayed ('cosine')."
     if step < cfg.warmup_steps: return cfg.lr * (step + 1) / cfg.warmup_steps
+    if getattr(cfg, 'schedule', 'step') == 'cosine': return cosine_lr(step, cfg)
     return cfg.lr * 0.5 ** ((step - cfg.warmup_steps) // cfg.halve_every if cfg.halve_every else 0)
+
+
+# %% ../nbs/03_train.ipynb #c012a
+def cosine_lr(step: int, cfg: TrainConfig) -> float:
+    "A short high phase then a fall: `lr` for `hold_steps` after warm-up, then cosine to `min_lr` (restarting every `restart_every`)."
+    t = step - cfg.warmup_steps - cfg.hold_steps
+    if t < 0: return cfg.lr
+    period = cfg.restart_every or max(1, cfg.steps - cfg.warmup_steps - cfg.hold_steps)
+    frac = (t % period) / period if cfg.restart_every else min(1.0, t / period)
+    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * frac))
 
 # %% ../nbs/03_train.ipynb #c015
 CKPT_FORMAT, CURRENT, STEPS = 'sparsediff.checkpoint/2', 'current', 'steps'
@@ -180,6 +201,67 @@ def dead_channels(model, images: torch.Tensor, sigma: float = 0.1, seed: int = 0
     y = add_noise(images, sigma, generator=torch.Generator().manual_seed(seed)).to(dev)
     _, m = model.encode(y)                     # (B, C, h, w)
     return (m.amax(dim=(0, 2, 3)) <= 0).nonzero().flatten().cpu()
+
+# %% ../nbs/03_train.ipynb #c018b
+HEALTH_BLOCKS = ('enc1', 'enc2', 'enc3', 'mid')
+
+def live_pr(a: torch.Tensor) -> float:
+    "Median over images of the participation ratio of ā `(N, C)` restricted to channels that are ever on."
+    from sparsediff.analysis import participation_ratio
+    live = a.amax(0) > 0
+    return float(np.nanmedian(participation_ratio(a[:, live].numpy()))) if live.any() else float('nan')
+
+def centred_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    "Mean cosine of matching rows of `(N, C)` arrays after subtracting each array's mean row."
+    a, b = a - a.mean(0), b - b.mean(0)
+    return float(F.cosine_similarity(a, b, dim=1, eps=1e-12).mean())
+
+@torch.no_grad()
+def channel_health(model, images: torch.Tensor, labels=None, sigma: float = 0.1, phi_sigma: float = 0.2, n_noise: int = 2,
+                   stability_sigmas=(0.05, 0.1, 0.2), sigma_ref: float = 0.5, near_dead: float = 1e-3, seed: int = 0) -> dict:
+    "Dead/near-dead middle channels, live-channel PR per block, centred noise stability and (with `labels`) φ vs pixel kNN on `images`."
+    from sparsediff.phi import noisy_block_means
+    from sparsediff.unet import BLOCKS
+    was = model.training; model.eval(); x = images.float()
+    g = lambda k: torch.Generator().manual_seed(seed * 1000 + k)
+    a = noisy_block_means(model, x, sigma, 1, BLOCKS, 'output', g(0))                   # {block: (N, C)}
+    mid = a['mid']; mean = mid.mean(0); live = mid.amax(0) > 0
+    ref = mean[live].median() if live.any() else torch.tensor(0.)
+    out = {'dead_mid': int((~live).sum()), 'near_dead_mid': int((mean <= near_dead * ref).sum())}
+    out.update({f'pr_{b}': live_pr(a[b]) for b in HEALTH_BLOCKS})
+    out['mid_sparser'] = float(out['pr_mid'] < min(out[f'pr_{b}'] for b in HEALTH_BLOCKS[:-1]))
+    r = noisy_block_means(model, x, sigma_ref, 1, BLOCKS, 'output', g(1))
+    stab = {b: [] for b in BLOCKS}
+    for i, s in enumerate(stability_sigmas):
+        o = noisy_block_means(model, x, s, 1, BLOCKS, 'output', g(2 + i))
+        for b in BLOCKS: stab[b].append(centred_cosine(r[b], o[b]))
+    out.update({f'stab_{b}': float(np.mean(v)) for b, v in stab.items()})
+    out['mid_most_stable'] = float(out['stab_mid'] >= max(out[f'stab_{b}'] for b in BLOCKS if b != 'mid'))
+    if labels is not None:
+        from sparsediff.semantics import knn_accuracy
+        f = noisy_block_means(model, x, phi_sigma, n_noise, ('mid',), 'output', g(9))['mid']
+        out['knn_phi'] = knn_accuracy(f.numpy(), np.asarray(labels))
+        out['knn_pixels'] = knn_accuracy(x.flatten(1).numpy(), np.asarray(labels))
+    model.train(was)
+    return out
+
+# %% ../nbs/03_train.ipynb #c018d
+@torch.no_grad()
+def revive_dead_channels(model, images: torch.Tensor, sigma: float = 0.1, seed: int = 0, out_scale: float = 0.1) -> int:
+    "Re-initialise the middle-block channels that are zero on every one of `images`; returns how many were revived."
+    dead = dead_channels(model, images, sigma, seed)
+    if len(dead) == 0: return 0
+    conv, norm = model.mid[-1][0], model.mid[-1][1]
+    g = torch.Generator().manual_seed(seed)
+    bound = 1 / math.sqrt(conv.weight[0].numel())                          # PyTorch's default conv init
+    w = (torch.rand((len(dead), *conv.weight.shape[1:]), generator=g) * 2 - 1) * bound
+    conv.weight[dead] = w.to(conv.weight)
+    if conv.bias is not None: conv.bias[dead] = 0
+    if hasattr(norm, 'gain'): norm.gain[0, dead] = 1
+    up = model.up3.weight                                                   # (wm, w3, 2, 2): row c reads channel c
+    b = 1 / math.sqrt(up.shape[1] * up.shape[2] * up.shape[3])
+    up[dead] = ((torch.rand((len(dead), *up.shape[1:]), generator=g) * 2 - 1) * b * out_scale).to(up)
+    return len(dead)
 
 # %% ../nbs/03_train.ipynb #c020
 def _dist_info():
@@ -312,7 +394,7 @@ def raise_diverged(out, step: int, loss: float):
                        f'(lower --lr or check the data); {kept}')
 
 def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig | None = None, data=None, eval_images=None,
-          device='cpu', progress: bool = True, callback=None, resume: bool = True) -> UNet:
+          device='cpu', progress: bool = True, callback=None, resume: bool = True, probe=None) -> UNet:
     "Train (or resume) a blind UNet denoiser in folder `out`; returns the trained model."
     from tqdm.auto import tqdm
     out = Path(out); device = as_device(device); rank, world = _dist_info()
@@ -336,8 +418,8 @@ def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig |
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     net = torch.compile(ddp) if cfg.compile else ddp
     if data is None:
-        from sparsediff.data import TrainingMixture
-        data = TrainingMixture(seed=cfg.seed * world + rank)
+        from sparsediff.data import make_mixture
+        data = make_mixture(cfg.data, seed=cfg.seed * world + rank)
     log = state['log'] if state is not None else []
     start = state['step'] if state is not None else 0
     if start >= cfg.steps: return model.eval()
@@ -362,6 +444,9 @@ def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig |
                     ev = evaluate_psnr(model, eval_images)
                     rec.update({f'psnr_{r.sigma:g}': r.psnr_model for r in ev.itertuples()})
                     rec['dead_mid'] = len(dead_channels(model, eval_images))
+                    if probe is not None: rec.update(channel_health(model, probe.images, probe.labels))  # probe: an ImageSet of held-out crops
+                if cfg.revive_every and done % cfg.revive_every == 0 and (probe is not None or eval_images is not None):
+                    rec['revived'] = revive_dead_channels(model, probe.images if probe is not None else eval_images, seed=done)
                 log.append(rec); bar.set_postfix(loss=f"{rec['loss']:.2e}", lr=f"{rec['lr']:.1e}")
                 if callback is not None and callback(done, rec) is False:
                     if rank == 0: save_checkpoint(out, model, opt, done, cfg, log, scaler)
@@ -412,4 +497,23 @@ def plot_training(log: pd.DataFrame):
         d = log.dropna(subset=[c]); fig.add_trace(go.Scatter(x=d.step, y=d[c], name=f'σ={c[5:]}', mode='lines+markers'), 1, 2)
     fig.update_yaxes(type='log', row=1, col=1); fig.update_xaxes(title_text='step')
     fig.update_layout(height=350, title='Training of the shipped denoiser')
+    return fig
+
+# %% ../nbs/03_train.ipynb #c033
+def plot_channel_health(log: pd.DataFrame, title: str = 'Channel health during training'):
+    "Dead middle channels, live-channel PR per block, centred stability and φ vs pixel kNN over training steps."
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    d = log.dropna(subset=['dead_mid']) if 'dead_mid' in log else log.iloc[:0]
+    fig = make_subplots(rows=1, cols=4, subplot_titles=('dead middle channels', 'live-channel PR (lower = sparser)',
+                                                        'centred noise stability', 'source kNN accuracy'))
+    for c, name in (('dead_mid', 'dead'), ('near_dead_mid', 'near-dead')):
+        if c in d: fig.add_trace(go.Scatter(x=d.step, y=d[c], name=name, mode='lines+markers'), 1, 1)
+    for b in HEALTH_BLOCKS:
+        if f'pr_{b}' in d: fig.add_trace(go.Scatter(x=d.step, y=d[f'pr_{b}'], name=f'PR {b}', mode='lines+markers', line=dict(width=3 if b == 'mid' else 1.5)), 1, 2)
+    for c in [c for c in d.columns if c.startswith('stab_')]:
+        fig.add_trace(go.Scatter(x=d.step, y=d[c], name=c[5:], mode='lines', line=dict(width=3 if c == 'stab_mid' else 1.5)), 1, 3)
+    for c, name in (('knn_phi', 'φ'), ('knn_pixels', 'pixels')):
+        if c in d: fig.add_trace(go.Scatter(x=d.step, y=d[c], name=name, mode='lines+markers'), 1, 4)
+    fig.update_xaxes(title_text='step'); fig.update_layout(height=330, width=1200, title=title)
     return fig
