@@ -289,7 +289,8 @@ def stream_chunks(src: ChunkedData, size: int, chunks=0, workers: int = 0, devic
     "Yield `(chunk_index, i0, images on device, labels)`; with `workers` > 0 the next chunks are read by background processes meanwhile."
     device = torch.device(device); pin = device.type == 'cuda'
     dl = torch.utils.data.DataLoader(_ChunkSet(src, size, chunks), batch_size=None, shuffle=False, num_workers=workers,
-                                     pin_memory=pin, prefetch_factor=2 if workers else None, persistent_workers=False)
+                                     pin_memory=pin, prefetch_factor=2 if workers else None, persistent_workers=False,
+                                     generator=torch.Generator().manual_seed(0))   # the loader's own seed: the caller's global RNG is not drawn
     for ci, i0, x, y in dl: yield int(ci), int(i0), x.to(device, non_blocking=pin), y
 
 # %% ../nbs/05_phi.ipynb #c028

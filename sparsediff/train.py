@@ -296,7 +296,8 @@ def batch_stream(data, cfg: TrainConfig, start: int, device, rank: int = 0):
     device = torch.device(device); pin = device.type == 'cuda'
     workers = cfg.workers if cfg.workers is not None else (4 if pin else 0)
     dl = torch.utils.data.DataLoader(NoisyBatches(data, cfg, start, rank), batch_size=None, num_workers=workers, pin_memory=pin,
-                                     prefetch_factor=4 if workers else None)
+                                     prefetch_factor=4 if workers else None,
+                                     generator=torch.Generator().manual_seed(cfg.seed))   # its own seed: the caller's global RNG is not drawn
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     for x, y in dl: yield x.to(device, non_blocking=pin, memory_format=fmt), y.to(device, non_blocking=pin, memory_format=fmt)
 
@@ -329,7 +330,8 @@ def image_flops(model, device='cpu', size: int = 32) -> float:
     from torch.utils.flop_counter import FlopCounterMode
     cfg = getattr(model, 'cfg', None)
     if not isinstance(cfg, UNetConfig): return float('nan')
-    m = UNet(cfg).to('meta'); m.check_inputs = False                   # a weightless copy: nothing is computed or allocated
+    with torch.device('meta'): m = UNet(cfg)
+    m.check_inputs = False                   # a weightless copy: nothing is computed or allocated
     x = torch.zeros(1, cfg.in_channels, size, size, device='meta')
     with FlopCounterMode(display=False) as fc: m(x).float().pow(2).mean().backward()
     return float(fc.get_total_flops())
@@ -342,7 +344,7 @@ def conv_peak(device='cpu', dtype=torch.float32, quick: bool = False) -> float:
     if device.type == 'cuda' and not quick: shapes = tuple((c, hw, b * 16) for c, hw, b in shapes)
     for c, hw, b in shapes:
         conv = nn.Conv2d(c, c, 3, padding=1).to(device, dtype, memory_format=torch.channels_last)
-        x = torch.randn(b, c, hw, hw, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(b, c, hw, hw, device=device, dtype=dtype, generator=torch.Generator(device).manual_seed(0)).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             for _ in range(2): conv(x)
             if device.type == 'cuda': torch.cuda.synchronize()
@@ -360,7 +362,8 @@ def peak_flops(device, amp: str = 'auto', quick: bool = False) -> float | None:
         name = torch.cuda.get_device_name(device)
         for k, v in _PEAK_BF16.items():
             if k in name: return v
-    return conv_peak(device, torch.bfloat16 if device.type == 'cuda' and amp in ('auto', 'bf16') else torch.float32, quick)
+    with torch.random.fork_rng(devices=[]):   # measuring builds convolutions; the caller's RNG stays untouched
+        return conv_peak(device, torch.bfloat16 if device.type == 'cuda' and amp in ('auto', 'bf16') else torch.float32, quick)
 
 # %% ../nbs/03_train.ipynb #c022
 RESUMABLE = ('steps', 'ckpt_every', 'eval_every', 'log_every')  # settings a resume may change: none alters the weights
