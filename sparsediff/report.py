@@ -157,7 +157,7 @@ def selectivity_section(phi: np.ndarray, data: ImageSet, cfg: ReportConfig) -> S
     figs = [plot_selectivity(t)]
     if chans: figs.append(plot_top_activating(data, phi, chans, k=8, title=f'{data.name}: top-8 images of 3 specialized channels and 1 common channel'))
     text = (f'Selectivity of channel i is the PR of (φ(x₁)[i], …, φ(x_n)[i]) over the {len(phi)} images of {data.name} at σ = {cfg.sigma}. '
-            f'{a["n_dead"]} of {len(t)} channels are dead (zero on every image) and are excluded. '
+            f'{a["n_dead"]} of {len(t)} channels are dead ({a["n_zero"]} zero on every image, {a["n_near_dead"]} near-dead: top value under 10⁻³ of the largest channel\'s) and are excluded. '
             f'Of the live channels, {len(g["specialized"])} are specialized and {len(g["common"])} common (split at {a["threshold"]:.2f}, Otsu); '
             f'bimodality coefficient {a["bimodality"]:.2f} (above 0.555 suggests two modes).')
     return Section(f'Channel selectivity ({data.name})', text, figs, {},
