@@ -79,6 +79,8 @@ def main(argv=None):
     ap.add_argument('--samples', type=int, default=4, help='samples per target (8 targets)')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--no-authors', action='store_true', help="skip the authors' fixed schedule (the slow part)")
+    ap.add_argument('--authors-samples', type=int, default=None, help="samples per target for the authors' schedule (default --samples; verdicts need 32 in all)")
+    ap.add_argument('--only-authors', action='store_true', help="run only unguided and the authors' schedule")
     ap.add_argument('--authors-sets', default='digits,unseen photos,off-prior', help="comma-separated target sets for the authors' schedule")
     ap.add_argument('--out', default=None, help='write the results as JSON here')
     a = ap.parse_args(argv)
@@ -88,8 +90,11 @@ def main(argv=None):
                ('sparsediff thorough', SamplerConfig.thorough())] + ([] if a.no_authors else [('authors fixed', SamplerConfig.authors_fixed())])
     results, verdicts = {}, []
     for set_name, (targets, labels) in sets.items():
-        rows = [measure(n, model, targets, a.samples, c, a.seed, labels) for n, c in configs
-                if not n.startswith('authors') or set_name in a.authors_sets.split(',')]
+        keep = [(n, c) for n, c in configs if (not n.startswith('authors') or set_name in a.authors_sets.split(','))
+                and (not a.only_authors or n in ('unguided', 'authors fixed'))]
+        if a.only_authors and len(keep) < 2: continue
+        rows = [measure(n, model, targets, (a.authors_samples or a.samples) if n.startswith('authors') else a.samples, c, a.seed, labels)
+                for n, c in keep]
         results[set_name] = rows
         free = rows[0]; n = free['samples']
         for r in rows:
