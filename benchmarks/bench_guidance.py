@@ -102,12 +102,13 @@ def main(argv=None):
                   f"identified {r['identification']:.2f}" + (f"  class rate {r['class_rate']:.2f}" if 'class_rate' in r else '')
                   + f"  {r['evals_per_sample']:.0f} evals/sample  {r['seconds']:.0f} s", flush=True)
         for r in rows[1:]:
-            ve = verdict((r['phi_error_mean'], r['phi_error_std'] / np.sqrt(n)), {'unguided': (free['phi_error_mean'], free['phi_error_std'] / np.sqrt(n))}, higher=False)
-            vi = verdict((r['identification'], binomial_sd(r['identification'], n)),
+            m = r['samples']
+            ve = verdict((r['phi_error_mean'], r['phi_error_std'] / np.sqrt(m)), {'unguided': (free['phi_error_mean'], free['phi_error_std'] / np.sqrt(n))}, higher=False)
+            vi = verdict((r['identification'], binomial_sd(r['identification'], m)),
                          {'unguided': (free['identification'], binomial_sd(free['identification'], n)), 'chance': 1 / len(targets)})
             row = dict(target_set=set_name, config=r['config'], phi_error=ve, identification=vi)
             if 'class_rate' in r:
-                row['class_rate'] = verdict((r['class_rate'], binomial_sd(r['class_rate'], n)),
+                row['class_rate'] = verdict((r['class_rate'], binomial_sd(r['class_rate'], m)),
                                             {'unguided': (free['class_rate'], binomial_sd(free['class_rate'], n)), 'chance': 0.1})
             verdicts.append(row)
             print(f"  verdict {set_name} / {r['config']}: φ error {ve['verdict']} ({ve['trained']:.3f} vs unguided {ve['control']:.3f}); "
