@@ -13,11 +13,12 @@ from .phi import noisy_block_means
 from .unet import BLOCKS
 
 # %% auto #0
-__all__ = ['as_numpy', 'as_matrix', 'palette', 'row_chunks', 'participation_ratio', 'block_sparsity', 'sparsity_summary',
-           'plot_block_sparsity', 'row_cosine', 'noise_stability', 'stability_summary', 'plot_noise_stability',
-           'column_stats', 'dead_channel_mask', 'otsu_threshold', 'bimodality_coefficient', 'channel_selectivity',
-           'default_channels', 'channel_groups', 'plot_selectivity', 'top_activating', 'plot_top_activating',
-           'support_size', 'group_subspace', 'union_of_subspaces', 'plot_union_of_subspaces', 'plot_channel_scatter']
+__all__ = ['as_numpy', 'as_matrix', 'palette', 'row_chunks', 'participation_ratio', 'live_channels', 'block_sparsity',
+           'sparsity_summary', 'plot_block_sparsity', 'row_cosine', 'centred', 'noise_stability', 'stability_summary',
+           'plot_noise_stability', 'column_stats', 'dead_channel_mask', 'otsu_threshold', 'mixture_modes',
+           'bimodality_test', 'bimodality_coefficient', 'channel_selectivity', 'default_channels', 'channel_groups',
+           'plot_selectivity', 'top_activating', 'plot_top_activating', 'support_size', 'group_subspace',
+           'union_of_subspaces', 'plot_union_of_subspaces', 'plot_channel_scatter']
 
 # %% ../nbs/06_sparsity.ipynb #c006
 def as_numpy(a, dtype=np.float64) -> np.ndarray:
@@ -53,21 +54,27 @@ def participation_ratio(a, axis: int = -1) -> np.ndarray:
     with np.errstate(invalid='ignore', divide='ignore'): return np.where(l2 > 0, l1**2 / (d * l2), np.nan)
 
 # %% ../nbs/06_sparsity.ipynb #c011
+def live_channels(a, rel_tol: float = 1e-3) -> np.ndarray:
+    "(C,) bool: channels of an (N, C) array whose largest |value| exceeds `rel_tol` times the largest of any channel (dead and near-dead ones are False)."
+    peak = np.abs(as_numpy(a)).max(0)
+    return peak > rel_tol * peak.max() if peak.max() > 0 else np.zeros(len(peak), bool)
+
 def block_sparsity(model: nn.Module, x: torch.Tensor, sigma: float = 0.1, blocks=BLOCKS, which: str = 'both', n_noise: int = 1,
                    seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
-    "PR of ā at the input and/or output of each block, for every image of `x` at noise σ: columns image, block, which, channels, sigma, pr."
+    "PR of ā at the input and/or output of each block for every image of `x` at noise σ, over all channels (pr) and over the live ones (pr_live): columns image, block, which, channels, live, sigma, pr, pr_live."
     means = noisy_block_means(model, x, sigma, n_noise, blocks, which, make_generator(seed), batch_size)  # {key: (B, C)}
     tables = []
     for key, a in means.items():
         block, side = (key[:-3], 'input') if key.endswith(':in') else (key, 'output')
-        tables.append(pd.DataFrame(dict(image=np.arange(len(a)), block=block, which=side, channels=a.shape[1],
-                                        sigma=float(sigma), pr=participation_ratio(a))))
+        live = live_channels(a)
+        tables.append(pd.DataFrame(dict(image=np.arange(len(a)), block=block, which=side, channels=a.shape[1], live=int(live.sum()),
+                                        sigma=float(sigma), pr=participation_ratio(a), pr_live=participation_ratio(as_numpy(a)[:, live]))))
     return pd.concat(tables, ignore_index=True)
 
-def sparsity_summary(table: pd.DataFrame, stat: str = 'median') -> pd.DataFrame:
-    "PR per block (rows, in network order) and side (columns), summarised over images by `stat`."
+def sparsity_summary(table: pd.DataFrame, stat: str = 'median', value: str = 'pr') -> pd.DataFrame:
+    "PR (`value` 'pr' over all channels or 'pr_live' over live ones) per block (rows, in network order) and side (columns), summarised over images by `stat`."
     order = list(dict.fromkeys(table['block']))
-    return table.pivot_table(index='block', columns='which', values='pr', aggfunc=stat).reindex(order)
+    return table.pivot_table(index='block', columns='which', values=value, aggfunc=stat).reindex(order)
 
 # %% ../nbs/06_sparsity.ipynb #c012
 def plot_block_sparsity(table: pd.DataFrame, nbins: int = 30):
@@ -99,9 +106,14 @@ def row_cosine(a, b) -> np.ndarray:
     den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
     with np.errstate(invalid='ignore', divide='ignore'): return np.where(den > 0, (a * b).sum(-1) / den, np.nan)
 
+def centred(a) -> np.ndarray:
+    "Rows of an (N, C) array minus their mean over the rows: what distinguishes one image's ā from the others'."
+    a = as_numpy(a)
+    return a - a.mean(0, keepdims=True)
+
 def noise_stability(model: nn.Module, x: torch.Tensor, sigmas=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0),
                     sigma_ref: float = 0.5, blocks=BLOCKS, n_noise: int = 1, seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
-    "Cosine of ā(x + σ_ref·z) and ā(x + σ·z′) per block, image and σ, with independent draws: columns block, sigma, image, draw, cosine."
+    "Cosine of ā(x + σ_ref·z) and ā(x + σ·z′) per block, image and σ, independent draws, raw (cosine) and with each side's mean over the images removed (cosine_centred)."
     if not len(sigmas): raise ValueError('sigmas is empty; give at least one noise level, e.g. sigmas=(0.1, 0.2)')
     check_sigma(list(sigmas), 'sigmas'); check_sigma(sigma_ref, 'sigma_ref'); check_positive_int(n_noise, 'n_noise')
     g, tables = make_generator(seed), []
@@ -109,16 +121,17 @@ def noise_stability(model: nn.Module, x: torch.Tensor, sigmas=(0.01, 0.02, 0.05,
         ref = noisy_block_means(model, x, sigma_ref, 1, blocks, 'output', g, batch_size)       # {block: (B, C)}
         for s in sigmas:
             other = noisy_block_means(model, x, s, 1, blocks, 'output', g, batch_size)
-            tables += [pd.DataFrame(dict(block=k, sigma=float(s), image=np.arange(len(x)), draw=draw, cosine=row_cosine(ref[k], other[k])))
-                       for k in ref]
+            tables += [pd.DataFrame(dict(block=k, sigma=float(s), image=np.arange(len(x)), draw=draw, cosine=row_cosine(ref[k], other[k]),
+                                         cosine_centred=row_cosine(centred(ref[k]), centred(other[k])))) for k in ref]
     out = pd.concat(tables, ignore_index=True)
     out.attrs['sigma_ref'] = float(sigma_ref)
     return out
 
-def stability_summary(table: pd.DataFrame) -> pd.DataFrame:
-    "Mean cosine per block (rows, network order) and σ (columns), over images and draws."
+def stability_summary(table: pd.DataFrame, value: str = 'cosine', min_sigma: float = 0.0) -> pd.DataFrame:
+    "Mean cosine (`value` 'cosine' or 'cosine_centred') per block (rows, network order) and σ ≥ `min_sigma` (columns), over images and draws."
     order = list(dict.fromkeys(table['block']))
-    return table.pivot_table(index='block', columns='sigma', values='cosine', aggfunc='mean').reindex(order)
+    t = table[table['sigma'] >= min_sigma]
+    return t.pivot_table(index='block', columns='sigma', values=value, aggfunc='mean').reindex(order)
 
 # %% ../nbs/06_sparsity.ipynb #c018
 def plot_noise_stability(table: pd.DataFrame, sigma_ref: float | None = None):
@@ -167,6 +180,29 @@ def otsu_threshold(values) -> float:
     i = int(np.argmax(score))
     return float((v[i] + v[i + 1]) / 2)
 
+def mixture_modes(gmm, lo: float, hi: float, n: int = 512, dip: float = 0.9) -> int:
+    "Number of modes of a fitted 1-D Gaussian mixture density on [lo, hi]: local maxima separated by a valley below `dip` × the lower peak."
+    grid = np.linspace(lo, hi, n)
+    dens = np.exp(gmm.score_samples(grid[:, None]))
+    peaks = [i for i in range(1, n - 1) if dens[i] >= dens[i - 1] and dens[i] > dens[i + 1]]
+    peaks += [0] if dens[0] > dens[1] else []
+    peaks += [n - 1] if dens[-1] > dens[-2] else []
+    peaks = sorted(peaks)
+    modes = 1 if peaks else 0
+    for a, b in zip(peaks, peaks[1:]):
+        if dens[a:b + 1].min() < dip * min(dens[a], dens[b]): modes += 1
+    return modes
+
+def bimodality_test(values, min_delta_bic: float = 10.0, seed: int = 0) -> dict:
+    "Two Gaussian components against one by BIC, and the fitted two-component density must itself have two modes: bimodal only if both."
+    from sklearn.mixture import GaussianMixture
+    v = as_numpy(values); v = v[np.isfinite(v)][:, None]
+    if len(v) < 10 or v.std() == 0: return dict(bic1=float('nan'), bic2=float('nan'), delta_bic=float('nan'), modes=0, bimodal=False)
+    g1 = GaussianMixture(1, random_state=seed).fit(v); g2 = GaussianMixture(2, n_init=3, random_state=seed).fit(v)
+    b1, b2 = g1.bic(v), g2.bic(v)
+    modes = mixture_modes(g2, float(v.min()), float(v.max()))
+    return dict(bic1=float(b1), bic2=float(b2), delta_bic=float(b1 - b2), modes=modes, bimodal=bool(b1 - b2 > min_delta_bic and modes >= 2))
+
 def bimodality_coefficient(values) -> float:
     "Sarle's bimodality coefficient (skew² + 1) / (excess kurtosis + 3(n−1)²/((n−2)(n−3))); above 5/9 suggests two modes."
     v = as_numpy(values); v = v[np.isfinite(v)]; n = len(v)
@@ -177,16 +213,20 @@ def bimodality_coefficient(values) -> float:
     return float((g1**2 + 1) / (g2 + 3 * (n - 1)**2 / ((n - 2) * (n - 3))))
 
 # %% ../nbs/06_sparsity.ipynb #c024
-def channel_selectivity(features, threshold: float | None = None, tol: float = 0.0, chunk: int = 65536) -> pd.DataFrame:
-    "Per-channel PR over the rows of an (N, C) φ, kind 'specialized' / 'common' / 'dead', and the fraction of rows where it fires: one row per channel."
+def channel_selectivity(features, threshold: float | None = None, tol: float = 0.0, chunk: int = 65536, rel_tol: float = 1e-3) -> pd.DataFrame:
+    "Per-channel PR over the rows of an (N, C) φ, kind 'specialized' / 'common' / 'dead' (zero, or near-dead: top value ≤ `rel_tol` × the largest channel's), and the fraction of rows where it fires."
     s = column_stats(features, tol, chunk)
-    dead = s['max'] <= tol
-    with np.errstate(invalid='ignore', divide='ignore'): sel = np.where(dead | (s['l2'] == 0), np.nan, s['l1']**2 / (s['n'] * s['l2']))
+    zero = s['max'] <= tol
+    near = ~zero & (s['max'] <= rel_tol * s['max'].max())
+    dead = zero | near
+    with np.errstate(invalid='ignore', divide='ignore'): sel = np.where(dead | (s['l2'] == 0), np.nan, s['l1']**2 / (s['n'] * s['l2']))  # dead: no selectivity
     cut = otsu_threshold(sel) if threshold is None else float(threshold)
     kind = np.where(dead, 'dead', np.where(sel < cut, 'specialized', 'common'))
-    out = pd.DataFrame(dict(channel=np.arange(len(sel)), selectivity=sel, kind=kind, active=s['active'],
+    out = pd.DataFrame(dict(channel=np.arange(len(sel)), selectivity=sel, kind=kind, near_dead=near, active=s['active'],
                             mean=s['mean'], rms=s['rms'], max=s['max']))
-    out.attrs.update(threshold=cut, n_images=int(s['n']), n_dead=int(dead.sum()), bimodality=bimodality_coefficient(sel))
+    test = bimodality_test(sel)
+    out.attrs.update(threshold=cut, n_images=int(s['n']), n_dead=int(dead.sum()), n_zero=int(zero.sum()), n_near_dead=int(near.sum()),
+                     bimodality=bimodality_coefficient(sel), bimodal=test['bimodal'], delta_bic=test['delta_bic'], modes=test['modes'])
     return out
 
 def default_channels(table: pd.DataFrame, k: int = 30, n: int = 8) -> np.ndarray:
@@ -211,8 +251,9 @@ def plot_selectivity(table: pd.DataFrame, nbins: int = 40):
         fig.add_trace(go.Histogram(x=v, name=f'{k} ({len(v)})', marker_color=colour, xbins=dict(start=0, end=1, size=1 / nbins)))
     if np.isfinite(a.get('threshold', np.nan)): fig.add_vline(x=a['threshold'], line_dash='dot', annotation_text=f"split {a['threshold']:.2f}")
     fig.update_layout(barmode='stack', height=380, width=720, legend_title_text='channels',
-                      title=(f"Channel selectivity over {a.get('n_images', '?')} images: {len(live)} live channels, {a.get('n_dead', 0)} dead (excluded)"
-                             f"<br><sup>bimodality coefficient {a.get('bimodality', np.nan):.2f} (above 0.555 suggests two modes)</sup>"),
+                      title=(f"Channel selectivity over {a.get('n_images', '?')} images: {len(live)} live channels, {a.get('n_dead', 0)} dead or near-dead (excluded)"
+                             f"<br><sup>two modes by BIC and by the fitted density: {'yes' if a.get('bimodal') else 'no'} (ΔBIC {a.get('delta_bic', np.nan):.1f}, "
+                             f"{a.get('modes', 0)} mode(s)); Sarle's coefficient {a.get('bimodality', np.nan):.2f}</sup>"),
                       xaxis=dict(title='selectivity = PR of the channel over images (low = specialized)', range=[0, 1]),
                       yaxis=dict(title='channels'))
     return fig

@@ -7,7 +7,8 @@ import sparsediff.report as rp
 from sparsediff.report import run_report, ReportConfig, load_report_data, load_report_model
 from sparsediff.unet import UNet, UNetConfig, save_model
 
-SMALL = dict(n_noise=2, n_sparsity=32, stability_sigmas=(0.1, 0.5), n_clusters=3, n_targets=1, n_samples=1)
+SMALL = dict(n_noise=2, n_sparsity=32, stability_sigmas=(0.1, 0.5), n_clusters=3, n_targets=1, n_samples=1, init_seeds=(0,), noise_seeds=(0, 1),
+             n_per_photo=3, n_guided_targets=2, n_guided_samples=1)
 
 def image_folder(root: Path, n_per_class=12, size=(40, 40)):
     "Two classes of random images: bright and dark."
@@ -61,8 +62,9 @@ def test_interrupted_run_leaves_no_report_and_resumes(tmp_path, tiny_model, monk
     assert calls == [] and h.exists()
     rep = json.loads(j.read_text())
     claims = rep['sections']["The paper's claims, measured"]['tables']['claims']
-    assert len(claims) >= 5 and {c['verdict'] for c in claims} <= {'holds', 'does not hold'}
-    assert all(c['note'] for c in claims if c['verdict'] == 'does not hold')   # every failing claim says why
+    assert len(claims) >= 5 and {c['verdict'] for c in claims} <= {'holds', 'does not hold', 'uninformative'}
+    assert all(c['best control'] for c in claims)   # every claim shows its control's number
+    assert all(c['note'] for c in claims if c['verdict'] != 'holds')   # every failing claim says why
 
 @pytest.fixture(scope='module')
 def small_report(tmp_path_factory, tiny_model):

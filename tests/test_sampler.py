@@ -174,6 +174,25 @@ def test_score_distances_invariants(model, targets):
     assert r.d2.shape == (3, 3) and torch.allclose(r.d2, r.d2.T) and (r.d2 >= 0).all()
     assert float(r.d2[0, 1]) == 0 and float(r.d2[0, 2]) > 0 and (r.d2.diagonal() == 0).all()
     fit = embedding_fit(r.d2, common_phi(model, x, 0.2))
-    assert len(fit.pairs) == 2 and fit.A <= fit.B     # the copies' pair has identical φ and is left out
+    assert len(fit.pairs) == 2 and set(map(tuple, fit.pairs[['i', 'j']].to_numpy().tolist())) == {(0, 2), (1, 2)}  # the copies' pair (0, 1) has identical φ and is left out
+    phis = common_phi(model, x, 0.2)
+    ratios = [float(r.d2[a, b] / ((phis[a] - phis[b]) ** 2).sum()) for a, b in ((0, 2), (1, 2))]
+    assert math.isclose(fit.A, min(ratios), rel_tol=1e-5) and math.isclose(fit.B, max(ratios), rel_tol=1e-5)  # A, B: the extreme ratios
     with pytest.raises(ValueError, match='two targets'): score_distances(model, targets[:1], progress=False)
     with pytest.raises(ValueError, match='identical φ'): embedding_fit(torch.zeros(2, 2), torch.ones(2, 4))
+
+
+# --- guidance on the shipped model ---
+
+def test_guidance_lowers_phi_error_on_the_shipped_model():
+    "φ-guided samples match their targets' φ better than unguided samples drawn with the same seed (MNIST digits, where guidance matters)."
+    from sparsediff.unet import load_pretrained
+    from sparsediff.data import load_mnist
+    net = load_pretrained()
+    digits = load_mnist('test').images[:3]
+    cfg = SamplerConfig.thorough(n_levels=12)
+    guided = reconstruct(net, digits, config=cfg, seed=0, progress=False)
+    free = reconstruct(net, digits, config=SamplerConfig.thorough(n_levels=12, guidance='none'), seed=0, progress=False)
+    eg, ef = phi_error(net, guided.denoised, digits, n_noise=4), phi_error(net, free.denoised, digits, n_noise=4)
+    assert float(eg.median()) < 0.6 * float(ef.median()), (eg, ef)
+    assert (eg < ef).all()
