@@ -77,11 +77,11 @@ def run_train(a):
     from sparsediff.train import TrainConfig, train
     from sparsediff.data import load_crops
     if a.threads: torch.set_num_threads(a.threads)
-    if 'WORLD_SIZE' in __import__('os').environ and int(__import__('os').environ['WORLD_SIZE']) > 1:
-        torch.distributed.init_process_group('nccl' if torch.device(a.device if a.device != 'auto' else ('cuda' if torch.cuda.is_available() else 'cpu')).type == 'cuda' else 'gloo')
     check_options(a)
     from sparsediff.core import as_device
     device = as_device(a.device)
+    if 'WORLD_SIZE' in __import__('os').environ and int(__import__('os').environ['WORLD_SIZE']) > 1:
+        torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     try:
         mcfg = UNetConfig.scaled(a.width_div, norm=a.norm, bias=not a.no_bias)
         tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup_steps=a.warmup, halve_every=a.halve_every,
