@@ -6,7 +6,7 @@ from sparsediff.sampler import SamplerConfig
 from sparsediff.hooks import ModuleNameError
 from sparsediff.unet import UNet, UNetConfig
 from sparsediff.widgets import (SigmaExplorer, ChannelExplorer, NeighbourBrowser, ReconstructionPanel, Dashboard, dashboard,
-                                dataset_phi, fixed_noise, sigma_view, progress_fraction, KIND_COLOURS)
+                                dataset_phi, fixed_noise, sigma_view, progress_fraction, trace_image, KIND_COLOURS)
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
@@ -44,29 +44,53 @@ def click(fig, trace: int, point: int):
 
 def test_slider_redraws_and_moving_back_uses_the_cache(data):
     torch.manual_seed(0); m = Counted(UNetConfig.scaled(8)).eval()
-    ex = SigmaExplorer(m, data, sigma=0.1, n_noise=2, device='cpu')
-    img, bars, title = z_of(ex.figure, 0), y_of(ex.figure, 2), ex.figure.layout.title.text
+    ex = SigmaExplorer(m, data, sigma=0.1, n_noise=2, device='cpu', prefetch=0)
+    img, bars, title = trace_image(ex.figure.data[0]), y_of(ex.figure, 2), ex.figure.layout.title.text
     calls = m.calls
     ex.sigma.value = 0.6
     assert m.calls == calls + 1                                  # one batched forward pass per new σ
-    assert not np.array_equal(img, z_of(ex.figure, 0)) and not np.allclose(bars, y_of(ex.figure, 2))
+    assert not np.array_equal(img, trace_image(ex.figure.data[0])) and not np.allclose(bars, y_of(ex.figure, 2))
     assert ex.figure.layout.title.text != title and '0.60' in ex.figure.layout.title.text
     assert len(ex.figure.data[3].y) == 7 and all(0 < p <= 1 for p in ex.figure.data[3].y)
     ex.sigma.value = 0.1
     assert m.calls == calls + 1                                  # from the cache: no forward pass
-    np.testing.assert_array_equal(z_of(ex.figure, 0), img); np.testing.assert_allclose(y_of(ex.figure, 2), bars)
+    np.testing.assert_array_equal(trace_image(ex.figure.data[0]), img); np.testing.assert_allclose(y_of(ex.figure, 2), bars)
     assert 'cached' in ex.status.value and ex.error is None
 
+def test_slider_steps_next_to_sigma_are_computed_ahead(data):
+    torch.manual_seed(0); m = Counted(UNetConfig.scaled(8)).eval()
+    ex = SigmaExplorer(m, data, sigma=0.3, n_noise=2, device='cpu', prefetch=2)
+    assert ex.wait_prefetch(30)                                 # let the background thread finish its queue
+    assert {(0, 0.28), (0, 0.29), (0, 0.31), (0, 0.32)} <= set(ex.cache) and not ex._pending
+    calls = m.calls
+    ex.sigma.value = 0.31                                       # the next slider step: already there
+    assert m.calls == calls and 'cached' in ex.status.value and '0.31' in ex.figure.layout.title.text
+    ref = SigmaExplorer(m, data, sigma=0.31, n_noise=2, device='cpu', prefetch=0)   # computed in place, same numbers
+    np.testing.assert_array_equal(trace_image(ref.figure.data[0]), trace_image(ex.figure.data[0]))
+    np.testing.assert_allclose(y_of(ref.figure, 2), y_of(ex.figure, 2), rtol=1e-6)
+    assert ex.wait_prefetch(30)
+    assert (0, 0.33) in ex.cache and (0, 0.27) not in ex.cache   # the new neighbours, two steps either side of 0.31
+    with pytest.raises(ValueError, match='prefetch'): SigmaExplorer(m, data, prefetch=-1, device='cpu')
+
+def test_a_jump_drops_the_queued_views_no_longer_near(model, data):
+    ex = SigmaExplorer(model, data, sigma=0.1, n_noise=1, device='cpu', prefetch=1)
+    gate = threading.Event(); ex._pool.submit(gate.wait)         # hold the background thread
+    ex.sigma.value = 0.5                                          # queues 0.49 and 0.51 behind the gate
+    ex.sigma.value = 0.9                                          # they are no longer near: dropped
+    gate.set(); ex._pool.shutdown(wait=True)
+    assert (0, 0.49) not in ex.cache and (0, 0.51) not in ex.cache and {(0, 0.89), (0, 0.91)} <= set(ex.cache)
+    assert not ex._pending and ex.error is None
+
 def test_cache_is_bounded(model, data):
-    ex = SigmaExplorer(model, data, n_noise=1, cache_size=3, device='cpu')
+    ex = SigmaExplorer(model, data, n_noise=1, cache_size=3, device='cpu', prefetch=0)
     for s in (0.1, 0.2, 0.3, 0.4, 0.5): ex.sigma.value = s
     assert len(ex.cache) == 3 and list(ex.cache)[-1] == (0, 0.5)
 
 def test_noise_draw_is_fixed_per_image(model, data):
     a, b = (SigmaExplorer(model, data, sigma=0.3, n_noise=2, device='cpu') for _ in range(2))
-    np.testing.assert_array_equal(z_of(a.figure, 0), z_of(b.figure, 0))
+    np.testing.assert_array_equal(trace_image(a.figure.data[0]), trace_image(b.figure.data[0]))
     c = SigmaExplorer(model, data, sigma=0.3, n_noise=2, seed=1, device='cpu')
-    assert not np.array_equal(z_of(a.figure, 0), z_of(c.figure, 0))
+    assert not np.array_equal(trace_image(a.figure.data[0]), trace_image(c.figure.data[0]))
     x = data.images[0]
     assert torch.equal(fixed_noise(x, 3, 0, 5), fixed_noise(x, 3, 0, 5)) and not torch.equal(fixed_noise(x, 3, 0, 5), fixed_noise(x, 3, 0, 6))
 
@@ -252,8 +276,8 @@ def test_the_panels_hooks_do_not_meet(model, data):
     for s in np.linspace(0.05, 0.95, 19): ex.sigma.value = float(s)
     done.set(); assert rp.wait(30)
     assert ex.error is None and rp.error is None and set(seen) == {(3, 64)} and len(seen) > 19
-    x = data.images[0]
-    for (i, s), v in ex.cache.items():                                      # every view is what the explorer alone computes
+    x = data.images[0]; assert ex.wait_prefetch(30)
+    for (i, s), v in list(ex.cache.items()):                                      # every view is what the explorer alone computes
         np.testing.assert_allclose(v['phi'], sigma_view(model, x, fixed_noise(x, 2, 0, 0), s)['phi'], rtol=1e-5, atol=1e-6)
     assert sum(len(m._forward_hooks) for m in model.modules()) == 0
 

@@ -78,7 +78,7 @@ FIGURE_STATE = """(prefix) => {
   if (!el) return null;
   const hash = s => { let h = 0; for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) | 0; return s.length + ':' + h; };
   const enc = v => hash(v && v.bdata ? v.bdata : JSON.stringify(v === undefined ? null : v));
-  return {title: String(el.layout.title.text), traces: el.data.map(t => enc(t.y) + '|' + enc(t.z) + '|' + (t.source || '').length),
+  return {title: String(el.layout.title.text), traces: el.data.map(t => enc(t.y) + '|' + enc(t.z) + '|' + enc(t.source)),
           width: el.getBoundingClientRect().width, height: el.getBoundingClientRect().height,
           annotations: (el.layout.annotations || []).map(a => a.text)};
 }"""
@@ -102,6 +102,19 @@ CHANNEL_MAP = """() => {
 }"""
 
 ERRORS = """() => [...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"], .jp-OutputArea-output.jp-mod-error, .jp-RenderedText[data-mime-type="application/vnd.jupyter.error"]')].map(e => e.innerText).join('\\n')"""
+
+# JavaScript: every plotly figure on the page, by title and size, and every widget status line (for failure messages).
+PAGE_STATE = """() => ({figures: [...document.querySelectorAll('.js-plotly-plot')].map(e => [String(e.layout && e.layout.title && (e.layout.title.text || e.layout.title)),
+                                                                              Math.round(e.getBoundingClientRect().width), Math.round(e.getBoundingClientRect().height)]),
+         notes: [...document.querySelectorAll('.widget-html')].map(e => e.innerText.slice(0, 160))})"""
+
+def wait_for(page, js, arg=None, timeout=30_000, what='the page'):
+    "`page.wait_for_function`, failing with a screenshot, every figure's title and size and the widgets' status lines."
+    try: return page.wait_for_function(js, arg=arg, timeout=timeout)
+    except Exception as e:
+        page.screenshot(path=str(ARTIFACTS/'widgets_failed.png'))
+        pytest.fail(f'{what}: not within {timeout / 1000:.0f} s ({type(e).__name__}); page: {page.evaluate(PAGE_STATE)}; '
+                    f'errors in the notebook: {page.evaluate(ERRORS)[-2000:]}')
 
 @pytest.mark.browser
 @pytest.mark.slow
@@ -158,7 +171,7 @@ def test_dashboard_in_jupyterlab(tmp_path):
 
                 # The channel explorer opens on a live, specialized channel whose map on the image is not flat.
                 page.locator('.widget-tab .lm-TabBar-tab', has_text='channels').first.click()
-                page.wait_for_function(f'() => ({CHANNEL_MAP})() !== null', timeout=30_000)
+                wait_for(page, f'() => ({CHANNEL_MAP})() !== null', timeout=30_000)
                 first = page.evaluate(CHANNEL_MAP)
                 assert 'specialized' in first['title'] and 'dead' not in first['title'], first
                 assert float(first['title'].rsplit('PR', 1)[1]) > 0.01 and first['max'] - first['min'] > 1e-3, first
@@ -196,21 +209,21 @@ def test_dashboard_in_jupyterlab(tmp_path):
                 bar = page.evaluate(TALLEST_BAR, 'σ explorer')
                 assert bar and bar['h'] > 5, bar
                 page.mouse.click(bar['x'], bar['y'])
-                page.wait_for_function(f'''(c) => {{ const s = ({FIGURE_STATE})("channel " + c + ":"); return s && s.width > 300; }}''',
+                wait_for(page, f'''(c) => {{ const s = ({FIGURE_STATE})("channel " + c + ":"); return s && s.width > 300; }}''',
                                        arg=bar['i'], timeout=30_000)
                 page.wait_for_timeout(300)
                 page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_channels.png'))
                 page.locator('.widget-tab .lm-TabBar-tab', has_text='neighbours').first.click()
-                page.wait_for_function(f'() => {{ const s = ({FIGURE_STATE})("neighbours of image"); return s && s.width > 300; }}', timeout=30_000)
+                wait_for(page, f'() => {{ const s = ({FIGURE_STATE})("neighbours of image"); return s && s.width > 300; }}', timeout=30_000)
                 page.wait_for_timeout(300)
                 page.locator('.widget-tab').first.screenshot(path=str(ARTIFACTS/'widgets_neighbours.png'))
 
                 # Reconstruct: samples appear (live previews, then the final grid), and the status says done.
                 page.locator('.widget-tab .lm-TabBar-tab', has_text='reconstruction').first.click()
-                page.wait_for_function(f'() => ({FIGURE_STATE})("φ-guided") !== null', timeout=30_000)
+                wait_for(page, f'() => ({FIGURE_STATE})("φ-guided") !== null', timeout=30_000)
                 empty = page.evaluate(FIGURE_STATE, 'φ-guided')
                 page.locator('button.jupyter-button', has_text='Reconstruct').first.click()
-                page.wait_for_function(f'''() => {{ const s = ({FIGURE_STATE})("φ-guided");
+                wait_for(page, f'''() => {{ const s = ({FIGURE_STATE})("φ-guided");
                                          return s && s.annotations.some(a => String(a).includes('samples (done')); }}''', timeout=120_000)
                 done = page.evaluate(FIGURE_STATE, 'φ-guided')
                 assert done['traces'][1] != empty['traces'][1], 'the samples image did not change'
