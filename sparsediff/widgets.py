@@ -121,15 +121,18 @@ def trace_image(trace) -> np.ndarray:
     return np.asarray(trace.z, dtype=np.uint8)
 
 class FigureWidget(go.FigureWidget):
-    "plotly's `FigureWidget`, opened with its data: plotly sends the data in a second message, which a view drawn at once (a tab filled in after display) can miss, drawing a blank plot."
-    def __init__(self, *args, **kw):
+    "plotly's `FigureWidget`, opened with its current data and layout as one message; `deferred=True` waits for `open()`, so edits made before it are in that message."
+    def __init__(self, *args, deferred: bool = False, **kw):
         self._opening = True
         super().__init__(*args, **kw)
         self._opening = False
-        self.open()
+        if not deferred: self.open()
 
     def open(self):
-        if not getattr(self, '_opening', False): super().open()
+        "Open the comm, its state the figure as it is now (a view drawn while edits are in flight can miss them)."
+        if getattr(self, '_opening', False) or self.comm is not None: return
+        self._widget_data, self._widget_layout = copy.deepcopy(self._data), copy.deepcopy(self._layout)
+        super().open()
 
 def _subplots(**kw) -> go.Figure:
     "`make_subplots` with smaller subplot titles, so they fit over small images."
@@ -193,6 +196,11 @@ class Panel(widgets.VBox):
         if not 0 <= i < n: raise IndexError(f'{what} {i} is out of range: this dataset has {n} images, numbered 0 to {n - 1}')
         return i
 
+    def open_figures(self):
+        "Open the panel's figures (made with `deferred=True`), each with its state as drawn so far."
+        for f in vars(self).values():
+            if isinstance(f, FigureWidget): f.open()
+
     def safely(self, fn: Callable) -> Callable:
         "`fn` wrapped so that an exception is shown in the panel, not raised into the widget machinery."
         def run(*args, **kw):
@@ -224,6 +232,7 @@ class SigmaExplorer(Panel):
         self.update()
         self.sigma.observe(self.safely(lambda ch: self.update()), 'value')
         self.image.observe(self.safely(lambda ch: self.update()), 'value')
+        self.open_figures()                     # after the first drawing: the browser gets it in the opening message
         super().__init__([widgets.HBox([self.image, self.sigma]), self.figure, self.status])
 
     def _compute(self, index: int, sigma: float) -> dict:
@@ -288,7 +297,7 @@ class SigmaExplorer(Panel):
         fig.update_xaxes(title_text='channel', row=1, col=3); fig.update_yaxes(title_text='φ (mean activation, a.u.)', row=1, col=3)
         fig.update_xaxes(title_text='block', row=1, col=4); fig.update_yaxes(title_text='PR (1/d to 1)', range=[0, 1], row=1, col=4)
         fig.update_layout(width=920, height=330, showlegend=False, margin=dict(l=10, r=10, t=60, b=10), title='σ explorer')
-        return FigureWidget(fig)
+        return FigureWidget(fig, deferred=True)
 
     def update(self):
         "Redraw the figure for the current image and σ."
@@ -370,19 +379,23 @@ class ChannelExplorer(Panel):
         self.channel.observe(self.safely(lambda ch: self.update()), 'value')
         self.image.observe(self.safely(lambda ch: self.update()), 'value')
         self.figure.data[0].on_click(self.safely(lambda trace, points, state: points.point_inds and self.select(points.point_inds[0])))
+        self.open_figures()                     # after the first drawing: the browser gets it in the opening message
         super().__init__([widgets.HBox([self.channel, self.image]), self.figure, self.status])
 
     def default_channel(self, image: int = 0) -> int:
-        "The channel to open on: a specialized channel firing on enough images (not a near-dead one), the most active on `image`."
+        "The channel to open on: the specialized channel (firing on enough images) most active on `image`, else the most active live one."
         n, image = len(self.phis), self.checked(image, len(self.data))
         fires = self.table['active'].to_numpy() * n                               # images each channel fires on
         for k in (max(2, min(30, n // 20)), 2, 1):
             ok = np.flatnonzero((self.kinds == 'specialized') & (fires >= k))
             if len(ok): break
         else: ok = np.flatnonzero(self.kinds != 'dead')
-        if not len(ok): return 0
-        peak = np.maximum(self.phis[:, ok].max(0), 1e-12)
-        return int(ok[np.argmax(self.phis[int(image), ok] / peak)])             # strongest on this image, relative to its own peak
+        live = np.flatnonzero(self.kinds != 'dead')
+        for cands in (ok, live):                                                  # a live channel when no specialized one fires here
+            if not len(cands): continue
+            score = self.phis[int(image), cands] / np.maximum(self.phis[:, cands].max(0), 1e-12)
+            if score.max() > 0: return int(cands[np.argmax(score)])              # strongest on this image, relative to its own peak
+        return int(ok[0]) if len(ok) else int(live[0]) if len(live) else 0
 
     def select(self, channel: int):
         "Show `channel` (what clicking its bar does)."
@@ -418,7 +431,7 @@ class ChannelExplorer(Panel):
         _hide_axes(fig, [(2, 1), (2, 3)])
         fig.data[2].colorbar.x = fig.layout.xaxis3.domain[1] + 0.005   # just right of the activation map
         fig.update_layout(width=920, height=520, showlegend=False, margin=dict(l=10, r=10, t=60, b=10), title='channel explorer')
-        return FigureWidget(fig)
+        return FigureWidget(fig, deferred=True)
 
     def update(self):
         "Redraw for the current channel and image."
@@ -467,6 +480,7 @@ class NeighbourBrowser(Panel):
         self.update(); self.update_cluster()
         self.image.observe(self.safely(lambda ch: self.update()), 'value')
         self.cluster.observe(self.safely(lambda ch: self.update_cluster()), 'value')
+        self.open_figures()                     # after the first drawing: the browser gets it in the opening message
         super().__init__([self.image, self.figure, self.cluster, self.cluster_figure, self.status])
 
     def _make_figures(self):
@@ -479,7 +493,7 @@ class NeighbourBrowser(Panel):
         cl = go.Figure(go.Image(z=blank))
         cl.update_xaxes(visible=False); cl.update_yaxes(visible=False)
         cl.update_layout(width=920, height=300, margin=dict(l=10, r=10, t=50, b=10), title='cluster')
-        return FigureWidget(nb), FigureWidget(cl)
+        return FigureWidget(nb, deferred=True), FigureWidget(cl, deferred=True)
 
     def neighbours(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         "The `k` nearest images to `index` by cosine similarity in φ and in pixels."
@@ -578,6 +592,7 @@ class ReconstructionPanel(Panel):
         self.image.observe(self.safely(lambda ch: self.show_target()), 'value')
         self.button.on_click(self.safely(lambda b: self.start()))
         self.cancel_button.on_click(self.safely(lambda b: self.cancel()))
+        self.open_figures()                     # after the first drawing: the browser gets it in the opening message
         super().__init__([widgets.HBox([self.image, self.n, self.seed, self.preset]), widgets.HBox([self.button, self.cancel_button, self.progress]),
                           self.figure, self.status])
 
@@ -603,11 +618,19 @@ class ReconstructionPanel(Panel):
             self.figure.data[0].z = rgb(self.data.images[i])
             _set_title(self.figure, 0, f'target: image {i} (class {label})')
 
-    def show_samples(self, x: torch.Tensor, title: str):
-        "Show a `(B, C, H, W)` batch of samples as one grid."
+    def show_samples(self, x: torch.Tensor, title: str, final: bool = False):
+        "Show a `(B, C, H, W)` batch of samples as one grid; `final` draws it in a new figure widget (`redraw`)."
         with self.figure.batch_update():
             self.figure.data[1].z = grid_rgb(x.clamp(0, 1), ncol=min(len(x), 8))
             _set_title(self.figure, 1, title)
+        if final: self.redraw()
+
+    def redraw(self):
+        "Replace the figure by a new widget holding the same picture: a browser view that missed live updates (seen in JupyterLab after a burst of previews) shows the result all the same."
+        old = self.figure
+        self.figure = FigureWidget(old)
+        self.children = tuple(self.figure if c is old else c for c in self.children)
+        old.close()
 
     def start(self) -> bool:
         "Start a reconstruction in a background thread; returns False (with a note) when one is already running."
@@ -681,7 +704,7 @@ class ReconstructionPanel(Panel):
             if x is None: raise TypeError(f'the sampler returned {type(result).__name__} without a .samples tensor')
             clean = _as_images(getattr(result, 'denoised', None))   # the last clean estimates, when given
             word = 'cancelled' if stop.is_set() else 'done'
-            on_kernel_thread(self.show_samples, x if clean is None else clean, f'{len(x)} samples ({word} after {self.steps_seen} steps)')
+            on_kernel_thread(self.show_samples, x if clean is None else clean, f'{len(x)} samples ({word} after {self.steps_seen} steps)', True)
             status, message = getattr(result, 'status', None), getattr(result, 'message', '')
             warn = status not in (None, 'converged', 'done', 'cancelled')
             self.progress.bar_style = 'warning' if stop.is_set() or warn else 'success'

@@ -156,6 +156,16 @@ def test_channel_pick_by_dropdown_and_by_click(model, data):
     assert ce.figure.layout.annotations[3].text.endswith(expected)
     assert not np.array_equal(grid, z_of(ce.figure, 3))
 
+def test_default_channel_falls_back_to_a_live_channel_firing_on_the_image(model, data):
+    phis = np.ones((24, 64), np.float32) + np.random.default_rng(1).random((24, 64), dtype=np.float32)   # common channels
+    phis[:, 5] = 0; phis[12:, 5] = 3.0                                  # specialized, but silent on images 0–11
+    phis[:, 6] = 0                                                      # dead
+    ce = ChannelExplorer(model, data, store=phis, sigma=0.2, n_noise=1, k=4, image=0, device='cpu')
+    c = ce.channel.value
+    assert c not in (5, 6) and ce.kinds[c] == 'common' and phis[0, c] > 0, (c, ce.kinds[c])   # not a blank map
+    ce2 = ChannelExplorer(model, data, store=phis, sigma=0.2, n_noise=1, k=4, image=15, device='cpu')
+    assert ce2.channel.value == 5                                       # on an image it fires on, the specialized one
+
 def test_default_channel_is_live_specialized_and_fires_on_the_image(model, data):
     phis = np.abs(np.random.default_rng(0).normal(size=(24, 64))).astype(np.float32)
     phis[:, 0] = 0; phis[3, 0] = 1e-5                                   # channel 0: fires once, faintly (PR 1/24, not a real choice)
@@ -354,3 +364,14 @@ def test_runs_on_the_gpu(data):
     assert ex.device.type == 'cuda' and next(m.parameters()).is_cuda and ex.error is None
     db = dashboard(m, data, n_noise=2, n_clusters=3, device='cuda', sampler=gated_sampler(threading.Event(), []))
     assert db.wait(120) and db.neighbours.error is None
+
+def test_the_final_grid_is_drawn_in_a_new_figure_widget(model, data):
+    "A browser view that missed the live previews still shows the result: the last grid goes out as a new widget's opening state."
+    rp = ReconstructionPanel(model, data, n=2, sampler=lambda model, targets, n, seed=0, device='cpu', callback=None:
+                             types.SimpleNamespace(samples=torch.rand(n, *targets.shape[1:])), device='cpu')
+    first = rp.figure
+    assert rp.start() and rp.wait(30)
+    assert rp.figure is not first and first.comm is None and rp.figure in rp.children and first not in rp.children
+    assert rp.figure.comm is not None and 'done' in rp.figure.layout.annotations[1].text
+    assert trace_image(rp.figure.data[1]).shape == (18, 35, 3)                        # 2 samples of 16×16 in a row, 1-pixel borders
+    np.testing.assert_array_equal(trace_image(rp.figure.data[0]), trace_image(first.data[0]))   # the target is kept
