@@ -659,5 +659,6 @@ d = { 'settings': { 'branch': 'main',
                                     'sparsediff.widgets.rgb': ('widgets.html#rgb', 'sparsediff/widgets.py'),
                                     'sparsediff.widgets.setup_model': ('widgets.html#setup_model', 'sparsediff/widgets.py'),
                                     'sparsediff.widgets.sigma_view': ('widgets.html#sigma_view', 'sparsediff/widgets.py'),
+                                    'sparsediff.widgets.static_figure': ('widgets.html#static_figure', 'sparsediff/widgets.py'),
                                     'sparsediff.widgets.trace_image': ('widgets.html#trace_image', 'sparsediff/widgets.py'),
                                     'sparsediff.widgets.unet_views': ('widgets.html#unet_views', 'sparsediff/widgets.py')}}}

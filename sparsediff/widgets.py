@@ -28,9 +28,9 @@ from .unet import BLOCKS, UNet, load_pretrained, check_image_batch
 
 # %% auto #0
 __all__ = ['KIND_COLOURS', 'DEAD_BAR', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'unet_views', 'sigma_view',
-           'rgb', 'grid_rgb', 'png_source', 'trace_image', 'FigureWidget', 'on_kernel_thread', 'index_box', 'Panel',
-           'SigmaExplorer', 'phi_store', 'dataset_phi', 'activation_map', 'ChannelExplorer', 'NeighbourBrowser',
-           'progress_fraction', 'ReconstructionPanel', 'Dashboard', 'dashboard']
+           'rgb', 'grid_rgb', 'png_source', 'trace_image', 'static_figure', 'FigureWidget', 'on_kernel_thread',
+           'index_box', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi', 'activation_map', 'ChannelExplorer',
+           'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel', 'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #c006
 def default_data(n: int = 500) -> ImageSet:
@@ -119,6 +119,13 @@ def trace_image(trace) -> np.ndarray:
     if trace.source:
         return np.asarray(PIL.Image.open(io.BytesIO(base64.b64decode(trace.source.split(',', 1)[1]))).convert('RGB'))
     return np.asarray(trace.z, dtype=np.uint8)
+
+def static_figure(fig) -> go.Figure:
+    "A plain `go.Figure` copy of `fig` with every PNG-source image as a `z` array (static outputs: notebook tools treat any `source` key as cell source)."
+    out = go.Figure(fig)
+    for t in out.data:
+        if isinstance(t, go.Image) and t.source: t.z, t.source = trace_image(t), None
+    return out
 
 class FigureWidget(go.FigureWidget):
     "plotly's `FigureWidget`, opened with its current data and layout as one message; `deferred=True` waits for `open()`, so edits made before it are in that message."

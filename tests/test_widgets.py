@@ -1,12 +1,12 @@
 """Widget logic without a browser: slider moves set `.value`, clicks are fed as plotly would send them, jobs run in threads."""
-import threading, time, types
+import json, threading, time, types
 import numpy as np, pytest, torch
 from sparsediff.data import ImageSet
 from sparsediff.sampler import SamplerConfig
 from sparsediff.hooks import ModuleNameError
 from sparsediff.unet import UNet, UNetConfig
 from sparsediff.widgets import (SigmaExplorer, ChannelExplorer, NeighbourBrowser, ReconstructionPanel, Dashboard, dashboard,
-                                dataset_phi, fixed_noise, sigma_view, progress_fraction, trace_image, KIND_COLOURS)
+                                dataset_phi, fixed_noise, sigma_view, progress_fraction, trace_image, static_figure, KIND_COLOURS)
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
@@ -375,3 +375,10 @@ def test_the_final_grid_is_drawn_in_a_new_figure_widget(model, data):
     assert rp.figure.comm is not None and 'done' in rp.figure.layout.annotations[1].text
     assert trace_image(rp.figure.data[1]).shape == (18, 35, 3)                        # 2 samples of 16×16 in a row, 1-pixel borders
     np.testing.assert_array_equal(trace_image(rp.figure.data[0]), trace_image(first.data[0]))   # the target is kept
+
+def test_static_figure_turns_png_sources_into_z(model, data):
+    ex = SigmaExplorer(model, data, n_noise=1, device='cpu', prefetch=0)
+    f = static_figure(ex.figure)
+    assert ex.figure.data[0].source and f.data[0].source is None and f.data[0].z is not None
+    np.testing.assert_array_equal(np.asarray(f.data[0].z, np.uint8), trace_image(ex.figure.data[0]))
+    assert 'source' not in json.dumps(f.to_plotly_json(), default=str)                 # safe to store in a notebook
