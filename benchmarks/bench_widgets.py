@@ -70,7 +70,7 @@ def main():
         for s in steps[::max(1, len(steps) // 10)]:
             first.append(timed(lambda: sigma_view(model, x, z, float(s))))
             full.append(timed(lambda: sigma_view(model, x, z, float(s), decode_all=True)))
-            v = cold.view(i, float(s)); cold.image.value = i
+            cold.view(i, float(s)); cold.image.value = i
             cold.sigma.value = float(steps[0]) if float(s) != float(steps[0]) else float(steps[1])
             redraw.append(timed(lambda: setattr(cold.sigma, 'value', float(s))))   # served from the cache: the figure update alone
 

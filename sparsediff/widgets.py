@@ -29,8 +29,8 @@ from .unet import BLOCKS, UNet, load_pretrained, check_image_batch
 # %% auto #0
 __all__ = ['KIND_COLOURS', 'DEAD_BAR', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'unet_views', 'sigma_view',
            'rgb', 'grid_rgb', 'png_source', 'trace_image', 'static_figure', 'FigureWidget', 'on_kernel_thread',
-           'index_box', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi', 'activation_map', 'ChannelExplorer',
-           'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel', 'Dashboard', 'dashboard']
+           'check_index', 'index_box', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi', 'activation_map',
+           'ChannelExplorer', 'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel', 'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #c006
 def default_data(n: int = 500) -> ImageSet:
@@ -135,11 +135,14 @@ class FigureWidget(go.FigureWidget):
         self._opening = False
         if not deferred: self.open()
 
+    def snapshot(self):
+        "Make the widget state the figure as it is now (views drawn from it then miss no edit)."
+        self._widget_data, self._widget_layout = copy.deepcopy(self._data), copy.deepcopy(self._layout)
+
     def open(self):
         "Open the comm, its state the figure as it is now (a view drawn while edits are in flight can miss them)."
         if getattr(self, '_opening', False) or self.comm is not None: return
-        self._widget_data, self._widget_layout = copy.deepcopy(self._data), copy.deepcopy(self._layout)
-        super().open()
+        self.snapshot(); super().open()
 
 def _subplots(**kw) -> go.Figure:
     "`make_subplots` with smaller subplot titles, so they fit over small images."
@@ -179,10 +182,15 @@ def on_kernel_thread(fn: Callable, *args):
     if loop is None or threading.current_thread() is threading.main_thread(): return fn(*args)
     loop.add_callback(fn, *args)
 
+def check_index(value, n: int, what: str = 'image') -> int:
+    "`value` as an index into `n` images, or an IndexError that says the valid range."
+    i = int(value)
+    if not 0 <= i < n: raise IndexError(f'{what} {i} is out of range: this dataset has {n} images, numbered 0 to {n - 1}')
+    return i
+
 def index_box(value: int, n: int, description: str = 'image') -> widgets.IntText:
     "A box for an image number; panels check it (`Panel.checked`) and say when it is out of range rather than clamp it."
-    if not 0 <= int(value) < n: raise IndexError(f'{description} {value} is out of range: this dataset has {n} images, numbered 0 to {n - 1}')
-    return widgets.IntText(value=int(value), description=description, layout=widgets.Layout(width='170px'))
+    return widgets.IntText(value=check_index(value, n, description), description=description, layout=widgets.Layout(width='170px'))
 
 class Panel(widgets.VBox):
     "A VBox with a status line; `safely(fn)` wraps callbacks so errors show in the panel."
@@ -198,10 +206,8 @@ class Panel(widgets.VBox):
         self.status.value = _note_html(text)
 
     def checked(self, value, n: int, what: str = 'image') -> int:
-        "`value` as an index into `n` images, or an IndexError that says the valid range (shown in the status line)."
-        i = int(value)
-        if not 0 <= i < n: raise IndexError(f'{what} {i} is out of range: this dataset has {n} images, numbered 0 to {n - 1}')
-        return i
+        "`check_index` for a panel callback (the IndexError is shown in the status line)."
+        return check_index(value, n, what)
 
     def open_figures(self):
         "Open the panel's figures (made with `deferred=True`), each with its state as drawn so far."
@@ -251,7 +257,7 @@ class SigmaExplorer(Panel):
 
     def _store(self, key: tuple, v: dict) -> dict:
         with self._lock:
-            self.cache[key] = v; self._pending.pop(key, None)
+            self.cache[key] = v
             while len(self.cache) > self.cache_size: self.cache.popitem(last=False)
         return v
 
@@ -396,7 +402,6 @@ class ChannelExplorer(Panel):
         for k in (max(2, min(30, n // 20)), 2, 1):
             ok = np.flatnonzero((self.kinds == 'specialized') & (fires >= k))
             if len(ok): break
-        else: ok = np.flatnonzero(self.kinds != 'dead')
         live = np.flatnonzero(self.kinds != 'dead')
         for cands in (ok, live):                                                  # a live channel when no specialized one fires here
             if not len(cands): continue
@@ -755,7 +760,7 @@ class Dashboard(widgets.VBox):
         "`panels`, their figures' full current state resent as plain widget state: plotly's frontend can miss edits made before it loaded, and draws new views from this state."
         for p in panels:
             for f in vars(p).values():
-                if isinstance(f, go.FigureWidget): f._widget_data, f._widget_layout = copy.deepcopy(f._data), copy.deepcopy(f._layout)
+                if isinstance(f, FigureWidget): f.snapshot()
         return panels
 
     def _fill(self, panels: dict):
