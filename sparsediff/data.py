@@ -17,7 +17,7 @@ __all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'DATASETS', 'HELDOUT_PHOTOS', 'NA
            'load_photo', 'photo_region', 'image_pyramid', 'random_crops', 'load_crops', 'load_textures',
            'pil_to_tensor', 'image_folder', 'from_hf_dataset', 'is_hf_dataset_dir', 'hf_from_disk', 'get_dataset',
            'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image',
-           'NaturalMixture', 'heldout_crops', 'make_mixture']
+           'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits', 'DigitsMixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -419,3 +419,37 @@ def make_mixture(name: str = 'mixture', seed: int = 0, **kw):
     "A training mixture by name: 'mixture' (the original `TrainingMixture`) or 'natural' (`NaturalMixture`, version 2)."
     if name not in MIXTURES: raise ValueError(f'Unknown training data {name!r}; choose one of {sorted(MIXTURES)}')
     return MIXTURES[name](seed=seed, **kw)
+
+# %% ../nbs/01_data.ipynb #e7ba7e89
+def augment_digits(x: torch.Tensor, generator, max_shift: float = 2.0, max_rotate: float = 12.0, scale=(0.85, 1.15),
+                   thicker: float = 0.5, thinner: float = 0.25) -> torch.Tensor:
+    "Identity-preserving random shifts, rotations, scalings and stroke widths of digits `(B, C, H, W)` in [0, 1]."
+    B, g = len(x), generator
+    ang = (torch.rand(B, generator=g) * 2 - 1) * math.radians(max_rotate)
+    s = scale[0] + (scale[1] - scale[0]) * torch.rand(B, generator=g)
+    t = (torch.rand(B, 2, generator=g) * 2 - 1) * max_shift * 2 / x.shape[-1]    # pixels -> affine_grid's [-1, 1] units
+    cos, sin = torch.cos(ang) / s, torch.sin(ang) / s
+    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)  # (B, 2, 3)
+    x = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
+    u = torch.rand(B, generator=g) * 2 - 1                                      # > 0 thicker, < 0 thinner
+    w = torch.where(u > 0, u * thicker, u * thinner).view(-1, 1, 1, 1)           # blend weights towards a 3×3 dilation / erosion
+    thick, thin = F.max_pool2d(x, 3, 1, 1), -F.max_pool2d(-x, 3, 1, 1)
+    return torch.where(w > 0, x + w * (thick - x), x - w * (thin - x)).clamp(0, 1)
+
+
+# %% ../nbs/01_data.ipynb #743c28a8
+class DigitsMixture:
+    "Batches of augmented MNIST training digits `(B, channels, size, size)`; the test split never enters."
+    version = 1
+    def __init__(self, size: int = 32, seed: int = 0, channels: int = 1, **augment):
+        self.size, self.seed, self.channels, self.augment = size, seed, channels, augment
+        self.images = load_mnist('train', size, channels=channels).images    # (4000, channels, size, size)
+
+    def batch(self, step: int, batch_size: int) -> torch.Tensor:
+        "The training batch for `step`, identical on every call."
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 3_333_333)
+        idx = torch.randint(len(self.images), (batch_size,), generator=g)
+        return augment_digits(self.images[idx], g, **self.augment)
+
+MIXTURES['mnist'] = DigitsMixture
+
