@@ -23,7 +23,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
-    package_data={cfg['lib_name']: ['weights/*/*.safetensors', 'weights/*/*.json', 'weights/*/*.csv']},
+    package_data={cfg['lib_name']: ['weights/*/*.safetensors', 'weights/*/*.json', 'weights/*/*.csv', 'weights/judges/*/*.safetensors', 'weights/judges/*/*.json']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + cfg['min_python'],

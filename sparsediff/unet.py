@@ -12,9 +12,10 @@ from torch import nn
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['NORMS', 'BLOCKS', 'WEIGHTS_NAME', 'CONFIG_NAME', 'std_stats', 'StdLayerNorm', 'make_norm', 'UNetConfig', 'conv_layer',
-           'conv_block', 'UNet', 'check_image_batch', 'count_parameters', 'receptive_field', 'save_model', 'load_model',
-           'pretrained_dir', 'list_pretrained', 'load_pretrained']
+__all__ = ['NORMS', 'BLOCKS', 'WEIGHTS_NAME', 'CONFIG_NAME', 'MANIFEST_NAME', 'std_stats', 'StdLayerNorm', 'make_norm',
+           'UNetConfig', 'conv_layer', 'conv_block', 'UNet', 'check_image_batch', 'count_parameters', 'receptive_field',
+           'save_model', 'load_model', 'pretrained_dir', 'list_pretrained', 'load_pretrained', 'training_manifest',
+           'seen_split', 'seen_band', 'unseen_bands']
 
 # %% ../nbs/02_unet.ipynb #c006
 def std_stats(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -241,3 +242,29 @@ def load_pretrained(name: str = 'default', device='cpu') -> UNet:
     if not (d/CONFIG_NAME).exists():
         raise FileNotFoundError(f'No shipped model named {name!r} and no model folder at {name!r}; shipped: {list_pretrained()}')
     return load_model(d, device)
+
+# %% ../nbs/02_unet.ipynb #4273c87c
+MANIFEST_NAME = 'manifest.json'
+
+def training_manifest(name: str = 'default') -> dict:
+    "The training manifest of a shipped model (or model folder): {'datasets': {name: [splits]}, 'photos': {photo: [[x0, x1], ...]}, 'generated': [...]}."
+    d = Path(name) if (Path(name)/CONFIG_NAME).exists() else pretrained_dir(name)
+    if not (d/MANIFEST_NAME).exists(): raise FileNotFoundError(f'{d} has no {MANIFEST_NAME}: what this model trained on is unknown')
+    m = read_json(d/MANIFEST_NAME)
+    return dict(datasets=m.get('datasets', {}), photos=m.get('photos', {}), generated=m.get('generated', []), note=m.get('note', ''))
+
+def seen_split(manifest: dict, dataset: str, split: str) -> bool:
+    "Whether the model trained on `split` of labelled `dataset`."
+    return split in manifest['datasets'].get(dataset, [])
+
+def seen_band(manifest: dict, photo: str, band=(0.0, 1.0)) -> bool:
+    "Whether any part of the horizontal `band` (x0, x1) of `photo`, as fractions of its width, entered training."
+    return any(a < band[1] and band[0] < b for a, b in manifest['photos'].get(photo, []))
+
+def unseen_bands(manifest: dict, photo: str) -> list:
+    "The horizontal bands of `photo` that never entered training, as [(x0, x1), ...] fractions of its width."
+    out, x = [], 0.0
+    for a, b in sorted(manifest['photos'].get(photo, [])):
+        if a > x: out.append((x, a))
+        x = max(x, b)
+    return out + ([(x, 1.0)] if x < 1 else [])

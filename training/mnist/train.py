@@ -15,8 +15,26 @@ RECIPE = dict(batch_size=64, lr=1e-3, warmup_steps=500, halve_every=8_000,
               sigma_dist='inv_sqrt', sigma_lo=0.0, sigma_hi=3.0,   # up to σ = 3 (the authors' range), density ∝ 1/√σ
               data='mnist', eval_every=1_000, ckpt_every=500, revive_every=1_000, seed=0)
 
+
+
+def ship(run=RUN, name: str = 'mnist'):
+    "Copy the run's model into the package as `load_pretrained(name)`, with its log, PSNR on the test digits and its manifest."
+    import json, subprocess, sys
+    from sparsediff.train import export_run
+    from sparsediff.unet import pretrained_dir
+    dest = export_run(run, pretrained_dir(name), eval_images=load_mnist('test', channels=1).images[:256])
+    cfg = json.loads((dest/'config.json').read_text())
+    cfg['recipe'] = dict(script='training/mnist/train.py', data="DigitsMixture ('mnist'): MNIST-5k training split, augmented")
+    (dest/'config.json').write_text(json.dumps(cfg, indent=2))
+    subprocess.run([sys.executable, str(Path(__file__).parents[2]/'tools'/'write_manifests.py')], check=True)
+    return dest
+
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(); ap.add_argument('--threads', type=int, default=1); ap.add_argument('--steps', type=int, default=40_000)
+    ap.add_argument('--ship', action='store_true', help="copy the run's latest checkpoint into the package as load_pretrained('mnist')")
     a = ap.parse_args(); torch.set_num_threads(a.threads)
     probe = load_mnist('train', channels=1).images[-256:]      # training digits: monitoring only, never test digits
+    if a.ship: print('shipped to', ship()); raise SystemExit
     train(RUN, MODEL, TrainConfig(steps=a.steps, **RECIPE), eval_images=probe, progress=True)
+
