@@ -9,7 +9,7 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['FLAG_NAMES', 'COMMANDS', 'PLAIN_ERRORS', 'HelpFormatter', 'train_parser', 'as_flags', 'check_device', 'check_options',
-           'run_train', 'report_parser', 'run_report_cmd', 'Parser', 'main', 'error_line']
+           'monitor_images', 'run_train', 'report_parser', 'run_report_cmd', 'Parser', 'main', 'error_line']
 
 # %% ../nbs/14_cli.ipynb #c004
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -24,6 +24,8 @@ def train_parser(sub):
                        description='Train (or resume) a blind UNet denoiser on the offline data mixture (scikit-image photo crops, '
                                    'MNIST, LFW, digits). Every option shows its default.', formatter_class=HelpFormatter)
     p.add_argument('--out', required=True, help='run folder: checkpoints, log and model files go here; an existing run resumes')
+    p.add_argument('--data', default='mixture', choices=['mixture', 'natural', 'mnist'],
+                   help="training data: 'mixture' (photos and small sets), 'natural' (NaturalMixture) or 'mnist' (augmented MNIST training digits, grey: one model per dataset)")
     p.add_argument('--width-div', type=int, default=4, help="divide the paper's widths (64/128/256/512) by this")
     p.add_argument('--norm', default='std', choices=['std', 'group', 'batch', 'none'],
                    help="normalization after each conv: 'std' divides by the per-image std (the authors' LayerNorm), 'group' is GroupNorm(1, C)")
@@ -70,6 +72,11 @@ def check_options(a):
     if out.exists() and not out.is_dir(): raise ValueError(f'--out {a.out} is an existing file; give a folder')
     if getattr(a, 'threads', None) is not None and a.threads < 1: raise ValueError(f'--threads must be >= 1, got {a.threads}')
 
+def monitor_images(data: str):
+    "Images the training log's PSNR and channel counts are measured on: training digits for 'mnist' (test digits stay unseen), held-out crops otherwise."
+    from sparsediff.data import load_mnist, load_crops
+    return load_mnist('train', channels=1).images[-256:] if data == 'mnist' else load_crops(split='test', n=256, seed=123).images
+
 def run_train(a):
     "Run `sparsediff train` from parsed arguments."
     import torch
@@ -83,13 +90,13 @@ def run_train(a):
     if 'WORLD_SIZE' in __import__('os').environ and int(__import__('os').environ['WORLD_SIZE']) > 1:
         torch.distributed.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     try:
-        mcfg = UNetConfig.scaled(a.width_div, norm=a.norm, bias=not a.no_bias)
+        mcfg = UNetConfig.scaled(a.width_div, norm=a.norm, bias=not a.no_bias, in_channels=1 if a.data == 'mnist' else 3)
         tcfg = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, warmup_steps=a.warmup, halve_every=a.halve_every,
                            sigma_dist=a.sigma_dist, sigma_lo=a.sigma_lo, sigma_hi=a.sigma_hi, seed=a.seed,
                            ckpt_every=a.ckpt_every, eval_every=a.eval_every, accumulate=a.accumulate, compile=a.compile,
-                           workers=a.workers, amp=a.amp)
+                           workers=a.workers, amp=a.amp, data=a.data)
     except (TypeError, ValueError) as e: raise ValueError(as_flags(str(e))) from None
-    eval_x = load_crops(split='test', n=256, seed=123).images
+    eval_x = monitor_images(a.data)
     train(a.out, mcfg, tcfg, eval_images=eval_x, device=device)
     print(f'model written to {a.out} (load with sparsediff.unet.load_model)')
 
