@@ -190,11 +190,12 @@ def _guided_row(name, judge, x, labels, index, errors, n_targets, evals=float('n
                 class_spread=bootstrap_spread(rate) if rate is not None else float('nan'),
                 phi_error=float(err.mean()), phi_error_spread=bootstrap_spread(err), evaluations_per_sample=evals)
 
-def pick_real(pool_labels: torch.Tensor, labels: torch.Tensor, same: bool, seed: int = 0) -> torch.Tensor:
-    "For each label, the index of a random pool image of the same class (`same`) or of another class."
+def pick_real(pool_labels: torch.Tensor, labels: torch.Tensor, same: bool, seed: int = 0, allowed=None) -> torch.Tensor:
+    "For each label, the index of a random `allowed` pool image of the same class (`same`) or of another class."
     g, out = torch.Generator().manual_seed(seed), []
+    allowed = torch.ones(len(pool_labels), dtype=torch.bool) if allowed is None else allowed
     for l in labels.tolist():
-        ok = ((pool_labels == l) if same else (pool_labels != l)).nonzero().squeeze(1)
+        ok = (((pool_labels == l) if same else (pool_labels != l)) & allowed).nonzero().squeeze(1)
         out.append(int(ok[torch.randint(len(ok), (1,), generator=g)]))
     return torch.tensor(out)
 
@@ -217,9 +218,10 @@ def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: i
         swap = SwappedPhi(model, random_init(model, seed))
         rnd = reconstruct(swap, x_c, n_samples, config=config, seed=seed, progress=progress, block=f'phi_net.{block}')
         rows.append(_guided_row("guided by a random-init copy's φ", judge, rnd.denoised.clamp(0, 1), labels, index, err(rnd.denoised.clamp(0, 1)), M, rnd.evaluations_per_sample))
+        not_target = ~(pool.images.flatten(1)[:, None] == x_c.flatten(1)[None]).all(-1).any(1)   # (P,) the targets themselves are never picked
         for same in (True, False):
-            pick = pick_real(pool.labels, labels[index], same, seed)
-            rows.append(_guided_row(f"a real test image of {'the same' if same else 'another'} class", judge, None, labels, index, err(pool.images[pick]), M))
+            pick = pick_real(pool.labels, labels[index], same, seed, not_target)
+            rows.append(_guided_row(f"a real image of {'the same' if same else 'another'} class", judge, None, labels, index, err(pool.images[pick]), M))
         out.update(unguided=un, random_phi=rnd)
     out['table'] = pd.DataFrame(rows)
     return out
