@@ -14,13 +14,14 @@ from .core import make_generator
 from .data import ImageSet, PHOTOS, load_photo, image_pyramid, random_crops
 from .phi import phi as phi_of
 from .semantics import (as_images, pixel_features, mean_colour, pca_features, knn_accuracy, kmeans, centroid_separation,
-                                  fraction_separated, matched_gaussian, linear_probe, check_labels)
+                                  fraction_separated, matched_gaussian, linear_probe, check_labels, knn_cv_accuracy,
+                                  heldout_separation, separation_score)
 
 # %% auto #0
-__all__ = ['TRAINED', 'RANDOM', 'UNSEEN', 'random_init', 'random_inits', 'gradient_energy', 'simple_statistics', 'centred_pixels',
-           'phi_draws', 'control_features', 'cluster_count', 'semantic_scores', 'compare_with_controls', 'score_table',
-           'as_pair', 'verdict', 'metric_verdict', 'planted_sparse_code', 'disjoint_crops', 'source_identity',
-           'plot_controls']
+__all__ = ['STABILITY_DESCRIPTORS', 'TRAINED', 'RANDOM', 'NULL_Z', 'UNSEEN', 'random_init', 'random_inits', 'gradient_energy',
+           'simple_statistics', 'centred_pixels', 'descriptor_stability', 'phi_draws', 'control_features',
+           'cluster_count', 'semantic_scores', 'separation_verdict', 'compare_with_controls', 'score_table', 'as_pair',
+           'verdict', 'metric_verdict', 'planted_sparse_code', 'disjoint_crops', 'source_identity', 'plot_controls']
 
 # %% ../nbs/07a_controls.ipynb #c006
 def random_init(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -65,6 +66,23 @@ def centred_pixels(images) -> np.ndarray:
     x = as_images(images)
     return (x - x.mean((2, 3), keepdim=True)).flatten(1).numpy()
 
+# %% ../nbs/07a_controls.ipynb #c010c
+STABILITY_DESCRIPTORS = {'pixels': pixel_features, 'mean colour': mean_colour}
+
+def descriptor_stability(images, describe=mean_colour, sigmas=(0.05, 0.1, 0.2, 0.5), sigma_ref: float = 0.5, n_noise: int = 1, seed: int = 0,
+                         name: str = 'descriptor') -> pd.DataFrame:
+    "Cosine of describe(x + σ_ref·z) and describe(x + σ·z′) per image, σ and draw, raw and centred: `noise_stability`'s columns, block = `name`."
+    from .analysis import row_cosine, centred
+    x = as_images(images); g = make_generator(seed); rows = []
+    noisy = lambda s: describe(x + s * torch.randn(x.shape, generator=g))                      # (N, C, H, W) -> (N, D)
+    for draw in range(n_noise):
+        ref = noisy(sigma_ref)
+        for s in sigmas:
+            other = noisy(s)
+            rows.append(pd.DataFrame(dict(block=name, sigma=float(s), image=np.arange(len(x)), draw=draw, cosine=row_cosine(ref, other),
+                                          cosine_centred=row_cosine(centred(ref), centred(other)))))
+    return pd.concat(rows, ignore_index=True)
+
 # %% ../nbs/07a_controls.ipynb #c012
 TRAINED = 'φ trained'
 RANDOM = 'φ random-init'
@@ -95,19 +113,27 @@ def cluster_count(n: int, n_classes: int = 2, paper: int = 100, min_per: int = 5
     "KMeans clusters at the paper's scale: `paper` where the data give at least `min_per` rows per cluster, never fewer than the classes."
     return int(max(min(n_classes, n), min(paper, n // min_per)))
 
+NULL_Z = 3.0   # a representation's clusters beat its Gaussian null when sep_ratio exceeds 1 by NULL_Z null spreads
+
 def semantic_scores(features, labels, k: int = 5, n_clusters: int | None = None, seed: int = 0, probe: bool = True,
                     null: bool = True) -> dict:
-    "kNN accuracy, linear read-out accuracy and the share of adjacent KMeans clusters > 2 std apart (with its Gaussian null) for one (N, D) representation."
+    "Cross-validated kNN accuracy, linear read-out accuracy, held-out KMeans cluster separation (with `null`: its ratio to matched Gaussians', and the classes') for one (N, D) representation."
     x = as_matrix(features); y = check_labels(labels, len(x))
     n_clusters = n_clusters or cluster_count(len(x), len(np.unique(y)))
     live = x[:, x.max(0) > x.min(0)] if (x.max(0) > x.min(0)).any() else x           # constant columns carry nothing
-    out = dict(knn_acc=knn_accuracy(live, y, k), n_clusters=n_clusters)
+    out = dict(knn_acc=knn_cv_accuracy(live, y, k, seed=seed), n_clusters=n_clusters)
     if probe: out['linear_acc'] = linear_probe(live, y, seed=seed)
-    out['frac_gt_2std'] = fraction_separated(centroid_separation(live, kmeans(live, n_clusters, seed)[0], strict=False))
+    sep = heldout_separation(live, n_clusters, seed)                                            # KMeans fitted on one half, measured on the other
+    out['frac_gt_2std'] = fraction_separated(sep)
     if null:
-        g = matched_gaussian(live, seed=seed)
-        out['frac_gt_2std_null'] = fraction_separated(centroid_separation(g, kmeans(g, n_clusters, seed)[0], strict=False))
+        s = separation_score(live, n_clusters, seed, table=sep)
+        classes = centroid_separation(live, y, strict=False)['separation'].median()              # human classes: nothing fitted, nothing held out
+        out.update(sep_ratio=s['sep_ratio'], sep_null_spread=s['sep_null_spread'], class_sep_ratio=float(classes / s['median_sep_null']))
     return out
+
+def separation_verdict(score: dict, z: float = NULL_Z) -> dict:
+    "Do one representation's held-out clusters beat its own Gaussian null? `verdict` of sep_ratio against 1 ± z null spreads."
+    return verdict(score['sep_ratio'], {'Gaussian null': (1.0, z * score['sep_null_spread'])})
 
 def compare_with_controls(reps: dict, labels, k: int = 5, n_clusters: int | None = None, seed: int = 0, probe: bool = True,
                           null: bool = True) -> pd.DataFrame:
@@ -195,7 +221,7 @@ def source_identity(model: nn.Module, names=PHOTOS, n_per: int = 30, k: int = 5,
     reps = control_features(model, both, sigma, n_noise, init_seeds, noise_seeds, seed=seed)
     rows = []
     for name, arrays in reps.items():
-        acc = [knn_accuracy(a[:n], ref.labels.numpy(), k, queries=a[n:], query_labels=qry.labels.numpy()) for a in arrays]
+        acc = [knn_accuracy(a[:n], ref.labels.numpy(), k, queries=a[n:], query_labels=qry.labels.numpy(), preprocess='centre') for a in arrays]
         rows.append(dict(representation=name, metric='source_acc', mean=float(np.mean(acc)),
                          spread=float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0, n=len(acc), values=acc))
     out = pd.DataFrame(rows); out.attrs.update(photos=ref.classes, n_per=n_per, chance=1 / len(names))

@@ -104,7 +104,7 @@ def write_report(out, sections: list, title: str, meta: dict) -> tuple[Path, Pat
     return out/'report.html', out/'report.json'
 
 # %% ../nbs/13_report.ipynb #c012
-CACHE_FORMAT = 'sparsediff.cache/1'
+CACHE_FORMAT = 'sparsediff.cache/2'   # /2: held-out cluster separation, per-dataset stability and sparsity
 
 def step_key(**settings) -> str:
     "A short hash of a step's settings."
@@ -223,10 +223,11 @@ def sparsity_section(model, x: torch.Tensor, cfg: ReportConfig) -> Section:
 def stability_section(model, x: torch.Tensor, cfg: ReportConfig) -> Section:
     "Cosine between ā at σ = 0.5 and at other σ, per block (the paper's Fig. 2)."
     from sparsediff.analysis import noise_stability, stability_summary, plot_noise_stability
-    t = noise_stability(model, x[:cfg.n_sparsity // 2], sigmas=cfg.stability_sigmas, sigma_ref=0.5, seed=cfg.seed)
+    x = x[:cfg.n_sparsity][::2]   # every other image: each data set of the mixed batch keeps its share
+    t = noise_stability(model, x, sigmas=cfg.stability_sigmas, sigma_ref=0.5, seed=cfg.seed)
     summ = stability_summary(t)
     worst = summ.min(axis=1)  # the lowest mean cosine over σ, per block
-    text = (f'Mean cosine similarity between ā(x + 0.5z) and ā(x + σz′) over {min(len(x), cfg.n_sparsity // 2)} images. '
+    text = (f'Mean cosine similarity between ā(x + 0.5z) and ā(x + σz′) over {len(x)} images of every data set (per data set, with pixel and mean-colour controls: the Controls section). '
             f'The paper finds the middle block the most stable. Here the most stable block (highest worst-case cosine over σ ∈ '
             f'{list(cfg.stability_sigmas)}) is <b>{worst.idxmax()}</b> ({worst.max():.3f}); middle block {worst["mid"]:.3f}.')
     tab = summ.reset_index(); tab.columns = [str(c) for c in tab.columns]
@@ -329,12 +330,12 @@ def metrics_table(tab: pd.DataFrame) -> pd.DataFrame:
     t.index = [METRIC_NAMES[c] for c in t.index]; t.columns.name = None
     return t.rename_axis('metric').reset_index()
 
-def _pct(v) -> str: return f'{v:.0%}' if np.isfinite(v) else 'n/a (KMeans left fewer than two clusters of 2+ images)'
+def _pct(v) -> str: return f'{v:.0%}' if np.isfinite(v) else 'n/a (fewer than two held-out clusters of 5+ images)'
 
 def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section:
     "Neighbours, clusters, kNN and linear classification: φ against pixels, PCA of pixels, mean colour and enc3 (Figs. 5, 6, 14); class-based parts only with labels."
     from sparsediff.semantics import (pixel_features, pca_features, mean_colour, compare_representations, plot_comparison,
-                                      plot_neighbours, kmeans, centroid_separation, plot_separation, tsne_embedding, plot_embedding)
+                                      plot_neighbours, kmeans, centroid_separation, heldout_separation, plot_separation, tsne_embedding, plot_embedding)
     pix = pixel_features(data.images)
     live = feats['phi'][:, feats['phi'].max(0) > 0]  # dead channels carry nothing; dropping them changes no cosine
     reps = {'φ (mid)': live, 'pixels': pix, 'PCA-64 of pixels': pca_features(pix, 64, cfg.seed),
@@ -348,11 +349,11 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section
         yk = np.unique(y[rows], return_inverse=True)[1]  # the kept classes, numbered 0..K-1
         tab = compare_representations({k: v[rows] for k, v in reps.items()}, yk, k=cfg.k_neighbours, n_clusters=cluster_count(len(rows), len(plan['classes']), cfg.n_clusters),
                                      seed=cfg.seed, probe=True, null=True)
-        sep = {'KMeans on φ': centroid_separation(live, assign, strict=False),
+        sep = {'KMeans on φ (held out)': heldout_separation(live, n_clusters, cfg.seed),
                'human labels': centroid_separation(live[rows], yk, strict=False)}
     else:
         tab = cluster_comparison(reps, n_clusters, cfg.seed)
-        sep = {'KMeans on φ': centroid_separation(live, assign, strict=False)}
+        sep = {'KMeans on φ (held out)': heldout_separation(live, n_clusters, cfg.seed)}
     queries = np.random.default_rng(cfg.seed).choice(len(data), 3, replace=False)
     emb, erows = tsne_embedding(live, n=min(600, len(live)), seed=cfg.seed)
     colour, names, legend = (y, data.classes, 'class') if data.labelled else (assign, [f'cluster {c}' for c in range(n_clusters)], 'KMeans cluster')
@@ -367,11 +368,12 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section
         text = head + (f'Class-based scores on {n_lab} images of {len(plan["classes"])} classes. kNN (k = {cfg.k_neighbours}, cosine) accuracy: φ {r.loc["φ (mid)", "knn_acc"]}, pixels {r.loc["pixels", "knn_acc"]}, '
                        f'enc3 {r.loc["enc3 ā", "knn_acc"]}, mean colour {r.loc["mean colour", "knn_acc"]}. '
                        f'Linear classifier: φ {r.loc["φ (mid)", "linear_acc"]}, pixels {r.loc["pixels", "linear_acc"]}. '
-                       f'Adjacent KMeans clusters separated by more than 2 std: {r.loc["φ (mid)", "frac_gt_2std"]:.0%}; human classes: '
-                       f'{r.loc["φ (mid)", "frac_gt_2std_labels"]:.0%}.')
+                       f'Adjacent KMeans clusters separated by more than 2 std, on held-out points: {r.loc["φ (mid)", "frac_gt_2std"]:.0%}; human classes: '
+                       f'{r.loc["φ (mid)", "frac_gt_2std_labels"]:.0%}; held-out cluster separation over a matched Gaussian\'s: {r.loc["φ (mid)", "sep_ratio"]:.2f} '
+                       f'(± {r.loc["φ (mid)", "sep_null_spread"]:.2f} under the null).')
     else:
-        text = head + (f'{n_clusters} KMeans clusters of φ; adjacent clusters separated by more than 2 std: {_pct(r.loc["φ (mid)", "frac_gt_2std"])} '
-                       f'(a Gaussian with φ\'s mean and covariance: {_pct(r.loc["φ (mid)", "frac_gt_2std_null"])}).')
+        text = head + (f'{n_clusters} KMeans clusters of φ; adjacent clusters separated by more than 2 std, on held-out points: {_pct(r.loc["φ (mid)", "frac_gt_2std"])}; '
+                       f'held-out separation over that of a Gaussian with φ\'s mean and covariance: {r.loc["φ (mid)", "sep_ratio"]:.2f} (± {r.loc["φ (mid)", "sep_null_spread"]:.2f} under the null).')
     if plan['note']: text += f'<p class="note">{html.escape(plan["note"])}.</p>'
     return Section(f'Semantics ({data.name})', text, figs, {'representations compared': metrics_table(tab)},
                    {'comparison': tab.reset_index(), 'labelled': labelled, 'n_labelled': n_lab, 'note': plan['note']})
@@ -414,24 +416,30 @@ def same_class_rate(data: ImageSet, target_idx, samples: torch.Tensor, target_in
     return float((pred == data.labels.numpy()[np.asarray(target_idx)][target_index.numpy()]).mean())
 
 # %% ../nbs/13_report.ipynb #c029c
-def _median_pr(model, x, cfg: ReportConfig, seed: int) -> dict:
-    "Median PR of each block's output over images, over all channels and over live ones: {'pr': {block: v}, 'pr_live': {...}}."
+def _median_pr(model, sets_x: dict, cfg: ReportConfig, seed: int) -> dict:
+    "Median PR of each block's output over each set's images and, with several sets, over all of them ('mixed'): {set: {'pr': {block: v}, 'pr_live': {...}}}."
     from sparsediff.analysis import block_sparsity, sparsity_summary
-    t = block_sparsity(model, x, sigma=cfg.sparsity_sigma, seed=seed, which='output')
-    return {v: sparsity_summary(t, value=v)['output'].to_dict() for v in ('pr', 'pr_live')}
+    t = block_sparsity(model, torch.cat(list(sets_x.values())), sigma=cfg.sparsity_sigma, seed=seed, which='output')
+    owner = np.repeat(list(sets_x), [len(v) for v in sets_x.values()])                              # (N,) the set of each image
+    parts = {n: t[owner[t['image'].to_numpy()] == n] for n in sets_x}
+    if len(sets_x) > 1: parts = {'mixed': t, **parts}
+    return {k: {v: sparsity_summary(p, value=v)['output'].to_dict() for v in ('pr', 'pr_live')} for k, p in parts.items()}
 
 def _stability_controls(model, x, cfg: ReportConfig) -> dict:
-    "Worst mean cosine over σ ≥ stability_min_sigma per block and noise draw, raw and centred, and the raw cosine between different images."
+    "Worst mean cosine over σ ≥ stability_min_sigma per block, and for pixels and mean colour of the same noisy images, per noise draw, raw and centred; raw cosine between different images."
     from sparsediff.analysis import noise_stability, row_cosine, centred
+    from sparsediff.controls import descriptor_stability, STABILITY_DESCRIPTORS
     from sparsediff.phi import noisy_block_means
     from sparsediff.core import make_generator
     st = noise_stability(model, x, sigmas=cfg.stability_sigmas, sigma_ref=0.5, seed=cfg.seed, n_noise=len(cfg.noise_seeds))
+    st = pd.concat([st] + [descriptor_stability(x.cpu(), f, cfg.stability_sigmas, 0.5, len(cfg.noise_seeds), cfg.seed, name)
+                           for name, f in STABILITY_DESCRIPTORS.items()], ignore_index=True)
     keep = st[st['sigma'] >= cfg.stability_min_sigma]
     out = {}
     for v in ('cosine', 'cosine_centred'):
         worst = keep.groupby(['draw', 'block', 'sigma'])[v].mean().groupby(['draw', 'block']).min().unstack('block')   # (draws, blocks)
         out[v] = {b: worst[b].tolist() for b in dict.fromkeys(st['block'])}
-    a = noisy_block_means(model, x, 0.5, 1, tuple(dict.fromkeys(st['block'])), 'output', make_generator(cfg.seed))
+    a = noisy_block_means(model, x, 0.5, 1, tuple(b for b in dict.fromkeys(st['block']) if b not in STABILITY_DESCRIPTORS), 'output', make_generator(cfg.seed))
     out['between_images'] = {b: float(np.nanmean(row_cosine(v, np.roll(as_np(v), 1, 0)))) for b, v in a.items()}
     out['min_sigma'] = cfg.stability_min_sigma
     return out
@@ -476,13 +484,12 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
 def controls_section(model, sets: dict, cfg: ReportConfig) -> Section:
     "Every claim's controls: random-init copies, simple statistics and pixels, live-channel PR, centred stability, the bimodality null, disjoint crops, unguided sampling."
     from sparsediff.controls import random_init, control_features, compare_with_controls, source_identity, plot_controls, UNSEEN, TRAINED, cluster_count
-    from sparsediff.semantics import fraction_separated, centroid_separation
     from sparsediff.data import PHOTOS
-    mixed = torch.cat([s.images[:cfg.n_sparsity // len(sets)] for s in sets.values()])
+    parts = {n: s.images[:cfg.n_sparsity // len(sets)] for n, s in sets.items()}                  # the mixed batch, by data set
     nums, tables, figs = {}, {}, []
-    nums['sparsity'] = {'trained': [_median_pr(model, mixed, cfg, s) for s in cfg.noise_seeds],
-                        'random-init': [_median_pr(random_init(model, s), mixed, cfg, s) for s in cfg.init_seeds]}
-    nums['stability'] = _stability_controls(model, mixed[:cfg.n_sparsity // 2], cfg)
+    nums['sparsity'] = {'trained': [_median_pr(model, parts, cfg, s) for s in cfg.noise_seeds],
+                        'random-init': [_median_pr(random_init(model, s), parts, cfg, s) for s in cfg.init_seeds]}
+    nums['stability'] = {n: _stability_controls(model, s.images[:cfg.n_sparsity // 2], cfg) for n, s in sets.items()}
     nums['datasets'] = {}
     for name, s in sets.items():
         reps = control_features(model, s.images, cfg.sigma, cfg.n_noise, cfg.init_seeds, cfg.noise_seeds, seed=cfg.seed)
@@ -492,8 +499,7 @@ def controls_section(model, sets: dict, cfg: ReportConfig) -> Section:
         rows = plan['rows']; y = np.unique(s.labels.numpy()[rows], return_inverse=True)[1]; reps = {r: [f[rows] for f in fs] for r, fs in reps.items()}
         k = cluster_count(len(y), len(np.unique(y)), cfg.n_clusters)
         long = compare_with_controls(reps, y, cfg.k_neighbours, k, cfg.seed)
-        labels_sep = [fraction_separated(centroid_separation(f[:, f.max(0) > f.min(0)], y, strict=False)) for f in reps[TRAINED]]
-        nums['datasets'][name] = dict(scores=long, n_clusters=k, human_classes_frac_gt_2std=labels_sep, selectivity=_selectivity_controls(reps))
+        nums['datasets'][name] = dict(scores=long, n_clusters=k, selectivity=_selectivity_controls(reps))
         tables[f'{name}: trained φ vs controls (mean, spread over seeds)'] = long.drop(columns='values')
         figs.append(plot_controls(long, title=f'{name}: trained φ vs its controls ({k} KMeans clusters; mean ± spread over seeds and noise draws)'))
     src = {}
@@ -505,8 +511,9 @@ def controls_section(model, sets: dict, cfg: ReportConfig) -> Section:
     nums['source_identity'] = src
     nums['guided'] = _guided_controls(model, next(iter(sets.values())), cfg)
     text = (f'Trained φ over {len(cfg.noise_seeds)} noise seeds against {len(cfg.init_seeds)} random-init copies of the same network and the '
-            f'simple baselines; KMeans at the paper\'s scale (up to {cfg.n_clusters} clusters) with its Gaussian null; PR over live channels; '
-            f'stability with the mean ā removed, over σ ≥ {cfg.stability_min_sigma}; source identity on crops from disjoint halves of each photo; '
+            f'simple baselines (kNN and linear read-outs preprocessed alike, fitted on training folds); KMeans at the paper\'s scale (up to {cfg.n_clusters} clusters), '
+            f'separation measured on held-out points against a matched Gaussian null; PR over live channels, per data set and mixed; '
+            f'stability with the mean ā removed, over σ ≥ {cfg.stability_min_sigma}, per data set, beside pixels and mean colour; source identity on crops from disjoint halves of each photo; '
             f'{cfg.n_guided_targets * cfg.n_guided_samples} guided against as many unguided samples. The verdicts in the claims table use these numbers.')
     return Section('Controls', text, figs, tables, nums)
 
@@ -532,6 +539,39 @@ def pass_fail_verdict(trained_pass: list, control_pass: list) -> str:
     if not all(trained_pass): return 'does not hold'
     return 'uninformative' if any(control_pass) else 'holds'
 
+def _sparsity_rows(sp: dict, part: str, suffix: str) -> list:
+    "The two sparsity rows (mid vs encoders and untrained; decoders vs encoders) for one part of the PR numbers: a data set or 'mixed'."
+    enc, dec = ('enc1', 'enc2', 'enc3'), ('dec3', 'dec2', 'dec1')
+    pr = lambda f, b, v='pr_live': _seeds([d[part][v][b] for d in sp[f]])
+    mean_of = lambda f, blocks, v='pr_live': _seeds([np.mean([d[part][v][b] for b in blocks]) for d in sp[f]])
+    from sparsediff.controls import verdict
+    v = verdict(pr('trained', 'mid'), {**{f'{b} (trained)': pr('trained', b) for b in enc}, 'mid (random-init)': pr('random-init', 'mid')}, higher=False)
+    mid = _row('The middle block output is sparser than every encoder block output, and sparser than untrained' + suffix, 'Fig. 1',
+               f"PR over live channels, mid (all channels {pr('trained', 'mid', 'pr')[0]:.3f})", v)
+    v = verdict(mean_of('trained', dec), {'encoders (trained)': mean_of('trained', enc), 'decoders (random-init)': mean_of('random-init', dec)}, higher=False)
+    return [mid, _row('Decoder block outputs are sparser than encoder block outputs' + suffix, 'Fig. 1', 'mean PR over live channels, decoders', v)]
+
+def _stability_row(st: dict, suffix: str) -> dict:
+    "The noise-stability row of one data set: mid's worst centred cosine against every other block and the pixel and mean-colour controls."
+    from sparsediff.controls import verdict
+    cc, between = st['cosine_centred'], st['between_images']
+    v = verdict(_seeds(cc['mid']), {b: _seeds(cc[b]) for b in cc if b != 'mid'})
+    return _row(f"The middle block is the most noise-stable block, more than pixels and mean colour (centred cosine, σ ≥ {st['min_sigma']:g})" + suffix, 'Fig. 2',
+                f"worst centred cosine, mid (uncentred {_seeds(st['cosine']['mid'])[0]:.3f}; two different images already {between['mid']:.3f} uncentred)", v)
+
+def _cluster_row(s: pd.DataFrame, n_clusters: int, name: str) -> dict:
+    "The cluster row: φ's held-out separation over its Gaussian null's, against every control's, the null's band and the human classes'."
+    from sparsediff.controls import verdict, TRAINED, NULL_Z
+    at = lambda m: s[(s['metric'] == m) & (s['representation'] == TRAINED)].iloc[0]
+    t = s[s['metric'] == 'sep_ratio'].set_index('representation')
+    ctrl = {r: (row['mean'], row['spread']) for r, row in t.iterrows() if r != TRAINED}
+    ctrl.update({f'Gaussian null of φ (1 ± {NULL_Z:g} null spreads)': (1.0, NULL_Z * at('sep_null_spread')['mean']),
+                 'human classes in φ': (at('class_sep_ratio')['mean'], at('class_sep_ratio')['spread'])})
+    v = verdict((t.loc[TRAINED, 'mean'], t.loc[TRAINED, 'spread']), ctrl)
+    return _row(f"Adjacent φ clusters lie > 2 std apart, more than human classes and a Gaussian null — {name}", 'Fig. 6',
+                f"median separation of adjacent clusters on held-out points (KMeans, {n_clusters} clusters, fitted on the other half) over a matched "
+                f"Gaussian's processed the same way; share > 2 std on held-out points {at('frac_gt_2std')['mean']:.2f}; φ", v)
+
 def _needs_labels(claim, where, measured, note):
     "A class-based claim that this data cannot test: verdict 'needs labels', with what to change."
     return {'claim': claim, 'paper': where, 'measured here': measured, 'verdict': 'needs labels', 'note': note}
@@ -541,19 +581,9 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
     from sparsediff.controls import verdict, metric_verdict, TRAINED, RANDOM
     c, rows = numbers.get('Controls'), []
     if not c: return pd.DataFrame(columns=['claim', 'paper', 'measured here', 'best control', 'margin', 'verdict', 'note'])
-    enc, dec = ('enc1', 'enc2', 'enc3'), ('dec3', 'dec2', 'dec1')
-    sp = c['sparsity']; tr = lambda b, v='pr_live': _seeds([d[v][b] for d in sp['trained']]); rn = lambda b, v='pr_live': _seeds([d[v][b] for d in sp['random-init']])
-    v = verdict(tr('mid'), {**{f'{b} (trained)': tr(b) for b in enc}, 'mid (random-init)': rn('mid')}, higher=False)
-    rows.append(_row('The middle block output is sparser than every encoder block output, and sparser than untrained', 'Fig. 1',
-                     f"PR over live channels, mid (all channels {tr('mid', 'pr')[0]:.3f})", v))
-    mean_of = lambda f, blocks, val='pr_live': _seeds([np.mean([d[val][b] for b in blocks]) for d in sp[f]])
-    v = verdict(mean_of('trained', dec), {'encoders (trained)': mean_of('trained', enc), 'decoders (random-init)': mean_of('random-init', dec)}, higher=False)
-    rows.append(_row('Decoder block outputs are sparser than encoder block outputs', 'Fig. 1', 'mean PR over live channels, decoders', v))
-    st = c['stability']; cc = st['cosine_centred']
-    v = verdict(_seeds(cc['mid']), {f'{b}': _seeds(cc[b]) for b in cc if b != 'mid'})
-    between = st['between_images']
-    rows.append(_row(f"The middle block is the most noise-stable block (centred cosine, σ ≥ {st['min_sigma']:g})", 'Fig. 2',
-                     f"worst centred cosine, mid (uncentred {_seeds(st['cosine']['mid'])[0]:.3f}; two different images already {between['mid']:.3f} uncentred)", v))
+    sp = c['sparsity']
+    for part in sp['trained'][0]: rows += _sparsity_rows(sp, part, f' — {part}' if len(sp['trained'][0]) > 1 else '')
+    for name, st in c['stability'].items(): rows.append(_stability_row(st, f' — {name}' if len(c['stability']) > 1 else ''))
     for name, d in c['datasets'].items():
         sel = d['selectivity']
         if d.get('needs_labels'):   # no usable class labels: the selectivity test runs, the class-based claims say what to change
@@ -573,13 +603,7 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
         s = _scores(d['scores'])
         v = metric_verdict(s, 'knn_acc')
         rows.append(_row(f'Nearest neighbours in φ are more semantic than in pixels, or than any control — {name}', 'Figs. 5, 14', 'kNN accuracy, φ', v))
-        t = s[s['metric'] == 'frac_gt_2std'].set_index('representation')
-        null = s[(s['metric'] == 'frac_gt_2std_null') & (s['representation'] == TRAINED)].iloc[0]
-        ctrl = {r: (row['mean'], row['spread']) for r, row in t.iterrows() if r != TRAINED}
-        ctrl.update({'Gaussian null of φ': (null['mean'], null['spread']), 'human classes in φ': _seeds(d['human_classes_frac_gt_2std'])})
-        v = verdict((t.loc[TRAINED, 'mean'], t.loc[TRAINED, 'spread']), ctrl)
-        rows.append(_row(f"Adjacent φ clusters lie > 2 std apart, more than human classes and a Gaussian null — {name}", 'Fig. 6',
-                         f"share of adjacent pairs > 2 std, {d['n_clusters']} KMeans clusters, φ", v))
+        rows.append(_cluster_row(s, d['n_clusters'], name))
         if 'linear_acc' in set(s['metric']):
             rows.append(_row(f'A linear classifier reads classes from φ better than from any control — {name}', '§ classification',
                              'linear read-out accuracy, φ', metric_verdict(s, 'linear_acc')))
