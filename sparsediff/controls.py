@@ -72,7 +72,7 @@ STABILITY_DESCRIPTORS = {'pixels': pixel_features, 'mean colour': mean_colour}
 def descriptor_stability(images, describe=mean_colour, sigmas=(0.05, 0.1, 0.2, 0.5), sigma_ref: float = 0.5, n_noise: int = 1, seed: int = 0,
                          name: str = 'descriptor') -> pd.DataFrame:
     "Cosine of describe(x + σ_ref·z) and describe(x + σ·z′) per image, σ and draw, raw and centred: `noise_stability`'s columns, block = `name`."
-    from .analysis import row_cosine, centred
+    from sparsediff.analysis import row_cosine, centred
     x = as_images(images); g = make_generator(seed); rows = []
     noisy = lambda s: describe(x + s * torch.randn(x.shape, generator=g))                      # (N, C, H, W) -> (N, D)
     for draw in range(n_noise):

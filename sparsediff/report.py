@@ -14,13 +14,13 @@ from .core import atomic_path, write_json, hash_state_dict, as_device
 from .data import ImageSet, load_mnist, load_textures, image_folder
 
 # %% auto #0
-__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'MIN_IMAGES', 'METRIC_NAMES', 'Section', 'plotly_js',
-           'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html', 'to_jsonable', 'write_report',
-           'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached', 'ReportConfig', 'sparsity_section',
-           'stability_section', 'selectivity_section', 'load_report_model', 'load_report_data', 'class_plan',
-           'phi_features', 'cluster_comparison', 'metrics_table', 'semantics_section', 'reconstruction_section',
-           'same_class_rate', 'as_np', 'controls_section', 'pass_fail_verdict', 'reproduction_table', 'claims_markdown',
-           'run_report', 'demo']
+__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'MIN_IMAGES', 'METRIC_NAMES', 'FLAT_RATIO', 'Section',
+           'plotly_js', 'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html', 'to_jsonable',
+           'write_report', 'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached', 'ReportConfig',
+           'sparsity_section', 'stability_section', 'selectivity_section', 'load_report_model', 'load_report_data',
+           'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table', 'semantics_section',
+           'reconstruction_section', 'same_class_rate', 'as_np', 'controls_section', 'pass_fail_verdict',
+           'reproduction_table', 'claims_markdown', 'run_report', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -51,7 +51,8 @@ def table_html(df: pd.DataFrame) -> str:
     "A DataFrame as an HTML table, verdict cells coloured."
     s = df.to_html(index=False, float_format=lambda v: f'{v:.3g}', border=0, escape=True)
     s = s.replace('<td>holds</td>', '<td class="holds">holds</td>').replace('<td>does not hold</td>', '<td class="fails">does not hold</td>')
-    return '<div class="table-wrap">' + s.replace('<td>needs labels</td>', '<td class="needs">needs labels</td>') + '</div>'
+    s = s.replace('<td>needs labels</td>', '<td class="needs">needs labels</td>').replace('<td>invalid</td>', '<td class="needs">invalid</td>')
+    return '<div class="table-wrap">' + s + '</div>'
 
 def fit_figure(fig, max_width: int = FIG_MAX_WIDTH):
     "A copy of `fig` no wider than `max_width` px; image grids shrink in height too, so their pixels stay square."
@@ -474,8 +475,9 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
         err = phi_error(model, x, targets[r.target_index], sigma=cfg.sigma, seed=cfg.seed).numpy()
         p, q = (phi_of(model, v, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed)) for v in (x, targets))   # (B, D), (M, D)
         ident = (torch.cdist(p, q).argmin(1) == r.target_index).float().numpy()
-        out[name] = dict(phi_error=err.tolist(), identified=ident.tolist(), n=len(x),
+        out[name] = dict(phi_error=err.tolist(), identified=ident.tolist(), n=len(x), pixel_std=x.flatten(1).std(1).tolist(),
                          class_rate=same_class_rate(data, idx, x, r.target_index), evals_per_sample=r.evaluations_per_sample)
+    out['real_pixel_std'] = data.images[:256].flatten(1).std(1).tolist()                       # what the samples' pixel spread should look like
     out['chance'] = 1 / cfg.n_guided_targets
     out['class_chance'] = 1 / max(1, len(data.labels.unique()))
     out['data'] = data.name
@@ -572,6 +574,20 @@ def _cluster_row(s: pd.DataFrame, n_clusters: int, name: str) -> dict:
                 f"median separation of adjacent clusters on held-out points (KMeans, {n_clusters} clusters, fitted on the other half) over a matched "
                 f"Gaussian's processed the same way; share > 2 std on held-out points {at('frac_gt_2std')['mean']:.2f}; φ", v)
 
+FLAT_RATIO = 0.25   # unguided samples whose median pixel std is under this share of real images' are blank images, not samples
+
+def _flat_prior(g: dict) -> str:
+    "Why the guided rows' unguided control is degenerate (its samples are flat images), or '' when they look like images."
+    if 'real_pixel_std' not in g: return ''
+    u, r = float(np.median(g['unguided']['pixel_std'])), float(np.median(g['real_pixel_std']))
+    if u >= FLAT_RATIO * r: return ''
+    return (f'invalid control: unguided samples are flat images (median pixel std {u:.3f} against {r:.3f} for real images of {g["data"]}), '
+            'so the prior does not generate and comparing φ with a blank image says nothing; left out of the count')
+
+def _invalid(row: dict, reason: str) -> dict:
+    "A claims row whose control is degenerate by construction: verdict 'invalid', with the reason."
+    return {**row, 'verdict': 'invalid', 'note': reason}
+
 def _needs_labels(claim, where, measured, note):
     "A class-based claim that this data cannot test: verdict 'needs labels', with what to change."
     return {'claim': claim, 'paper': where, 'measured here': measured, 'verdict': 'needs labels', 'note': note}
@@ -613,6 +629,7 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
                          f"kNN accuracy (chance {d['chance']:.2f}), φ", v))
     g = c.get('guided')
     if g:
+        n0 = len(rows)
         gd, ud = g['guided'], g['unguided']
         e, eu = np.asarray(gd['phi_error']), np.asarray(ud['phi_error'])
         sem = lambda a: float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
@@ -631,6 +648,8 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
         else:
             rows.append(_needs_labels("Samples matching φ share the target's class", 'Fig. 7', 'not measured',
                                       'the reconstructed data set has no usable class labels: put each class (5 or more images) in its own sub-folder'))
+        flat = _flat_prior(g)
+        if flat: rows[n0:] = [_invalid(r, flat) for r in rows[n0:]]
     return pd.DataFrame(rows)
 
 def claims_markdown(report: dict) -> str:
@@ -640,7 +659,9 @@ def claims_markdown(report: dict) -> str:
     lines = ['| claim | paper | measured here | best control | verdict |', '|---|---|---|---|---|']
     lines += [f"| {esc(r['claim'])} | {esc(r['paper'])} | {esc(r['measured here'])} | {esc(r['best control'])} | **{r['verdict']}** |" for r in rows]
     held, needs = sum(r['verdict'] == 'holds' for r in rows), sum(r['verdict'] == 'needs labels' for r in rows)
-    return '\n'.join(lines) + f"\n\n{held} of {len(rows) - needs} claims hold against their controls" + (f"; {needs} need class labels." if needs else '.')
+    bad = sum(r['verdict'] == 'invalid' for r in rows)
+    return ('\n'.join(lines) + f"\n\n{held} of {len(rows) - needs - bad} claims hold against their controls" + (f"; {needs} need class labels" if needs else '')
+            + (f"; {bad} have a degenerate control and are left out" if bad else '') + '.')
 
 # %% ../nbs/13_report.ipynb #c033
 def run_report(model='default', data='demo', out='sparsediff_report', cfg: ReportConfig | None = None, progress: bool = True,
@@ -685,10 +706,12 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
     claims = reproduction_table(numbers)
     held = (claims.verdict == 'holds').sum() if len(claims) else 0
     needs = (claims.verdict == 'needs labels').sum() if len(claims) else 0
-    verdict = (f'{held} of {len(claims) - needs} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
+    bad = (claims.verdict == 'invalid').sum() if len(claims) else 0
+    verdict = (f'{held} of {len(claims) - needs - bad} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
+               + (f'; {bad} have a degenerate control (see their notes) and are left out of the count' if bad else '')
                + ' (holds = the trained model beats the best control by more than the seed-to-seed spread)')
     summary = Section('The paper\'s claims, measured', verdict + '.' + ''.join(f'<p class="note">{html.escape(n)}.</p>' for n in notes), [], {'claims': claims},
-                      {'claims': claims, 'n_hold': int(held), 'n_claims': len(claims), 'n_needs_labels': int(needs)})
+                      {'claims': claims, 'n_hold': int(held), 'n_claims': len(claims), 'n_needs_labels': int(needs), 'n_invalid': int(bad)})
     from_cache = [k[7:] for k in spent if k.startswith('cached:')]
     original = [v for k, v in spent.items() if not k.startswith('cached:')] + [v for k, v in spent.items() if k.startswith('cached:') and v is not None]
     timing = {'seconds (this run)': round(time.time() - t0, 1)}
