@@ -199,7 +199,7 @@ class ReportConfig:
     n_samples: int = 2
     min_per_class: int = 5        # classes with fewer images are left out of the class-based analyses
     init_seeds: tuple = (0, 1, 2)   # random-init copies of the network (controls)
-    noise_seeds: tuple = (0, 1, 2)  # noise seeds of the trained φ: the seed-to-seed spread the verdicts use
+    noise_seeds: tuple = (0, 1, 2)  # noise seeds of the trained φ: the seed-to-seed part of the spreads the verdicts use
     stability_min_sigma: float = 0.05
     n_per_photo: int = 30         # crops per half-photo in the disjoint-crop source-identity benchmark
     n_guided_targets: int = 8     # guided vs unguided samples for the sampling claims: targets × samples ≥ 32
@@ -423,7 +423,13 @@ def _median_pr(model, sets_x: dict, cfg: ReportConfig, seed: int) -> dict:
     owner = np.repeat(list(sets_x), [len(v) for v in sets_x.values()])                              # (N,) the set of each image
     parts = {n: t[owner[t['image'].to_numpy()] == n] for n in sets_x}
     if len(sets_x) > 1: parts = {'mixed': t, **parts}
-    return {k: {v: sparsity_summary(p, value=v)['output'].to_dict() for v in ('pr', 'pr_live')} for k, p in parts.items()}
+    return {k: {v: sparsity_summary(p, value=v)['output'].to_dict() for v in ('pr', 'pr_live')} | {f'{v}_sd': _median_sd(p, v, seed) for v in ('pr', 'pr_live')}
+            for k, p in parts.items()}
+
+def _median_sd(t: pd.DataFrame, value: str, seed: int) -> dict:
+    "Bootstrap spread over images of each block's median `value`: {block: sd}."
+    from sparsediff.controls import bootstrap_sd
+    return {b: bootstrap_sd(g[value].dropna().to_numpy(), np.median, seed=seed) for b, g in t.groupby('block', sort=False)}
 
 def _stability_controls(model, x, cfg: ReportConfig) -> dict:
     "Worst mean cosine over σ ≥ stability_min_sigma per block, and for pixels and mean colour of the same noisy images, per noise draw, raw and centred; raw cosine between different images."
@@ -436,9 +442,14 @@ def _stability_controls(model, x, cfg: ReportConfig) -> dict:
                            for name, f in STABILITY_DESCRIPTORS.items()], ignore_index=True)
     keep = st[st['sigma'] >= cfg.stability_min_sigma]
     out = {}
+    from sparsediff.controls import bootstrap_sd
     for v in ('cosine', 'cosine_centred'):
         worst = keep.groupby(['draw', 'block', 'sigma'])[v].mean().groupby(['draw', 'block']).min().unstack('block')   # (draws, blocks)
         out[v] = {b: worst[b].tolist() for b in dict.fromkeys(st['block'])}
+        cube = {b: g.pivot_table(index='image', columns=['draw', 'sigma'], values=v).to_numpy() for b, g in keep.groupby('block', sort=False)}   # (images, draws·σ)
+        n_sig = keep['sigma'].nunique()
+        worst_of = lambda a: np.nanmean(a, 0).reshape(-1, n_sig).mean(0).min()                 # the worst σ of the mean over images and draws
+        out[f'{v}_sd'] = {b: bootstrap_sd(a, worst_of, seed=cfg.seed) for b, a in cube.items()}
     a = noisy_block_means(model, x, 0.5, 1, tuple(b for b in dict.fromkeys(st['block']) if b not in STABILITY_DESCRIPTORS), 'output', make_generator(cfg.seed))
     out['between_images'] = {b: float(np.nanmean(row_cosine(v, np.roll(as_np(v), 1, 0)))) for b, v in a.items()}
     out['min_sigma'] = cfg.stability_min_sigma
@@ -529,7 +540,11 @@ def _row(claim, where, what, v: dict, note_holds='', note_fails='') -> dict:
             'best control': f"{v['best_control']}: {_pair_text(v['control'], v['control_spread'])}", 'margin': round(v['margin'], 4),
             'verdict': v['verdict'], 'note': notes[v['verdict']]}
 
-def _seeds(values) -> tuple: v = np.asarray(values, float); return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+def _seeds(values, resample_sd: float | None = None) -> tuple:
+    "(mean, spread) of per-seed values: their std, combined with the spread from resampling the images where known."
+    from sparsediff.controls import combined_spread
+    v = np.asarray(values, float)
+    return float(v.mean()), combined_spread(v, None if resample_sd is None else [resample_sd])[2]
 
 def _scores(records) -> pd.DataFrame:
     t = pd.DataFrame(records)
@@ -543,8 +558,10 @@ def pass_fail_verdict(trained_pass: list, control_pass: list) -> str:
 def _sparsity_rows(sp: dict, part: str, suffix: str) -> list:
     "The two sparsity rows (mid vs encoders and untrained; decoders vs encoders) for one part of the PR numbers: a data set or 'mixed'."
     enc, dec = ('enc1', 'enc2', 'enc3'), ('dec3', 'dec2', 'dec1')
-    pr = lambda f, b, v='pr_live': _seeds([d[part][v][b] for d in sp[f]])
-    mean_of = lambda f, blocks, v='pr_live': _seeds([np.mean([d[part][v][b] for b in blocks]) for d in sp[f]])
+    boot = lambda f, b, v: float(np.mean([d[part][f'{v}_sd'][b] for d in sp[f]])) if f'{v}_sd' in sp[f][0][part] else None
+    pr = lambda f, b, v='pr_live': _seeds([d[part][v][b] for d in sp[f]], boot(f, b, v))
+    mean_of = lambda f, blocks, v='pr_live': _seeds([np.mean([d[part][v][b] for b in blocks]) for d in sp[f]],
+                                                   None if boot(f, blocks[0], v) is None else float(np.mean([boot(f, b, v) for b in blocks])))   # at most the blocks' mean spread
     from sparsediff.controls import verdict
     v = verdict(pr('trained', 'mid'), {**{f'{b} (trained)': pr('trained', b) for b in enc}, 'mid (random-init)': pr('random-init', 'mid')}, higher=False)
     mid = _row('The middle block output is sparser than every encoder block output, and sparser than untrained' + suffix, 'Fig. 1',
@@ -556,7 +573,8 @@ def _stability_row(st: dict, suffix: str) -> dict:
     "The noise-stability row of one data set: mid's worst centred cosine against every other block and the pixel and mean-colour controls."
     from sparsediff.controls import verdict
     cc, between = st['cosine_centred'], st['between_images']
-    v = verdict(_seeds(cc['mid']), {b: _seeds(cc[b]) for b in cc if b != 'mid'})
+    sd = st.get('cosine_centred_sd', {})
+    v = verdict(_seeds(cc['mid'], sd.get('mid')), {b: _seeds(cc[b], sd.get(b)) for b in cc if b != 'mid'})
     return _row(f"The middle block is the most noise-stable block, more than pixels and mean colour (centred cosine, σ ≥ {st['min_sigma']:g})" + suffix, 'Fig. 2',
                 f"worst centred cosine, mid (uncentred {_seeds(st['cosine']['mid'])[0]:.3f}; two different images already {between['mid']:.3f} uncentred)", v)
 
@@ -708,7 +726,7 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
     bad = (claims.verdict == 'invalid').sum() if len(claims) else 0
     verdict = (f'{held} of {len(claims) - needs - bad} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
                + (f'; {bad} have a degenerate control (see their notes) and are left out of the count' if bad else '')
-               + ' (holds = the trained model beats the best control by more than the seed-to-seed spread)')
+               + ' (holds = the trained model beats the best control by more than their spreads combined, √(s_trained² + s_control²); each spread from resampling the images and splits, and from seeds)')
     summary = Section('The paper\'s claims, measured', verdict + '.' + ''.join(f'<p class="note">{html.escape(n)}.</p>' for n in notes), [], {'claims': claims},
                       {'claims': claims, 'n_hold': int(held), 'n_claims': len(claims), 'n_needs_labels': int(needs), 'n_invalid': int(bad)})
     from_cache = [k[7:] for k in spent if k.startswith('cached:')]

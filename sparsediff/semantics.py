@@ -13,11 +13,12 @@ from .analysis import as_numpy, as_matrix, row_chunks, palette
 
 # %% auto #0
 __all__ = ['PREPROCESS', 'SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'mean_colour', 'pca_features', 'unit_rows',
-           'has_faiss', 'cosine_knn', 'knn_vote', 'check_labels', 'fit_preprocess', 'knn_accuracy', 'readout_folds',
-           'knn_cv_accuracy', 'planted_clusters', 'kmeans', 'purity', 'cluster_scores', 'group_centroids',
-           'adjacent_pairs', 'centroid_separation', 'fraction_separated', 'matched_gaussian', 'split_halves',
-           'nearest_centroid', 'heldout_separation', 'separation_score', 'tsne_embedding', 'plot_embedding',
-           'plot_neighbours', 'linear_probe', 'compare_representations', 'plot_comparison', 'plot_separation']
+           'has_faiss', 'cosine_knn', 'knn_vote', 'check_labels', 'fit_preprocess', 'knn_hits', 'knn_accuracy',
+           'readout_folds', 'knn_cv_hits', 'knn_cv_accuracy', 'planted_clusters', 'kmeans', 'purity', 'cluster_scores',
+           'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated', 'matched_gaussian',
+           'split_halves', 'nearest_centroid', 'heldout_separation', 'separation_score', 'tsne_embedding',
+           'plot_embedding', 'plot_neighbours', 'linear_probe_hits', 'linear_probe', 'compare_representations',
+           'plot_comparison', 'plot_separation']
 
 # %% ../nbs/07_semantics.ipynb #c006
 def as_images(images) -> torch.Tensor:
@@ -121,14 +122,18 @@ def fit_preprocess(train, mode: str = 'centre'):
     sd = x.std(0) if mode == 'zscore' else np.ones(x.shape[1]); sd = np.where(sd > 0, sd, 1.0)
     return lambda a: ((as_matrix(a, dtype=np.float64) - mu) / sd).astype(np.float32)
 
-def knn_accuracy(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> float:
-    "Accuracy of a k-nearest-neighbour cosine vote: leave-one-out on (features, labels), or of `queries` against them, after `fit_preprocess` fitted on `features`."
+def knn_hits(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> np.ndarray:
+    "Whether each row (leave-one-out) or each query gets its own label from a k-nearest-neighbour cosine vote, after `fit_preprocess` fitted on `features`: (n,) bool."
     x = as_matrix(features); y = check_labels(labels, len(x)); prep = fit_preprocess(x, preprocess); x = prep(x)
     if queries is None: idx, sims = cosine_knn(x, k=k, **kw); truth = y
     else:
         q = prep(as_matrix(queries, 'queries')); truth = check_labels(query_labels, len(q), 'query_labels')
         idx, sims = cosine_knn(q, x, k=k, **kw)
-    return float((knn_vote(y[idx], sims, int(max(y.max(), truth.max())) + 1) == truth).mean())
+    return knn_vote(y[idx], sims, int(max(y.max(), truth.max())) + 1) == truth
+
+def knn_accuracy(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> float:
+    "Accuracy of a k-nearest-neighbour cosine vote: leave-one-out on (features, labels), or of `queries` against them (`knn_hits` averaged)."
+    return float(knn_hits(features, labels, k, queries, query_labels, preprocess, **kw).mean())
 
 # %% ../nbs/07_semantics.ipynb #c015b
 def readout_folds(labels, folds: int = 5, seed: int = 0) -> list:
@@ -138,12 +143,16 @@ def readout_folds(labels, folds: int = 5, seed: int = 0) -> list:
     split = StratifiedKFold(min(folds, m), shuffle=True, random_state=seed) if m >= 2 else KFold(max(2, min(folds, len(y))), shuffle=True, random_state=seed)
     return list(split.split(np.zeros(len(y)), y))
 
-def knn_cv_accuracy(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', **kw) -> float:
-    "Cross-validated kNN accuracy: each test fold voted by its cosine neighbours in the other folds, `preprocess` fitted on those other folds only."
-    x = as_matrix(features); y = check_labels(labels, len(x)); hits = 0
+def knn_cv_hits(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', **kw) -> np.ndarray:
+    "Cross-validated kNN: whether each row is voted its label by its cosine neighbours in the other folds, `preprocess` fitted on those folds only: (N,) bool."
+    x = as_matrix(features); y = check_labels(labels, len(x)); hits = np.zeros(len(y), bool)
     for tr, te in readout_folds(y, folds, seed):
-        hits += knn_accuracy(x[tr], y[tr], min(k, len(tr)), x[te], y[te], preprocess=preprocess, **kw) * len(te)
-    return float(hits / len(y))
+        hits[te] = knn_hits(x[tr], y[tr], min(k, len(tr)), x[te], y[te], preprocess=preprocess, **kw)
+    return hits
+
+def knn_cv_accuracy(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', **kw) -> float:
+    "Cross-validated kNN accuracy (`knn_cv_hits` averaged)."
+    return float(knn_cv_hits(features, labels, k, folds, seed, preprocess, **kw).mean())
 
 
 # %% ../nbs/07_semantics.ipynb #c016
@@ -251,15 +260,16 @@ def heldout_separation(features, n_clusters: int, seed: int = 0, neighbours: int
         tabs.append(centroid_separation(x[held], nearest_centroid(x[held], cent), neighbours, min_size, strict=False).assign(fold=fold))
     return pd.concat(tabs, ignore_index=True)
 
-def separation_score(features, n_clusters: int, seed: int = 0, n_null: int = 8, threshold: float = 2.0, table=None) -> dict:
-    "Held-out cluster separation against matched Gaussians processed the same way: share > `threshold` std, median, its ratio to the null's median, that ratio's spread under the null."
+def separation_score(features, n_clusters: int, seed: int = 0, n_null: int = 8, threshold: float = 2.0, table=None, splits: int = 1) -> dict:
+    "Held-out cluster separation against matched Gaussians processed the same way: share > `threshold` std, median, its ratio to the null's median (mean and spread over `splits` random halvings), that ratio's spread under the null."
     x = as_matrix(features, dtype=np.float64)
-    t = heldout_separation(x, n_clusters, seed) if table is None else table
+    tabs = [table if table is not None and s == 0 else heldout_separation(x, n_clusters, seed + 1000 * s) for s in range(splits)]
     null = np.array([heldout_separation(matched_gaussian(x, seed=seed + 1 + r), n_clusters, seed + 1 + r)['separation'].median()
                      for r in range(n_null)])                                                    # (n_null,) medians
-    med, ref = t['separation'].median(), np.nanmean(null)
-    return dict(frac_gt_2std=fraction_separated(t, threshold), median_sep=float(med), median_sep_null=float(ref), sep_ratio=float(med / ref),
-                sep_null_spread=float(np.nanstd(null, ddof=1) / ref * np.sqrt(1 + 1 / n_null)), n_pairs=len(t))   # a draw's spread and the mean's
+    meds, ref = np.array([t['separation'].median() for t in tabs]), np.nanmean(null)                # (splits,), ()
+    return dict(frac_gt_2std=fraction_separated(tabs[0], threshold), median_sep=float(meds.mean()), median_sep_null=float(ref),
+                sep_ratio=float(meds.mean() / ref), sep_ratio_sd=float(meds.std(ddof=1) / ref) if splits > 1 else 0.0,
+                sep_null_spread=float(np.nanstd(null, ddof=1) / ref * np.sqrt(1 + 1 / n_null)), n_pairs=len(tabs[0]))   # a draw's spread and the mean's
 
 
 # %% ../nbs/07_semantics.ipynb #c026
@@ -311,9 +321,9 @@ def plot_neighbours(images, features: dict, queries, k: int = 5, labels=None, sc
 
 
 # %% ../nbs/07_semantics.ipynb #c030
-def linear_probe(features, labels, test_features=None, test_labels=None, test_frac: float = 0.25, seed: int = 0,
-                 C: float = 1.0, max_iter: int = 1000, preprocess: str = 'zscore') -> float:
-    "Test accuracy of a logistic-regression (linear + softmax) classifier, features sent through `fit_preprocess` fitted on the training rows."
+def linear_probe_hits(features, labels, test_features=None, test_labels=None, test_frac: float = 0.25, seed: int = 0,
+                      C: float = 1.0, max_iter: int = 1000, preprocess: str = 'zscore') -> np.ndarray:
+    "Whether a logistic-regression (linear + softmax) classifier, features sent through `fit_preprocess` fitted on the training rows, labels each test row right: (n_test,) bool."
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
     x = as_matrix(features); y = check_labels(labels, len(x))
@@ -322,7 +332,12 @@ def linear_probe(features, labels, test_features=None, test_labels=None, test_fr
     else: tx = as_matrix(test_features, 'test_features'); ty = check_labels(test_labels, len(tx), 'test_labels')
     prep = fit_preprocess(x, preprocess)
     clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(prep(x), y)
-    return float(clf.score(prep(tx), ty))
+    return clf.predict(prep(tx)) == ty
+
+def linear_probe(features, labels, test_features=None, test_labels=None, test_frac: float = 0.25, seed: int = 0,
+                 C: float = 1.0, max_iter: int = 1000, preprocess: str = 'zscore') -> float:
+    "Test accuracy of a logistic-regression (linear + softmax) classifier (`linear_probe_hits` averaged)."
+    return float(linear_probe_hits(features, labels, test_features, test_labels, test_frac, seed, C, max_iter, preprocess).mean())
 
 # %% ../nbs/07_semantics.ipynb #c033
 def compare_representations(features: dict, labels, k: int = 5, n_clusters: int | None = None, seed: int = 0,

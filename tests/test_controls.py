@@ -135,3 +135,33 @@ def test_descriptor_stability_controls():
     assert mc.cosine_centred.mean() > 0.9 > px.cosine_centred.mean()
     flat = torch.full((48, 3, 16, 16), 0.5)                                              # no image differs: centred cosine is noise only
     assert abs(descriptor_stability(flat, mean_colour, sigmas=(0.1,)).cosine_centred.mean()) < 0.3
+
+
+# --- uncertainty from resampling the data (issue 21, "What to build" 3) ---------------------------------------------------
+from sparsediff.controls import bootstrap_sd, resampled_accuracy, combined_spread
+
+
+def test_verdict_needs_both_spreads_combined():
+    assert verdict((0.9, 0.03), {'a': (0.855, 0.04)})['verdict'] == 'uninformative'       # margin 0.045 > each spread, < √(0.03² + 0.04²) = 0.05
+    assert verdict((0.9, 0.03), {'a': (0.84, 0.04)})['verdict'] == 'holds'
+    assert verdict((0.9, 0.0), {'a': (0.85, 0.0)})['tolerance'] == 0.01                    # the floor for two exact numbers
+
+
+def test_bootstrap_sd_matches_the_standard_error():
+    v = np.random.default_rng(0).normal(size=400)
+    assert 0.04 < bootstrap_sd(v) < 0.06                                                   # 1/√400 = 0.05
+    assert bootstrap_sd(v[:1]) == 0.0
+    seeds, data, both = combined_spread([0.5, 0.6], [0.03, 0.05])
+    assert abs(seeds - 0.0707) < 1e-3 and data == 0.04 and abs(both - np.hypot(seeds, data)) < 1e-12
+
+
+def test_every_representation_gets_a_spread_from_resampling_the_data():
+    x, y = planted_sparse_code(noise=1.2, per=40)                                          # noisy: accuracies well inside (0, 1)
+    big, yb = planted_sparse_code(noise=1.2, per=160)
+    long = compare_with_controls({TRAINED: [x, x + 0.01], 'deterministic control': [x[:, ::-1].copy()]}, y, probe=True, null=False, n_clusters=6)
+    knn = long[long.metric == 'knn_acc'].set_index('representation')
+    assert (knn['data_spread'] > 0).all() and knn.loc['deterministic control', 'seed_spread'] == 0    # one array, yet a spread: the images
+    assert (knn['spread'] >= knn['data_spread']).all()
+    small_sd = resampled_accuracy([np.random.default_rng(s).random(240) < 0.6 for s in range(3)])[1]
+    large_sd = resampled_accuracy([np.random.default_rng(s).random(960) < 0.6 for s in range(3)])[1]
+    assert large_sd < 0.75 * small_sd                                                        # more images, a smaller spread

@@ -196,3 +196,20 @@ def test_a_flat_unguided_control_marks_the_guided_rows_invalid():
     rep = {'sections': {"The paper's claims, measured": {'tables': {'claims': json.loads(t.to_json(orient='records'))}}}}
     held = (t['verdict'] == 'holds').sum()
     assert f'{held} of {len(t) - 3} claims hold' in claims_markdown(rep) and '3 have a degenerate control' in claims_markdown(rep)
+
+def test_a_large_resampling_spread_makes_a_planted_row_uninformative():
+    num = claims_numbers(True)
+    for runs in num['Controls']['sparsity'].values():
+        for d in runs:
+            for part in d.values(): part['pr_live_sd'] = {b: 1.0 for b in BLOCKS}          # the images alone move every median by 1
+    t = reproduction_table(num)
+    rows = t[t['claim'].str.startswith(ROW_KINDS['sparsity'])]
+    assert (rows['verdict'] == 'uninformative').all(), rows[['verdict', 'measured here']].to_string()
+
+def test_controls_numbers_per_data_set(small_report):
+    rep = json.loads(small_report[1].read_text())
+    st = rep['sections']['Controls']['numbers']['stability']
+    for name, s in st.items():
+        assert {'pixels', 'mean colour', 'mid'} <= set(s['cosine_centred']) and set(s['cosine_centred_sd']) == set(s['cosine_centred'])
+    sp = rep['sections']['Controls']['numbers']['sparsity']['trained'][0]
+    assert set(sp) == set(st) and all('pr_live_sd' in v for v in sp.values())               # one data set here: no 'mixed' duplicate
