@@ -139,12 +139,11 @@ def semantic_scores(features, labels, k: int = 5, n_clusters: int | None = None,
     out = dict(zip(('knn_acc', 'knn_acc_sd'), resampled_accuracy([knn_cv_hits(live, y, k, seed=seed + s) for s in range(splits)], seed)))
     out['n_clusters'] = n_clusters
     if probe: out.update(zip(('linear_acc', 'linear_acc_sd'), resampled_accuracy([linear_probe_hits(live, y, seed=seed + s) for s in range(splits)], seed)))
-    sep = heldout_separation(live, n_clusters, seed)                                            # KMeans fitted on one half, measured on the other
-    out['frac_gt_2std'] = fraction_separated(sep)
-    if null:
-        s = separation_score(live, n_clusters, seed, table=sep, splits=splits)
+    if not null: out['frac_gt_2std'] = fraction_separated(heldout_separation(live, n_clusters, seed))   # KMeans fitted on one half, measured on the other
+    else:
+        s = separation_score(live, n_clusters, seed, splits=splits)
         classes = centroid_separation(live, y, strict=False)['separation'].median()              # human classes: nothing fitted, nothing held out
-        out.update(sep_ratio=s['sep_ratio'], sep_ratio_sd=s['sep_ratio_sd'], sep_null_spread=s['sep_null_spread'],
+        out.update(frac_gt_2std=s['frac_gt_2std'], sep_ratio=s['sep_ratio'], sep_ratio_sd=s['sep_ratio_sd'], sep_null_spread=s['sep_null_spread'],
                    class_sep_ratio=float(classes / s['median_sep_null']))
     return out
 

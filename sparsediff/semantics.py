@@ -16,7 +16,7 @@ __all__ = ['PREPROCESS', 'SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'm
            'has_faiss', 'cosine_knn', 'knn_vote', 'check_labels', 'fit_preprocess', 'knn_hits', 'knn_accuracy',
            'readout_folds', 'knn_cv_hits', 'knn_cv_accuracy', 'planted_clusters', 'kmeans', 'purity', 'cluster_scores',
            'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated', 'matched_gaussian',
-           'split_halves', 'nearest_centroid', 'heldout_separation', 'separation_score', 'tsne_embedding',
+           'split_halves', 'nearest_centroid', 'heldout_separation', 'own_span', 'separation_score', 'tsne_embedding',
            'plot_embedding', 'plot_neighbours', 'linear_probe_hits', 'linear_probe', 'compare_representations',
            'plot_comparison', 'plot_separation']
 
@@ -260,9 +260,16 @@ def heldout_separation(features, n_clusters: int, seed: int = 0, neighbours: int
         tabs.append(centroid_separation(x[held], nearest_centroid(x[held], cent), neighbours, min_size, strict=False).assign(fold=fold))
     return pd.concat(tabs, ignore_index=True)
 
+def own_span(features) -> np.ndarray:
+    "Rows in coordinates of their own span when there are more columns than rows (centred, then rotated: every distance kept): (N, d) -> (N, min(N, d))."
+    x = as_matrix(features, dtype=np.float64)
+    if x.shape[1] <= x.shape[0]: return x
+    u, s, _ = np.linalg.svd(x - x.mean(0), full_matrices=False)                                 # (N, N), (N,)
+    return u * s
+
 def separation_score(features, n_clusters: int, seed: int = 0, n_null: int = 8, threshold: float = 2.0, table=None, splits: int = 1) -> dict:
     "Held-out cluster separation against matched Gaussians processed the same way: share > `threshold` std, median, its ratio to the null's median (mean and spread over `splits` random halvings), that ratio's spread under the null."
-    x = as_matrix(features, dtype=np.float64)
+    x = own_span(features)                                                                      # KMeans and separations see distances only
     tabs = [table if table is not None and s == 0 else heldout_separation(x, n_clusters, seed + 1000 * s) for s in range(splits)]
     null = np.array([heldout_separation(matched_gaussian(x, seed=seed + 1 + r), n_clusters, seed + 1 + r)['separation'].median()
                      for r in range(n_null)])                                                    # (n_null,) medians
