@@ -14,13 +14,15 @@ from .core import make_generator
 from .data import ImageSet, PHOTOS, load_photo, image_pyramid, random_crops
 from .phi import phi as phi_of
 from .semantics import (as_images, pixel_features, mean_colour, pca_features, knn_accuracy, kmeans, centroid_separation,
-                                  fraction_separated, matched_gaussian, linear_probe, check_labels)
+                                  fraction_separated, matched_gaussian, linear_probe, check_labels, knn_cv_accuracy,
+                                  heldout_separation, separation_score, knn_cv_hits, knn_hits, linear_probe_hits)
 
 # %% auto #0
-__all__ = ['TRAINED', 'RANDOM', 'UNSEEN', 'random_init', 'random_inits', 'gradient_energy', 'simple_statistics', 'centred_pixels',
-           'phi_draws', 'control_features', 'cluster_count', 'semantic_scores', 'compare_with_controls', 'score_table',
-           'as_pair', 'verdict', 'metric_verdict', 'planted_sparse_code', 'disjoint_crops', 'source_identity',
-           'plot_controls']
+__all__ = ['STABILITY_DESCRIPTORS', 'TRAINED', 'RANDOM', 'NULL_Z', 'N_BOOT', 'UNSEEN', 'random_init', 'random_inits',
+           'gradient_energy', 'simple_statistics', 'centred_pixels', 'descriptor_stability', 'phi_draws',
+           'control_features', 'cluster_count', 'bootstrap_sd', 'resampled_accuracy', 'semantic_scores',
+           'separation_verdict', 'combined_spread', 'compare_with_controls', 'score_table', 'as_pair', 'verdict',
+           'metric_verdict', 'planted_sparse_code', 'disjoint_crops', 'source_identity', 'plot_controls']
 
 # %% ../nbs/07a_controls.ipynb #c006
 def random_init(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -65,6 +67,23 @@ def centred_pixels(images) -> np.ndarray:
     x = as_images(images)
     return (x - x.mean((2, 3), keepdim=True)).flatten(1).numpy()
 
+# %% ../nbs/07a_controls.ipynb #c010c
+STABILITY_DESCRIPTORS = {'pixels': pixel_features, 'mean colour': mean_colour}
+
+def descriptor_stability(images, describe=mean_colour, sigmas=(0.05, 0.1, 0.2, 0.5), sigma_ref: float = 0.5, n_noise: int = 1, seed: int = 0,
+                         name: str = 'descriptor') -> pd.DataFrame:
+    "Cosine of describe(x + σ_ref·z) and describe(x + σ·z′) per image, σ and draw, raw and centred: `noise_stability`'s columns, block = `name`."
+    from sparsediff.analysis import row_cosine, centred
+    x = as_images(images); g = make_generator(seed); rows = []
+    noisy = lambda s: describe(x + s * torch.randn(x.shape, generator=g))                      # (N, C, H, W) -> (N, D)
+    for draw in range(n_noise):
+        ref = noisy(sigma_ref)
+        for s in sigmas:
+            other = noisy(s)
+            rows.append(pd.DataFrame(dict(block=name, sigma=float(s), image=np.arange(len(x)), draw=draw, cosine=row_cosine(ref, other),
+                                          cosine_centred=row_cosine(centred(ref), centred(other)))))
+    return pd.concat(rows, ignore_index=True)
+
 # %% ../nbs/07a_controls.ipynb #c012
 TRAINED = 'φ trained'
 RANDOM = 'φ random-init'
@@ -95,36 +114,66 @@ def cluster_count(n: int, n_classes: int = 2, paper: int = 100, min_per: int = 5
     "KMeans clusters at the paper's scale: `paper` where the data give at least `min_per` rows per cluster, never fewer than the classes."
     return int(max(min(n_classes, n), min(paper, n // min_per)))
 
+NULL_Z = 3.0   # a representation's clusters beat its Gaussian null when sep_ratio exceeds 1 by NULL_Z null spreads
+N_BOOT = 200   # bootstrap resamples of the images behind every spread from resampling the data
+
+def bootstrap_sd(values, stat=np.mean, n_boot: int = N_BOOT, seed: int = 0) -> float:
+    "Standard deviation of `stat` over `n_boot` resamples, with replacement, of the rows (images) of `values`: (N, ...) -> float."
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < 2: return 0.0
+    idx = np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))                     # (n_boot, N)
+    return float(np.std([stat(v[i]) for i in idx], ddof=1))
+
+def resampled_accuracy(hits: list, seed: int = 0) -> tuple[float, float]:
+    "Mean accuracy over splits and its spread from resampling the data: bootstrap over each split's test images and split-to-split std, combined."
+    acc = np.array([np.mean(h) for h in hits])                                                   # (splits,)
+    boot = np.sqrt(np.mean([bootstrap_sd(h, seed=seed) ** 2 for h in hits]))
+    return float(acc.mean()), float(np.hypot(boot, acc.std(ddof=1) if len(acc) > 1 else 0.0))
+
 def semantic_scores(features, labels, k: int = 5, n_clusters: int | None = None, seed: int = 0, probe: bool = True,
-                    null: bool = True) -> dict:
-    "kNN accuracy, linear read-out accuracy and the share of adjacent KMeans clusters > 2 std apart (with its Gaussian null) for one (N, D) representation."
+                    null: bool = True, splits: int = 3) -> dict:
+    "Cross-validated kNN accuracy, linear read-out accuracy, held-out KMeans cluster separation (with `null`: its ratio to matched Gaussians', and the classes'), each over `splits` data splits with a `_sd` from resampling the data, for one (N, D) representation."
     x = as_matrix(features); y = check_labels(labels, len(x))
     n_clusters = n_clusters or cluster_count(len(x), len(np.unique(y)))
     live = x[:, x.max(0) > x.min(0)] if (x.max(0) > x.min(0)).any() else x           # constant columns carry nothing
-    out = dict(knn_acc=knn_accuracy(live, y, k), n_clusters=n_clusters)
-    if probe: out['linear_acc'] = linear_probe(live, y, seed=seed)
-    out['frac_gt_2std'] = fraction_separated(centroid_separation(live, kmeans(live, n_clusters, seed)[0], strict=False))
-    if null:
-        g = matched_gaussian(live, seed=seed)
-        out['frac_gt_2std_null'] = fraction_separated(centroid_separation(g, kmeans(g, n_clusters, seed)[0], strict=False))
+    out = dict(zip(('knn_acc', 'knn_acc_sd'), resampled_accuracy([knn_cv_hits(live, y, k, seed=seed + s) for s in range(splits)], seed)))
+    out['n_clusters'] = n_clusters
+    if probe: out.update(zip(('linear_acc', 'linear_acc_sd'), resampled_accuracy([linear_probe_hits(live, y, seed=seed + s) for s in range(splits)], seed)))
+    if not null: out['frac_gt_2std'] = fraction_separated(heldout_separation(live, n_clusters, seed))   # KMeans fitted on one half, measured on the other
+    else:
+        s = separation_score(live, n_clusters, seed, splits=splits)
+        classes = centroid_separation(live, y, strict=False)['separation'].median()              # human classes: nothing fitted, nothing held out
+        out.update(frac_gt_2std=s['frac_gt_2std'], sep_ratio=s['sep_ratio'], sep_ratio_sd=s['sep_ratio_sd'], sep_null_spread=s['sep_null_spread'],
+                   class_sep_ratio=float(classes / s['median_sep_null']))
     return out
 
+def separation_verdict(score: dict, z: float = NULL_Z) -> dict:
+    "Do one representation's held-out clusters beat its own Gaussian null? `verdict` of sep_ratio (± its spread over splits) against 1 ± z null spreads."
+    return verdict((score['sep_ratio'], score.get('sep_ratio_sd', 0.0)), {'Gaussian null': (1.0, z * score['sep_null_spread'])})
+
+def combined_spread(values, resample_sds=None) -> tuple[float, float, float]:
+    "Seed-to-seed std of `values`, the mean spread from resampling the data, and the two combined (root sum of squares)."
+    v = np.asarray(values, float); seeds = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    data = float(np.mean(resample_sds)) if resample_sds is not None else 0.0
+    return seeds, data, float(np.hypot(seeds, data))
+
 def compare_with_controls(reps: dict, labels, k: int = 5, n_clusters: int | None = None, seed: int = 0, probe: bool = True,
-                          null: bool = True) -> pd.DataFrame:
-    "Mean and spread (std over seeds/draws) of each semantic score for every representation: rows (representation, metric)."
+                          null: bool = True, splits: int = 3) -> pd.DataFrame:
+    "Mean and spread (seed-to-seed std and data-resampling spread, combined) of each semantic score for every representation: rows (representation, metric)."
     rows = []
     for name, arrays in reps.items():
         arrays = arrays if isinstance(arrays, (list, tuple)) else [arrays]
-        scores = pd.DataFrame([semantic_scores(a, labels, k, n_clusters, seed, probe, null) for a in arrays])
-        for m in scores.columns:
+        scores = pd.DataFrame([semantic_scores(a, labels, k, n_clusters, seed, probe, null, splits) for a in arrays])
+        for m in [c for c in scores.columns if not c.endswith('_sd')]:
             v = scores[m].to_numpy(float)
-            rows.append(dict(representation=name, metric=m, mean=v.mean(), spread=v.std(ddof=1) if len(v) > 1 else 0.0, n=len(v),
+            seeds, data, spread = combined_spread(v, scores[f'{m}_sd'].to_numpy(float) if f'{m}_sd' in scores else None)
+            rows.append(dict(representation=name, metric=m, mean=v.mean(), spread=spread, seed_spread=seeds, data_spread=data, n=len(v),
                              values=v.tolist()))
     return pd.DataFrame(rows)
 
 def score_table(long: pd.DataFrame) -> pd.DataFrame:
     "The long table of `compare_with_controls` as 'mean ± spread' strings, representations × metrics."
-    s = long.assign(text=[f'{m:.3f} ± {sp:.3f}' if n > 1 else f'{m:.3f}' for m, sp, n in zip(long['mean'], long['spread'], long['n'])])
+    s = long.assign(text=[f'{m:.3f} ± {sp:.3f}' if sp > 0 else f'{m:.3f}' for m, sp in zip(long['mean'], long['spread'])])
     return s.pivot(index='representation', columns='metric', values='text').reindex(list(dict.fromkeys(long['representation'])))
 
 # %% ../nbs/07a_controls.ipynb #c016
@@ -144,7 +193,7 @@ def verdict(trained, controls: dict, higher: bool = True, floor: float = 0.01, c
     sign = 1 if higher else -1
     best = max(pairs, key=lambda k: sign * pairs[k][0])
     c, cs = pairs[best]
-    tol = max(ts, cs, floor)
+    tol = max(float(np.hypot(ts, cs)), floor)                                                 # both spreads combined
     margin = sign * (t - c)
     if not (np.isfinite(t) and np.isfinite(c)): v = 'uninformative'
     elif ceiling is not None and sign * (ceiling - c) <= tol and margin <= tol: v = 'uninformative'
@@ -189,15 +238,17 @@ def disjoint_crops(names=PHOTOS, n_per: int = 30, size: int = 32, seed: int = 0)
 
 def source_identity(model: nn.Module, names=PHOTOS, n_per: int = 30, k: int = 5, sigma: float = 0.2, n_noise: int = 8,
                     init_seeds=(0, 1, 2), noise_seeds=(0, 1, 2), seed: int = 0) -> pd.DataFrame:
-    "kNN accuracy of right-half crops against left-half crops, for trained φ and every control: rows representation, mean, spread, n."
+    "kNN accuracy of right-half crops against left-half crops, for trained φ and every control: rows representation, mean, spread (seeds and a bootstrap over photos, combined), n."
     ref, qry = disjoint_crops(names, n_per, seed=seed)
     both = torch.cat([ref.images, qry.images]); n = len(ref)
     reps = control_features(model, both, sigma, n_noise, init_seeds, noise_seeds, seed=seed)
     rows = []
     for name, arrays in reps.items():
-        acc = [knn_accuracy(a[:n], ref.labels.numpy(), k, queries=a[n:], query_labels=qry.labels.numpy()) for a in arrays]
-        rows.append(dict(representation=name, metric='source_acc', mean=float(np.mean(acc)),
-                         spread=float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0, n=len(acc), values=acc))
+        hits = [knn_hits(a[:n], ref.labels.numpy(), k, queries=a[n:], query_labels=qry.labels.numpy(), preprocess='centre') for a in arrays]
+        per_photo = [h.reshape(len(names), n_per).mean(1) for h in hits]                         # (photos,): crops of one photo are not independent
+        seeds, data, spread = combined_spread([h.mean() for h in hits], [bootstrap_sd(p, seed=seed) for p in per_photo])
+        rows.append(dict(representation=name, metric='source_acc', mean=float(np.mean([h.mean() for h in hits])), spread=spread,
+                         seed_spread=seeds, data_spread=data, n=len(hits), values=[float(h.mean()) for h in hits]))
     out = pd.DataFrame(rows); out.attrs.update(photos=ref.classes, n_per=n_per, chance=1 / len(names))
     return out
 

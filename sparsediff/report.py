@@ -14,13 +14,13 @@ from .core import atomic_path, write_json, hash_state_dict, as_device
 from .data import ImageSet, load_mnist, load_textures, image_folder
 
 # %% auto #0
-__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'MIN_IMAGES', 'METRIC_NAMES', 'Section', 'plotly_js',
-           'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html', 'to_jsonable', 'write_report',
-           'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached', 'ReportConfig', 'sparsity_section',
-           'stability_section', 'selectivity_section', 'load_report_model', 'load_report_data', 'class_plan',
-           'phi_features', 'cluster_comparison', 'metrics_table', 'semantics_section', 'reconstruction_section',
-           'same_class_rate', 'as_np', 'controls_section', 'pass_fail_verdict', 'reproduction_table', 'claims_markdown',
-           'run_report', 'demo']
+__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'MIN_IMAGES', 'METRIC_NAMES', 'FLAT_RATIO', 'Section',
+           'plotly_js', 'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html', 'to_jsonable',
+           'write_report', 'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached', 'ReportConfig',
+           'sparsity_section', 'stability_section', 'selectivity_section', 'load_report_model', 'load_report_data',
+           'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table', 'semantics_section',
+           'reconstruction_section', 'same_class_rate', 'as_np', 'controls_section', 'pass_fail_verdict',
+           'reproduction_table', 'claims_markdown', 'run_report', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -51,7 +51,8 @@ def table_html(df: pd.DataFrame) -> str:
     "A DataFrame as an HTML table, verdict cells coloured."
     s = df.to_html(index=False, float_format=lambda v: f'{v:.3g}', border=0, escape=True)
     s = s.replace('<td>holds</td>', '<td class="holds">holds</td>').replace('<td>does not hold</td>', '<td class="fails">does not hold</td>')
-    return '<div class="table-wrap">' + s.replace('<td>needs labels</td>', '<td class="needs">needs labels</td>') + '</div>'
+    s = s.replace('<td>needs labels</td>', '<td class="needs">needs labels</td>').replace('<td>invalid</td>', '<td class="needs">invalid</td>')
+    return '<div class="table-wrap">' + s + '</div>'
 
 def fit_figure(fig, max_width: int = FIG_MAX_WIDTH):
     "A copy of `fig` no wider than `max_width` px; image grids shrink in height too, so their pixels stay square."
@@ -104,7 +105,7 @@ def write_report(out, sections: list, title: str, meta: dict) -> tuple[Path, Pat
     return out/'report.html', out/'report.json'
 
 # %% ../nbs/13_report.ipynb #c012
-CACHE_FORMAT = 'sparsediff.cache/1'
+CACHE_FORMAT = 'sparsediff.cache/2'   # /2: held-out cluster separation, per-dataset stability and sparsity
 
 def step_key(**settings) -> str:
     "A short hash of a step's settings."
@@ -198,7 +199,7 @@ class ReportConfig:
     n_samples: int = 2
     min_per_class: int = 5        # classes with fewer images are left out of the class-based analyses
     init_seeds: tuple = (0, 1, 2)   # random-init copies of the network (controls)
-    noise_seeds: tuple = (0, 1, 2)  # noise seeds of the trained φ: the seed-to-seed spread the verdicts use
+    noise_seeds: tuple = (0, 1, 2)  # noise seeds of the trained φ: the seed-to-seed part of the spreads the verdicts use
     stability_min_sigma: float = 0.05
     n_per_photo: int = 30         # crops per half-photo in the disjoint-crop source-identity benchmark
     n_guided_targets: int = 8     # guided vs unguided samples for the sampling claims: targets × samples ≥ 32
@@ -223,10 +224,11 @@ def sparsity_section(model, x: torch.Tensor, cfg: ReportConfig) -> Section:
 def stability_section(model, x: torch.Tensor, cfg: ReportConfig) -> Section:
     "Cosine between ā at σ = 0.5 and at other σ, per block (the paper's Fig. 2)."
     from sparsediff.analysis import noise_stability, stability_summary, plot_noise_stability
-    t = noise_stability(model, x[:cfg.n_sparsity // 2], sigmas=cfg.stability_sigmas, sigma_ref=0.5, seed=cfg.seed)
+    x = x[:cfg.n_sparsity][::2]   # every other image: each data set of the mixed batch keeps its share
+    t = noise_stability(model, x, sigmas=cfg.stability_sigmas, sigma_ref=0.5, seed=cfg.seed)
     summ = stability_summary(t)
     worst = summ.min(axis=1)  # the lowest mean cosine over σ, per block
-    text = (f'Mean cosine similarity between ā(x + 0.5z) and ā(x + σz′) over {min(len(x), cfg.n_sparsity // 2)} images. '
+    text = (f'Mean cosine similarity between ā(x + 0.5z) and ā(x + σz′) over {len(x)} images of every data set (per data set, with pixel and mean-colour controls: the Controls section). '
             f'The paper finds the middle block the most stable. Here the most stable block (highest worst-case cosine over σ ∈ '
             f'{list(cfg.stability_sigmas)}) is <b>{worst.idxmax()}</b> ({worst.max():.3f}); middle block {worst["mid"]:.3f}.')
     tab = summ.reset_index(); tab.columns = [str(c) for c in tab.columns]
@@ -308,20 +310,19 @@ def phi_features(model, data: ImageSet, folder, cfg: ReportConfig, progress: boo
 
 # %% ../nbs/13_report.ipynb #c026
 def cluster_comparison(reps: dict, n_clusters: int, seed: int = 0) -> pd.DataFrame:
-    "For each unlabelled representation: KMeans into `n_clusters`, the share of adjacent cluster pairs > 2 std apart, and the same for a matched Gaussian."
-    from sparsediff.semantics import kmeans, centroid_separation, fraction_separated, matched_gaussian
+    "For each unlabelled representation: KMeans into `n_clusters` on one half, adjacent-pair separation on the other, and its ratio to a matched Gaussian's."
+    from sparsediff.semantics import separation_score
     rows = []
     for name, x in reps.items():
-        sep = centroid_separation(x, kmeans(x, n_clusters, seed)[0], strict=False)
-        g = matched_gaussian(x, seed=seed); null = centroid_separation(g, kmeans(g, n_clusters, seed)[0], strict=False)
-        rows.append(dict(representation=name, dims=x.shape[1], frac_gt_2std=fraction_separated(sep), median_sep=sep['separation'].median(),
-                         frac_gt_2std_null=fraction_separated(null), median_sep_null=null['separation'].median()))
+        s = separation_score(x, n_clusters, seed)
+        rows.append(dict(representation=name, dims=x.shape[1], **{k: s[k] for k in ('frac_gt_2std', 'median_sep', 'median_sep_null', 'sep_ratio', 'sep_null_spread')}))
     return pd.DataFrame(rows).set_index('representation')
 
 METRIC_NAMES = {'dims': 'dimensions', 'knn_acc': 'kNN accuracy', 'linear_acc': 'linear classifier accuracy', 'nmi': 'KMeans NMI with classes',
-                'purity': 'KMeans purity', 'frac_gt_2std': 'adjacent clusters > 2 std apart', 'frac_gt_2std_labels': 'adjacent classes > 2 std apart',
-                'frac_gt_2std_null': 'same, matched Gaussian', 'median_sep': 'median cluster separation (std)',
-                'median_sep_labels': 'median class separation (std)', 'median_sep_null': 'median separation, matched Gaussian (std)'}
+                'purity': 'KMeans purity', 'frac_gt_2std': 'adjacent clusters > 2 std apart (held out)', 'frac_gt_2std_labels': 'adjacent classes > 2 std apart',
+                'median_sep': 'median cluster separation, held out (std)', 'median_sep_labels': 'median class separation (std)',
+                'median_sep_null': 'median separation, matched Gaussian, held out (std)', 'sep_ratio': 'cluster separation / matched Gaussian\'s (held out)',
+                'sep_null_spread': 'spread of that ratio under the null'}
 
 def metrics_table(tab: pd.DataFrame) -> pd.DataFrame:
     "Representations as columns and metrics as rows, named in words: a narrow table that fits the page."
@@ -329,12 +330,12 @@ def metrics_table(tab: pd.DataFrame) -> pd.DataFrame:
     t.index = [METRIC_NAMES[c] for c in t.index]; t.columns.name = None
     return t.rename_axis('metric').reset_index()
 
-def _pct(v) -> str: return f'{v:.0%}' if np.isfinite(v) else 'n/a (KMeans left fewer than two clusters of 2+ images)'
+def _pct(v) -> str: return f'{v:.0%}' if np.isfinite(v) else 'n/a (fewer than two held-out clusters of 5+ images)'
 
 def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section:
     "Neighbours, clusters, kNN and linear classification: φ against pixels, PCA of pixels, mean colour and enc3 (Figs. 5, 6, 14); class-based parts only with labels."
     from sparsediff.semantics import (pixel_features, pca_features, mean_colour, compare_representations, plot_comparison,
-                                      plot_neighbours, kmeans, centroid_separation, plot_separation, tsne_embedding, plot_embedding)
+                                      plot_neighbours, kmeans, centroid_separation, heldout_separation, plot_separation, tsne_embedding, plot_embedding)
     pix = pixel_features(data.images)
     live = feats['phi'][:, feats['phi'].max(0) > 0]  # dead channels carry nothing; dropping them changes no cosine
     reps = {'φ (mid)': live, 'pixels': pix, 'PCA-64 of pixels': pca_features(pix, 64, cfg.seed),
@@ -348,11 +349,11 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section
         yk = np.unique(y[rows], return_inverse=True)[1]  # the kept classes, numbered 0..K-1
         tab = compare_representations({k: v[rows] for k, v in reps.items()}, yk, k=cfg.k_neighbours, n_clusters=cluster_count(len(rows), len(plan['classes']), cfg.n_clusters),
                                      seed=cfg.seed, probe=True, null=True)
-        sep = {'KMeans on φ': centroid_separation(live, assign, strict=False),
+        sep = {'KMeans on φ (held out)': heldout_separation(live, n_clusters, cfg.seed),
                'human labels': centroid_separation(live[rows], yk, strict=False)}
     else:
         tab = cluster_comparison(reps, n_clusters, cfg.seed)
-        sep = {'KMeans on φ': centroid_separation(live, assign, strict=False)}
+        sep = {'KMeans on φ (held out)': heldout_separation(live, n_clusters, cfg.seed)}
     queries = np.random.default_rng(cfg.seed).choice(len(data), 3, replace=False)
     emb, erows = tsne_embedding(live, n=min(600, len(live)), seed=cfg.seed)
     colour, names, legend = (y, data.classes, 'class') if data.labelled else (assign, [f'cluster {c}' for c in range(n_clusters)], 'KMeans cluster')
@@ -367,11 +368,12 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section
         text = head + (f'Class-based scores on {n_lab} images of {len(plan["classes"])} classes. kNN (k = {cfg.k_neighbours}, cosine) accuracy: φ {r.loc["φ (mid)", "knn_acc"]}, pixels {r.loc["pixels", "knn_acc"]}, '
                        f'enc3 {r.loc["enc3 ā", "knn_acc"]}, mean colour {r.loc["mean colour", "knn_acc"]}. '
                        f'Linear classifier: φ {r.loc["φ (mid)", "linear_acc"]}, pixels {r.loc["pixels", "linear_acc"]}. '
-                       f'Adjacent KMeans clusters separated by more than 2 std: {r.loc["φ (mid)", "frac_gt_2std"]:.0%}; human classes: '
-                       f'{r.loc["φ (mid)", "frac_gt_2std_labels"]:.0%}.')
+                       f'Adjacent KMeans clusters separated by more than 2 std, on held-out points: {r.loc["φ (mid)", "frac_gt_2std"]:.0%}; human classes: '
+                       f'{r.loc["φ (mid)", "frac_gt_2std_labels"]:.0%}; held-out cluster separation over a matched Gaussian\'s: {r.loc["φ (mid)", "sep_ratio"]:.2f} '
+                       f'(± {r.loc["φ (mid)", "sep_null_spread"]:.2f} under the null).')
     else:
-        text = head + (f'{n_clusters} KMeans clusters of φ; adjacent clusters separated by more than 2 std: {_pct(r.loc["φ (mid)", "frac_gt_2std"])} '
-                       f'(a Gaussian with φ\'s mean and covariance: {_pct(r.loc["φ (mid)", "frac_gt_2std_null"])}).')
+        text = head + (f'{n_clusters} KMeans clusters of φ; adjacent clusters separated by more than 2 std, on held-out points: {_pct(r.loc["φ (mid)", "frac_gt_2std"])}; '
+                       f'held-out separation over that of a Gaussian with φ\'s mean and covariance: {r.loc["φ (mid)", "sep_ratio"]:.2f} (± {r.loc["φ (mid)", "sep_null_spread"]:.2f} under the null).')
     if plan['note']: text += f'<p class="note">{html.escape(plan["note"])}.</p>'
     return Section(f'Semantics ({data.name})', text, figs, {'representations compared': metrics_table(tab)},
                    {'comparison': tab.reset_index(), 'labelled': labelled, 'n_labelled': n_lab, 'note': plan['note']})
@@ -414,24 +416,41 @@ def same_class_rate(data: ImageSet, target_idx, samples: torch.Tensor, target_in
     return float((pred == data.labels.numpy()[np.asarray(target_idx)][target_index.numpy()]).mean())
 
 # %% ../nbs/13_report.ipynb #c029c
-def _median_pr(model, x, cfg: ReportConfig, seed: int) -> dict:
-    "Median PR of each block's output over images, over all channels and over live ones: {'pr': {block: v}, 'pr_live': {...}}."
+def _median_pr(model, sets_x: dict, cfg: ReportConfig, seed: int) -> dict:
+    "Median PR of each block's output over each set's images and, with several sets, over all of them ('mixed'): {set: {'pr': {block: v}, 'pr_live': {...}}}."
     from sparsediff.analysis import block_sparsity, sparsity_summary
-    t = block_sparsity(model, x, sigma=cfg.sparsity_sigma, seed=seed, which='output')
-    return {v: sparsity_summary(t, value=v)['output'].to_dict() for v in ('pr', 'pr_live')}
+    t = block_sparsity(model, torch.cat(list(sets_x.values())), sigma=cfg.sparsity_sigma, seed=seed, which='output')
+    owner = np.repeat(list(sets_x), [len(v) for v in sets_x.values()])                              # (N,) the set of each image
+    parts = {n: t[owner[t['image'].to_numpy()] == n] for n in sets_x}
+    if len(sets_x) > 1: parts = {'mixed': t, **parts}
+    return {k: {v: sparsity_summary(p, value=v)['output'].to_dict() for v in ('pr', 'pr_live')} | {f'{v}_sd': _median_sd(p, v, seed) for v in ('pr', 'pr_live')}
+            for k, p in parts.items()}
+
+def _median_sd(t: pd.DataFrame, value: str, seed: int) -> dict:
+    "Bootstrap spread over images of each block's median `value`: {block: sd}."
+    from sparsediff.controls import bootstrap_sd
+    return {b: bootstrap_sd(g[value].dropna().to_numpy(), np.median, seed=seed) for b, g in t.groupby('block', sort=False)}
 
 def _stability_controls(model, x, cfg: ReportConfig) -> dict:
-    "Worst mean cosine over σ ≥ stability_min_sigma per block and noise draw, raw and centred, and the raw cosine between different images."
+    "Worst mean cosine over σ ≥ stability_min_sigma per block, and for pixels and mean colour of the same noisy images, per noise draw, raw and centred; raw cosine between different images."
     from sparsediff.analysis import noise_stability, row_cosine, centred
+    from sparsediff.controls import descriptor_stability, STABILITY_DESCRIPTORS
     from sparsediff.phi import noisy_block_means
     from sparsediff.core import make_generator
     st = noise_stability(model, x, sigmas=cfg.stability_sigmas, sigma_ref=0.5, seed=cfg.seed, n_noise=len(cfg.noise_seeds))
+    st = pd.concat([st] + [descriptor_stability(x.cpu(), f, cfg.stability_sigmas, 0.5, len(cfg.noise_seeds), cfg.seed, name)
+                           for name, f in STABILITY_DESCRIPTORS.items()], ignore_index=True)
     keep = st[st['sigma'] >= cfg.stability_min_sigma]
     out = {}
+    from sparsediff.controls import bootstrap_sd
     for v in ('cosine', 'cosine_centred'):
         worst = keep.groupby(['draw', 'block', 'sigma'])[v].mean().groupby(['draw', 'block']).min().unstack('block')   # (draws, blocks)
         out[v] = {b: worst[b].tolist() for b in dict.fromkeys(st['block'])}
-    a = noisy_block_means(model, x, 0.5, 1, tuple(dict.fromkeys(st['block'])), 'output', make_generator(cfg.seed))
+        cube = {b: g.pivot_table(index='image', columns=['draw', 'sigma'], values=v).to_numpy() for b, g in keep.groupby('block', sort=False)}   # (images, draws·σ)
+        n_sig = keep['sigma'].nunique()
+        worst_of = lambda a: np.nanmean(a, 0).reshape(-1, n_sig).mean(0).min()                 # the worst σ of the mean over images and draws
+        out[f'{v}_sd'] = {b: bootstrap_sd(a, worst_of, seed=cfg.seed) for b, a in cube.items()}
+    a = noisy_block_means(model, x, 0.5, 1, tuple(b for b in dict.fromkeys(st['block']) if b not in STABILITY_DESCRIPTORS), 'output', make_generator(cfg.seed))
     out['between_images'] = {b: float(np.nanmean(row_cosine(v, np.roll(as_np(v), 1, 0)))) for b, v in a.items()}
     out['min_sigma'] = cfg.stability_min_sigma
     return out
@@ -466,8 +485,9 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
         err = phi_error(model, x, targets[r.target_index], sigma=cfg.sigma, seed=cfg.seed).numpy()
         p, q = (phi_of(model, v, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed)) for v in (x, targets))   # (B, D), (M, D)
         ident = (torch.cdist(p, q).argmin(1) == r.target_index).float().numpy()
-        out[name] = dict(phi_error=err.tolist(), identified=ident.tolist(), n=len(x),
+        out[name] = dict(phi_error=err.tolist(), identified=ident.tolist(), n=len(x), pixel_std=x.flatten(1).std(1).tolist(),
                          class_rate=same_class_rate(data, idx, x, r.target_index), evals_per_sample=r.evaluations_per_sample)
+    out['real_pixel_std'] = data.images[:256].flatten(1).std(1).tolist()                       # what the samples' pixel spread should look like
     out['chance'] = 1 / cfg.n_guided_targets
     out['class_chance'] = 1 / max(1, len(data.labels.unique()))
     out['data'] = data.name
@@ -476,13 +496,12 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
 def controls_section(model, sets: dict, cfg: ReportConfig) -> Section:
     "Every claim's controls: random-init copies, simple statistics and pixels, live-channel PR, centred stability, the bimodality null, disjoint crops, unguided sampling."
     from sparsediff.controls import random_init, control_features, compare_with_controls, source_identity, plot_controls, UNSEEN, TRAINED, cluster_count
-    from sparsediff.semantics import fraction_separated, centroid_separation
     from sparsediff.data import PHOTOS
-    mixed = torch.cat([s.images[:cfg.n_sparsity // len(sets)] for s in sets.values()])
+    parts = {n: s.images[:cfg.n_sparsity // len(sets)] for n, s in sets.items()}                  # the mixed batch, by data set
     nums, tables, figs = {}, {}, []
-    nums['sparsity'] = {'trained': [_median_pr(model, mixed, cfg, s) for s in cfg.noise_seeds],
-                        'random-init': [_median_pr(random_init(model, s), mixed, cfg, s) for s in cfg.init_seeds]}
-    nums['stability'] = _stability_controls(model, mixed[:cfg.n_sparsity // 2], cfg)
+    nums['sparsity'] = {'trained': [_median_pr(model, parts, cfg, s) for s in cfg.noise_seeds],
+                        'random-init': [_median_pr(random_init(model, s), parts, cfg, s) for s in cfg.init_seeds]}
+    nums['stability'] = {n: _stability_controls(model, s.images[:cfg.n_sparsity // 2], cfg) for n, s in sets.items()}
     nums['datasets'] = {}
     for name, s in sets.items():
         reps = control_features(model, s.images, cfg.sigma, cfg.n_noise, cfg.init_seeds, cfg.noise_seeds, seed=cfg.seed)
@@ -492,8 +511,7 @@ def controls_section(model, sets: dict, cfg: ReportConfig) -> Section:
         rows = plan['rows']; y = np.unique(s.labels.numpy()[rows], return_inverse=True)[1]; reps = {r: [f[rows] for f in fs] for r, fs in reps.items()}
         k = cluster_count(len(y), len(np.unique(y)), cfg.n_clusters)
         long = compare_with_controls(reps, y, cfg.k_neighbours, k, cfg.seed)
-        labels_sep = [fraction_separated(centroid_separation(f[:, f.max(0) > f.min(0)], y, strict=False)) for f in reps[TRAINED]]
-        nums['datasets'][name] = dict(scores=long, n_clusters=k, human_classes_frac_gt_2std=labels_sep, selectivity=_selectivity_controls(reps))
+        nums['datasets'][name] = dict(scores=long, n_clusters=k, selectivity=_selectivity_controls(reps))
         tables[f'{name}: trained φ vs controls (mean, spread over seeds)'] = long.drop(columns='values')
         figs.append(plot_controls(long, title=f'{name}: trained φ vs its controls ({k} KMeans clusters; mean ± spread over seeds and noise draws)'))
     src = {}
@@ -505,8 +523,9 @@ def controls_section(model, sets: dict, cfg: ReportConfig) -> Section:
     nums['source_identity'] = src
     nums['guided'] = _guided_controls(model, next(iter(sets.values())), cfg)
     text = (f'Trained φ over {len(cfg.noise_seeds)} noise seeds against {len(cfg.init_seeds)} random-init copies of the same network and the '
-            f'simple baselines; KMeans at the paper\'s scale (up to {cfg.n_clusters} clusters) with its Gaussian null; PR over live channels; '
-            f'stability with the mean ā removed, over σ ≥ {cfg.stability_min_sigma}; source identity on crops from disjoint halves of each photo; '
+            f'simple baselines (kNN and linear read-outs preprocessed alike, fitted on training folds); KMeans at the paper\'s scale (up to {cfg.n_clusters} clusters), '
+            f'separation measured on held-out points against a matched Gaussian null; PR over live channels, per data set and mixed; '
+            f'stability with the mean ā removed, over σ ≥ {cfg.stability_min_sigma}, per data set, beside pixels and mean colour; source identity on crops from disjoint halves of each photo; '
             f'{cfg.n_guided_targets * cfg.n_guided_samples} guided against as many unguided samples. The verdicts in the claims table use these numbers.')
     return Section('Controls', text, figs, tables, nums)
 
@@ -521,7 +540,11 @@ def _row(claim, where, what, v: dict, note_holds='', note_fails='') -> dict:
             'best control': f"{v['best_control']}: {_pair_text(v['control'], v['control_spread'])}", 'margin': round(v['margin'], 4),
             'verdict': v['verdict'], 'note': notes[v['verdict']]}
 
-def _seeds(values) -> tuple: v = np.asarray(values, float); return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+def _seeds(values, resample_sd: float | None = None) -> tuple:
+    "(mean, spread) of per-seed values: their std, combined with the spread from resampling the images where known."
+    from sparsediff.controls import combined_spread
+    v = np.asarray(values, float)
+    return float(v.mean()), combined_spread(v, None if resample_sd is None else [resample_sd])[2]
 
 def _scores(records) -> pd.DataFrame:
     t = pd.DataFrame(records)
@@ -532,6 +555,56 @@ def pass_fail_verdict(trained_pass: list, control_pass: list) -> str:
     if not all(trained_pass): return 'does not hold'
     return 'uninformative' if any(control_pass) else 'holds'
 
+def _sparsity_rows(sp: dict, part: str, suffix: str) -> list:
+    "The two sparsity rows (mid vs encoders and untrained; decoders vs encoders) for one part of the PR numbers: a data set or 'mixed'."
+    enc, dec = ('enc1', 'enc2', 'enc3'), ('dec3', 'dec2', 'dec1')
+    boot = lambda f, b, v: float(np.mean([d[part][f'{v}_sd'][b] for d in sp[f]])) if f'{v}_sd' in sp[f][0][part] else None
+    pr = lambda f, b, v='pr_live': _seeds([d[part][v][b] for d in sp[f]], boot(f, b, v))
+    mean_of = lambda f, blocks, v='pr_live': _seeds([np.mean([d[part][v][b] for b in blocks]) for d in sp[f]],
+                                                   None if boot(f, blocks[0], v) is None else float(np.mean([boot(f, b, v) for b in blocks])))   # at most the blocks' mean spread
+    from sparsediff.controls import verdict
+    v = verdict(pr('trained', 'mid'), {**{f'{b} (trained)': pr('trained', b) for b in enc}, 'mid (random-init)': pr('random-init', 'mid')}, higher=False)
+    mid = _row('The middle block output is sparser than every encoder block output, and sparser than untrained' + suffix, 'Fig. 1',
+               f"PR over live channels, mid (all channels {pr('trained', 'mid', 'pr')[0]:.3f})", v)
+    v = verdict(mean_of('trained', dec), {'encoders (trained)': mean_of('trained', enc), 'decoders (random-init)': mean_of('random-init', dec)}, higher=False)
+    return [mid, _row('Decoder block outputs are sparser than encoder block outputs' + suffix, 'Fig. 1', 'mean PR over live channels, decoders', v)]
+
+def _stability_row(st: dict, suffix: str) -> dict:
+    "The noise-stability row of one data set: mid's worst centred cosine against every other block and the pixel and mean-colour controls."
+    from sparsediff.controls import verdict
+    cc, between = st['cosine_centred'], st['between_images']
+    sd = st.get('cosine_centred_sd', {})
+    v = verdict(_seeds(cc['mid'], sd.get('mid')), {b: _seeds(cc[b], sd.get(b)) for b in cc if b != 'mid'})
+    return _row(f"The middle block is the most noise-stable block, more than pixels and mean colour (centred cosine, σ ≥ {st['min_sigma']:g})" + suffix, 'Fig. 2',
+                f"worst centred cosine, mid (uncentred {_seeds(st['cosine']['mid'])[0]:.3f}; two different images already {between['mid']:.3f} uncentred)", v)
+
+def _cluster_row(s: pd.DataFrame, n_clusters: int, name: str) -> dict:
+    "The cluster row: φ's held-out separation over its Gaussian null's, against every control's, the null's band and the human classes'."
+    from sparsediff.controls import verdict, TRAINED, NULL_Z
+    at = lambda m: s[(s['metric'] == m) & (s['representation'] == TRAINED)].iloc[0]
+    t = s[s['metric'] == 'sep_ratio'].set_index('representation')
+    ctrl = {r: (row['mean'], row['spread']) for r, row in t.iterrows() if r != TRAINED}
+    ctrl.update({f'Gaussian null of φ (1 ± {NULL_Z:g} null spreads)': (1.0, NULL_Z * at('sep_null_spread')['mean']),
+                 'human classes in φ': (at('class_sep_ratio')['mean'], at('class_sep_ratio')['spread'])})
+    v = verdict((t.loc[TRAINED, 'mean'], t.loc[TRAINED, 'spread']), ctrl)
+    return _row(f"Adjacent φ clusters lie > 2 std apart, more than human classes and a Gaussian null — {name}", 'Fig. 6',
+                f"median separation of adjacent clusters on held-out points (KMeans, {n_clusters} clusters, fitted on the other half) over a matched "
+                f"Gaussian's processed the same way; share > 2 std on held-out points {at('frac_gt_2std')['mean']:.2f}; φ", v)
+
+FLAT_RATIO = 0.25   # unguided samples whose median pixel std is under this share of real images' are blank images, not samples
+
+def _flat_prior(g: dict) -> str:
+    "Why the guided rows' unguided control is degenerate (its samples are flat images), or '' when they look like images."
+    if 'real_pixel_std' not in g: return ''
+    u, r = float(np.median(g['unguided']['pixel_std'])), float(np.median(g['real_pixel_std']))
+    if u >= FLAT_RATIO * r: return ''
+    return (f'invalid control: unguided samples are flat images (median pixel std {u:.3f} against {r:.3f} for real images of {g["data"]}), '
+            'so the prior does not generate and comparing φ with a blank image says nothing; left out of the count')
+
+def _invalid(row: dict, reason: str) -> dict:
+    "A claims row whose control is degenerate by construction: verdict 'invalid', with the reason."
+    return {**row, 'verdict': 'invalid', 'note': reason}
+
 def _needs_labels(claim, where, measured, note):
     "A class-based claim that this data cannot test: verdict 'needs labels', with what to change."
     return {'claim': claim, 'paper': where, 'measured here': measured, 'verdict': 'needs labels', 'note': note}
@@ -541,19 +614,9 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
     from sparsediff.controls import verdict, metric_verdict, TRAINED, RANDOM
     c, rows = numbers.get('Controls'), []
     if not c: return pd.DataFrame(columns=['claim', 'paper', 'measured here', 'best control', 'margin', 'verdict', 'note'])
-    enc, dec = ('enc1', 'enc2', 'enc3'), ('dec3', 'dec2', 'dec1')
-    sp = c['sparsity']; tr = lambda b, v='pr_live': _seeds([d[v][b] for d in sp['trained']]); rn = lambda b, v='pr_live': _seeds([d[v][b] for d in sp['random-init']])
-    v = verdict(tr('mid'), {**{f'{b} (trained)': tr(b) for b in enc}, 'mid (random-init)': rn('mid')}, higher=False)
-    rows.append(_row('The middle block output is sparser than every encoder block output, and sparser than untrained', 'Fig. 1',
-                     f"PR over live channels, mid (all channels {tr('mid', 'pr')[0]:.3f})", v))
-    mean_of = lambda f, blocks, val='pr_live': _seeds([np.mean([d[val][b] for b in blocks]) for d in sp[f]])
-    v = verdict(mean_of('trained', dec), {'encoders (trained)': mean_of('trained', enc), 'decoders (random-init)': mean_of('random-init', dec)}, higher=False)
-    rows.append(_row('Decoder block outputs are sparser than encoder block outputs', 'Fig. 1', 'mean PR over live channels, decoders', v))
-    st = c['stability']; cc = st['cosine_centred']
-    v = verdict(_seeds(cc['mid']), {f'{b}': _seeds(cc[b]) for b in cc if b != 'mid'})
-    between = st['between_images']
-    rows.append(_row(f"The middle block is the most noise-stable block (centred cosine, σ ≥ {st['min_sigma']:g})", 'Fig. 2',
-                     f"worst centred cosine, mid (uncentred {_seeds(st['cosine']['mid'])[0]:.3f}; two different images already {between['mid']:.3f} uncentred)", v))
+    sp = c['sparsity']
+    for part in sp['trained'][0]: rows += _sparsity_rows(sp, part, f' — {part}' if len(sp['trained'][0]) > 1 else '')
+    for name, st in c['stability'].items(): rows.append(_stability_row(st, f' — {name}' if len(c['stability']) > 1 else ''))
     for name, d in c['datasets'].items():
         sel = d['selectivity']
         if d.get('needs_labels'):   # no usable class labels: the selectivity test runs, the class-based claims say what to change
@@ -573,13 +636,7 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
         s = _scores(d['scores'])
         v = metric_verdict(s, 'knn_acc')
         rows.append(_row(f'Nearest neighbours in φ are more semantic than in pixels, or than any control — {name}', 'Figs. 5, 14', 'kNN accuracy, φ', v))
-        t = s[s['metric'] == 'frac_gt_2std'].set_index('representation')
-        null = s[(s['metric'] == 'frac_gt_2std_null') & (s['representation'] == TRAINED)].iloc[0]
-        ctrl = {r: (row['mean'], row['spread']) for r, row in t.iterrows() if r != TRAINED}
-        ctrl.update({'Gaussian null of φ': (null['mean'], null['spread']), 'human classes in φ': _seeds(d['human_classes_frac_gt_2std'])})
-        v = verdict((t.loc[TRAINED, 'mean'], t.loc[TRAINED, 'spread']), ctrl)
-        rows.append(_row(f"Adjacent φ clusters lie > 2 std apart, more than human classes and a Gaussian null — {name}", 'Fig. 6',
-                         f"share of adjacent pairs > 2 std, {d['n_clusters']} KMeans clusters, φ", v))
+        rows.append(_cluster_row(s, d['n_clusters'], name))
         if 'linear_acc' in set(s['metric']):
             rows.append(_row(f'A linear classifier reads classes from φ better than from any control — {name}', '§ classification',
                              'linear read-out accuracy, φ', metric_verdict(s, 'linear_acc')))
@@ -589,6 +646,7 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
                          f"kNN accuracy (chance {d['chance']:.2f}), φ", v))
     g = c.get('guided')
     if g:
+        n0 = len(rows)
         gd, ud = g['guided'], g['unguided']
         e, eu = np.asarray(gd['phi_error']), np.asarray(ud['phi_error'])
         sem = lambda a: float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
@@ -607,6 +665,8 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
         else:
             rows.append(_needs_labels("Samples matching φ share the target's class", 'Fig. 7', 'not measured',
                                       'the reconstructed data set has no usable class labels: put each class (5 or more images) in its own sub-folder'))
+        flat = _flat_prior(g)
+        if flat: rows[n0:] = [_invalid(r, flat) for r in rows[n0:]]
     return pd.DataFrame(rows)
 
 def claims_markdown(report: dict) -> str:
@@ -616,7 +676,9 @@ def claims_markdown(report: dict) -> str:
     lines = ['| claim | paper | measured here | best control | verdict |', '|---|---|---|---|---|']
     lines += [f"| {esc(r['claim'])} | {esc(r['paper'])} | {esc(r['measured here'])} | {esc(r['best control'])} | **{r['verdict']}** |" for r in rows]
     held, needs = sum(r['verdict'] == 'holds' for r in rows), sum(r['verdict'] == 'needs labels' for r in rows)
-    return '\n'.join(lines) + f"\n\n{held} of {len(rows) - needs} claims hold against their controls" + (f"; {needs} need class labels." if needs else '.')
+    bad = sum(r['verdict'] == 'invalid' for r in rows)
+    return ('\n'.join(lines) + f"\n\n{held} of {len(rows) - needs - bad} claims hold against their controls" + (f"; {needs} need class labels" if needs else '')
+            + (f"; {bad} have a degenerate control and are left out" if bad else '') + '.')
 
 # %% ../nbs/13_report.ipynb #c033
 def run_report(model='default', data='demo', out='sparsediff_report', cfg: ReportConfig | None = None, progress: bool = True,
@@ -661,10 +723,12 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
     claims = reproduction_table(numbers)
     held = (claims.verdict == 'holds').sum() if len(claims) else 0
     needs = (claims.verdict == 'needs labels').sum() if len(claims) else 0
-    verdict = (f'{held} of {len(claims) - needs} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
-               + ' (holds = the trained model beats the best control by more than the seed-to-seed spread)')
+    bad = (claims.verdict == 'invalid').sum() if len(claims) else 0
+    verdict = (f'{held} of {len(claims) - needs - bad} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
+               + (f'; {bad} have a degenerate control (see their notes) and are left out of the count' if bad else '')
+               + ' (holds = the trained model beats the best control by more than their spreads combined, √(s_trained² + s_control²); each spread from resampling the images and splits, and from seeds)')
     summary = Section('The paper\'s claims, measured', verdict + '.' + ''.join(f'<p class="note">{html.escape(n)}.</p>' for n in notes), [], {'claims': claims},
-                      {'claims': claims, 'n_hold': int(held), 'n_claims': len(claims), 'n_needs_labels': int(needs)})
+                      {'claims': claims, 'n_hold': int(held), 'n_claims': len(claims), 'n_needs_labels': int(needs), 'n_invalid': int(bad)})
     from_cache = [k[7:] for k in spent if k.startswith('cached:')]
     original = [v for k, v in spent.items() if not k.startswith('cached:')] + [v for k, v in spent.items() if k.startswith('cached:') and v is not None]
     timing = {'seconds (this run)': round(time.time() - t0, 1)}

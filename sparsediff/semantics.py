@@ -12,11 +12,13 @@ from .core import as_device, show_images
 from .analysis import as_numpy, as_matrix, row_chunks, palette
 
 # %% auto #0
-__all__ = ['SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'mean_colour', 'pca_features', 'unit_rows', 'has_faiss',
-           'cosine_knn', 'knn_vote', 'check_labels', 'knn_accuracy', 'planted_clusters', 'kmeans', 'purity',
-           'cluster_scores', 'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated',
-           'matched_gaussian', 'tsne_embedding', 'plot_embedding', 'plot_neighbours', 'linear_probe',
-           'compare_representations', 'plot_comparison', 'plot_separation']
+__all__ = ['PREPROCESS', 'SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'mean_colour', 'pca_features', 'unit_rows',
+           'has_faiss', 'cosine_knn', 'knn_vote', 'check_labels', 'fit_preprocess', 'knn_hits', 'knn_accuracy',
+           'readout_folds', 'knn_cv_hits', 'knn_cv_accuracy', 'planted_clusters', 'kmeans', 'purity', 'cluster_scores',
+           'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated', 'matched_gaussian',
+           'split_halves', 'nearest_centroid', 'heldout_separation', 'own_span', 'separation_score', 'tsne_embedding',
+           'plot_embedding', 'plot_neighbours', 'linear_probe_hits', 'linear_probe', 'compare_representations',
+           'plot_comparison', 'plot_separation']
 
 # %% ../nbs/07_semantics.ipynb #c006
 def as_images(images) -> torch.Tensor:
@@ -110,14 +112,48 @@ def check_labels(labels, n: int, name: str = 'labels') -> np.ndarray:
     if (y < 0).any() or (y != np.round(y)).any(): raise ValueError(f'{name} must be non-negative integers (−1 marks a missing label; drop those rows first)')
     return y.astype(np.int64)
 
-def knn_accuracy(features, labels, k: int = 5, queries=None, query_labels=None, **kw) -> float:
-    "Accuracy of a k-nearest-neighbour cosine vote: leave-one-out on (features, labels), or of `queries` against them."
-    x = as_matrix(features); y = check_labels(labels, len(x))
+PREPROCESS = ('none', 'centre', 'zscore')
+
+def fit_preprocess(train, mode: str = 'centre'):
+    "A transform of (n, d) rows fitted on the `train` rows only: 'centre' subtracts their mean, 'zscore' also divides by their std (1 where 0), 'none' keeps rows."
+    if mode not in PREPROCESS: raise ValueError(f'preprocess must be one of {PREPROCESS}, got {mode!r}')
+    x = as_matrix(train, dtype=np.float64)
+    mu = x.mean(0) if mode != 'none' else np.zeros(x.shape[1])                                   # (d,)
+    sd = x.std(0) if mode == 'zscore' else np.ones(x.shape[1]); sd = np.where(sd > 0, sd, 1.0)
+    return lambda a: ((as_matrix(a, dtype=np.float64) - mu) / sd).astype(np.float32)
+
+def knn_hits(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> np.ndarray:
+    "Whether each row (leave-one-out) or each query gets its own label from a k-nearest-neighbour cosine vote, after `fit_preprocess` fitted on `features`: (n,) bool."
+    x = as_matrix(features); y = check_labels(labels, len(x)); prep = fit_preprocess(x, preprocess); x = prep(x)
     if queries is None: idx, sims = cosine_knn(x, k=k, **kw); truth = y
     else:
-        q = as_matrix(queries, 'queries'); truth = check_labels(query_labels, len(q), 'query_labels')
+        q = prep(as_matrix(queries, 'queries')); truth = check_labels(query_labels, len(q), 'query_labels')
         idx, sims = cosine_knn(q, x, k=k, **kw)
-    return float((knn_vote(y[idx], sims, int(max(y.max(), truth.max())) + 1) == truth).mean())
+    return knn_vote(y[idx], sims, int(max(y.max(), truth.max())) + 1) == truth
+
+def knn_accuracy(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> float:
+    "Accuracy of a k-nearest-neighbour cosine vote: leave-one-out on (features, labels), or of `queries` against them (`knn_hits` averaged)."
+    return float(knn_hits(features, labels, k, queries, query_labels, preprocess, **kw).mean())
+
+# %% ../nbs/07_semantics.ipynb #c015b
+def readout_folds(labels, folds: int = 5, seed: int = 0) -> list:
+    "Train/test row indices of a stratified `folds`-fold split (fewer folds when the smallest class is smaller): [((n_train,), (n_test,)), ...]."
+    from sklearn.model_selection import StratifiedKFold, KFold
+    y = as_numpy(labels, np.int64); m = int(np.bincount(y).clip(1).min() if len(np.unique(y)) > 1 else 0)
+    split = StratifiedKFold(min(folds, m), shuffle=True, random_state=seed) if m >= 2 else KFold(max(2, min(folds, len(y))), shuffle=True, random_state=seed)
+    return list(split.split(np.zeros(len(y)), y))
+
+def knn_cv_hits(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', **kw) -> np.ndarray:
+    "Cross-validated kNN: whether each row is voted its label by its cosine neighbours in the other folds, `preprocess` fitted on those folds only: (N,) bool."
+    x = as_matrix(features); y = check_labels(labels, len(x)); hits = np.zeros(len(y), bool)
+    for tr, te in readout_folds(y, folds, seed):
+        hits[te] = knn_hits(x[tr], y[tr], min(k, len(tr)), x[te], y[te], preprocess=preprocess, **kw)
+    return hits
+
+def knn_cv_accuracy(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', **kw) -> float:
+    "Cross-validated kNN accuracy (`knn_cv_hits` averaged)."
+    return float(knn_cv_hits(features, labels, k, folds, seed, preprocess, **kw).mean())
+
 
 # %% ../nbs/07_semantics.ipynb #c016
 def planted_clusters(n_clusters: int = 5, per: int = 40, dim: int = 32, spread: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -205,6 +241,44 @@ def matched_gaussian(features, n: int | None = None, seed: int = 0, max_basis: i
            for i0, i1 in row_chunks(n, 4096)]                                                    # (b, m) @ (m, d) -> (b, d)
     return np.concatenate(out).astype(np.float32)
 
+# %% ../nbs/07_semantics.ipynb #c022b
+def split_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    "Two disjoint random halves of range(n), each sorted: (n//2,) and (n - n//2,)."
+    p = np.random.default_rng(seed).permutation(n)
+    return np.sort(p[:n // 2]), np.sort(p[n // 2:])
+
+def nearest_centroid(features, centroids) -> np.ndarray:
+    "Index of the nearest centroid (Euclidean) of each row: (N, d), (K, d) -> (N,)."
+    x, c = _float_tensor(as_matrix(features)), _float_tensor(centroids)
+    return torch.cat([torch.cdist(x[i0:i1], c).argmin(1) for i0, i1 in row_chunks(len(x), 4096)]).numpy()
+
+def heldout_separation(features, n_clusters: int, seed: int = 0, neighbours: int = 1, min_size: int = 5) -> pd.DataFrame:
+    "Adjacent-cluster separation on held-out rows: KMeans fitted on one half, the other half assigned to its centroids and measured, then the halves swapped (a `fold` column)."
+    x = as_matrix(features, dtype=np.float64); a, b = split_halves(len(x), seed); tabs = []
+    for fold, (fit, held) in enumerate(((a, b), (b, a))):
+        _, cent = kmeans(x[fit], min(n_clusters, len(fit)), seed)                                 # (K, d), fitted on `fit` only
+        tabs.append(centroid_separation(x[held], nearest_centroid(x[held], cent), neighbours, min_size, strict=False).assign(fold=fold))
+    return pd.concat(tabs, ignore_index=True)
+
+def own_span(features) -> np.ndarray:
+    "Rows in coordinates of their own span when there are more columns than rows (centred, then rotated: every distance kept): (N, d) -> (N, min(N, d))."
+    x = as_matrix(features, dtype=np.float64)
+    if x.shape[1] <= x.shape[0]: return x
+    u, s, _ = np.linalg.svd(x - x.mean(0), full_matrices=False)                                 # (N, N), (N,)
+    return u * s
+
+def separation_score(features, n_clusters: int, seed: int = 0, n_null: int = 8, threshold: float = 2.0, table=None, splits: int = 1) -> dict:
+    "Held-out cluster separation against matched Gaussians processed the same way: share > `threshold` std, median, its ratio to the null's median (mean and spread over `splits` random halvings), that ratio's spread under the null."
+    x = own_span(features)                                                                      # KMeans and separations see distances only
+    tabs = [table if table is not None and s == 0 else heldout_separation(x, n_clusters, seed + 1000 * s) for s in range(splits)]
+    null = np.array([heldout_separation(matched_gaussian(x, seed=seed + 1 + r), n_clusters, seed + 1 + r)['separation'].median()
+                     for r in range(n_null)])                                                    # (n_null,) medians
+    meds, ref = np.array([t['separation'].median() for t in tabs]), np.nanmean(null)                # (splits,), ()
+    return dict(frac_gt_2std=fraction_separated(tabs[0], threshold), median_sep=float(meds.mean()), median_sep_null=float(ref),
+                sep_ratio=float(meds.mean() / ref), sep_ratio_sd=float(meds.std(ddof=1) / ref) if splits > 1 else 0.0,
+                sep_null_spread=float(np.nanstd(null, ddof=1) / ref * np.sqrt(1 + 1 / n_null)), n_pairs=len(tabs[0]))   # a draw's spread and the mean's
+
+
 # %% ../nbs/07_semantics.ipynb #c026
 def tsne_embedding(features, n: int = 1000, seed: int = 0, perplexity: float = 30.0, pca_dims: int = 50) -> tuple[np.ndarray, np.ndarray]:
     "2-D t-SNE of at most `n` random rows (after PCA to `pca_dims`): the embedding (m, 2) and the rows used (m,)."
@@ -254,24 +328,28 @@ def plot_neighbours(images, features: dict, queries, k: int = 5, labels=None, sc
 
 
 # %% ../nbs/07_semantics.ipynb #c030
-def linear_probe(features, labels, test_features=None, test_labels=None, test_frac: float = 0.25, seed: int = 0,
-                 C: float = 1.0, max_iter: int = 1000) -> float:
-    "Test accuracy of a logistic-regression (linear + softmax) classifier on standardized features."
+def linear_probe_hits(features, labels, test_features=None, test_labels=None, test_frac: float = 0.25, seed: int = 0,
+                      C: float = 1.0, max_iter: int = 1000, preprocess: str = 'zscore') -> np.ndarray:
+    "Whether a logistic-regression (linear + softmax) classifier, features sent through `fit_preprocess` fitted on the training rows, labels each test row right: (n_test,) bool."
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     x = as_matrix(features); y = check_labels(labels, len(x))
     if test_features is None:
         x, tx, y, ty = train_test_split(x, y, test_size=test_frac, random_state=seed, stratify=y)
     else: tx = as_matrix(test_features, 'test_features'); ty = check_labels(test_labels, len(tx), 'test_labels')
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed)).fit(x, y)
-    return float(clf.score(tx, ty))
+    prep = fit_preprocess(x, preprocess)
+    clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(prep(x), y)
+    return clf.predict(prep(tx)) == ty
+
+def linear_probe(features, labels, test_features=None, test_labels=None, test_frac: float = 0.25, seed: int = 0,
+                 C: float = 1.0, max_iter: int = 1000, preprocess: str = 'zscore') -> float:
+    "Test accuracy of a logistic-regression (linear + softmax) classifier (`linear_probe_hits` averaged)."
+    return float(linear_probe_hits(features, labels, test_features, test_labels, test_frac, seed, C, max_iter, preprocess).mean())
 
 # %% ../nbs/07_semantics.ipynb #c033
 def compare_representations(features: dict, labels, k: int = 5, n_clusters: int | None = None, seed: int = 0,
                             probe: bool = False, null: bool = False, progress: bool = False) -> pd.DataFrame:
-    "kNN accuracy, KMeans NMI and purity, and the share of cluster and class pairs > 2 std apart, for each named (N, d) representation."
+    "kNN accuracy, KMeans NMI and purity, held-out cluster and class separation (and its Gaussian null), for each named (N, d) representation."
     if not features: raise ValueError('give at least one representation, e.g. {"phi": phi_array, "pixels": pixel_array}')
     first = as_matrix(next(iter(features.values())))
     y = check_labels(labels, len(first))
@@ -281,14 +359,13 @@ def compare_representations(features: dict, labels, k: int = 5, n_clusters: int 
         x = as_matrix(f, name)
         if len(x) != len(y): raise ValueError(f'representation {name!r} has {len(x)} rows but there are {len(y)} labels')
         assign, _ = kmeans(x, n_clusters, seed)
-        sep, sep_labels = centroid_separation(x, assign, strict=False), centroid_separation(x, y, strict=False)  # KMeans may leave one big cluster
-        row = dict(representation=name, dims=x.shape[1], knn_acc=knn_accuracy(x, y, k), **cluster_scores(y, assign),
+        sep, sep_labels = heldout_separation(x, n_clusters, seed), centroid_separation(x, y, strict=False)  # KMeans may leave one big cluster
+        row = dict(representation=name, dims=x.shape[1], knn_acc=knn_cv_accuracy(x, y, k, seed=seed), **cluster_scores(y, assign),
                    frac_gt_2std=fraction_separated(sep), frac_gt_2std_labels=fraction_separated(sep_labels),
                    median_sep=sep['separation'].median(), median_sep_labels=sep_labels['separation'].median())
         if null:
-            g = matched_gaussian(x, seed=seed)
-            sep_null = centroid_separation(g, kmeans(g, n_clusters, seed)[0], strict=False)
-            row.update(frac_gt_2std_null=fraction_separated(sep_null), median_sep_null=sep_null['separation'].median())
+            s = separation_score(x, n_clusters, seed, table=sep)
+            row.update(median_sep_null=s['median_sep_null'], sep_ratio=s['sep_ratio'], sep_null_spread=s['sep_null_spread'])
         if probe: row['linear_acc'] = linear_probe(x, y, seed=seed)
         rows.append(row)
     return pd.DataFrame(rows).set_index('representation')

@@ -162,7 +162,7 @@ def test_compare_representations_table():
     x, y = planted_clusters(seed=5)
     t = compare_representations({'good': x, 'noise': np.random.default_rng(0).normal(size=x.shape)}, y, probe=True, null=True)
     assert list(t.index) == ['good', 'noise']
-    assert {'knn_acc', 'nmi', 'purity', 'frac_gt_2std', 'frac_gt_2std_labels', 'frac_gt_2std_null', 'linear_acc'} <= set(t.columns)
+    assert {'knn_acc', 'nmi', 'purity', 'frac_gt_2std', 'frac_gt_2std_labels', 'sep_ratio', 'sep_null_spread', 'linear_acc'} <= set(t.columns)
     assert t.loc['good', 'knn_acc'] > 0.95 > t.loc['noise', 'knn_acc']
     assert labelled(plot_comparison(t))
     with pytest.raises(ValueError, match='at least one'): compare_representations({}, y)

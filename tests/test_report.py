@@ -1,7 +1,7 @@
 """`sparsediff demo` / `sparsediff report`: bad inputs, interruption and resume, and the report in headless Chromium."""
 import json, subprocess, sys, shutil
 from pathlib import Path
-import numpy as np, pytest, torch
+import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 import sparsediff.report as rp
 from sparsediff.report import run_report, ReportConfig, load_report_data, load_report_model
@@ -62,7 +62,7 @@ def test_interrupted_run_leaves_no_report_and_resumes(tmp_path, tiny_model, monk
     assert calls == [] and h.exists()
     rep = json.loads(j.read_text())
     claims = rep['sections']["The paper's claims, measured"]['tables']['claims']
-    assert len(claims) >= 5 and {c['verdict'] for c in claims} <= {'holds', 'does not hold', 'uninformative'}
+    assert len(claims) >= 5 and {c['verdict'] for c in claims} <= {'holds', 'does not hold', 'uninformative', 'invalid'}
     assert all(c['best control'] for c in claims)   # every claim shows its control's number
     assert all(c['note'] for c in claims if c['verdict'] != 'holds')   # every failing claim says why
 
@@ -96,3 +96,120 @@ def test_report_renders_in_chromium(small_report):
         b.close()
     assert n_plots >= 6 and min(n_traces) > 0
     assert errors == []
+
+
+# --- every row of the claims table: a planted case holds, a null does not (issue 21, "What to build" 1) --------------------
+from sparsediff.report import reproduction_table, claims_markdown, _selectivity_controls
+from sparsediff.controls import planted_sparse_code, compare_with_controls, TRAINED, RANDOM
+from sparsediff.analysis import participation_ratio, row_cosine, centred
+from sparsediff.semantics import knn_accuracy
+
+BLOCKS = ('enc1', 'enc2', 'enc3', 'mid', 'dec3', 'dec2', 'dec1')
+
+def sparse_rows(rng, n=64, d=48):
+    "Non-negative rows with a few active channels: low PR."
+    return (rng.random((n, d)) < 0.08) * rng.exponential(size=(n, d)) + 1e-3
+
+def dense_rows(rng, n=64, d=48): return np.abs(rng.normal(size=(n, d))) + 0.5
+
+def pr_part(rng, mid_sparse, dec_sparse):
+    "Median PR per block of synthetic block outputs, as `_median_pr` reports them."
+    pick = lambda b: sparse_rows(rng) if (b == 'mid' and mid_sparse) or (b.startswith('dec') and dec_sparse) else dense_rows(rng)
+    prs = {b: float(np.median(participation_ratio(pick(b)))) for b in BLOCKS}
+    return {'pr': prs, 'pr_live': prs}
+
+def stability_numbers(rng, mid_stable, n=64, d=32, draws=2):
+    "Worst centred cosine of code + noise at two noise levels: small noise for a stable block, large for the rest (blocks, pixels, mean colour)."
+    code = dense_rows(rng, n, d) * 3
+    noise = lambda b: 0.1 if b == 'mid' and mid_stable else 1.5
+    names = BLOCKS + ('pixels', 'mean colour')
+    cc = {b: [float(np.mean(row_cosine(centred(code + noise(b) * rng.normal(size=code.shape)), centred(code + noise(b) * rng.normal(size=code.shape)))))
+              for _ in range(draws)] for b in names}
+    return {'cosine': cc, 'cosine_centred': cc, 'between_images': {b: 0.9 for b in BLOCKS}, 'min_sigma': 0.05}
+
+def selectivity_reps(rng, trained_bimodal, n=300, c=128):
+    spec = (rng.random((n, c // 2)) < 0.05) * rng.exponential(size=(n, c // 2))
+    planted = np.c_[spec, 1 + 0.3 * rng.random((n, c // 2))].astype(np.float32)
+    dense = lambda: (np.abs(rng.normal(size=(n, c))) + 0.5).astype(np.float32)
+    return {TRAINED: [planted if trained_bimodal else dense()], RANDOM: [dense()]}
+
+def source_scores(trained, control):
+    "Source identity scores: kNN of the second half of each class against the first half."
+    y = np.repeat(np.arange(6), 40); ref = np.tile(np.arange(40) < 20, 6)
+    acc = lambda a: knn_accuracy(a[ref], y[ref], 5, queries=a[~ref], query_labels=y[~ref], preprocess='centre')
+    return pd.DataFrame([dict(representation=r, metric='source_acc', mean=acc(a), spread=0.0, n=1) for r, a in ((TRAINED, trained), ('pixels', control))])
+
+def guided_numbers(rng, planted, flat=False):
+    real = list(0.2 + 0.02 * rng.random(64)); n = 32
+    g = dict(phi_error=list(0.1 + 0.02 * rng.random(n)), identified=[1.0] * n, n=n, class_rate=0.9, pixel_std=real[:n])
+    u = dict(phi_error=list(0.8 + 0.02 * rng.random(n)), identified=[float(i % 8 == 0) for i in range(n)], n=n, class_rate=0.1,
+             pixel_std=[0.01] * n if flat else real[n:])
+    return dict(guided=g if planted else u, unguided=u, chance=1 / 8, class_chance=0.1, data='toy', real_pixel_std=real)
+
+def claims_numbers(planted: bool, seed: int = 0, flat=False):
+    "Controls-section numbers where every claim is planted true (`planted`) or made false, from synthetic features and measurements."
+    rng = np.random.default_rng(seed)
+    code_, clusters = planted_sparse_code(seed=seed); y = clusters % 2          # two classes, each a union of three planted clusters
+    gauss = [rng.normal(size=code_.shape).astype(np.float32) for _ in range(3)]
+    reps = {TRAINED: [code_], 'isotropic Gaussian': gauss} if planted else {TRAINED: gauss, 'planted code': [code_]}
+    long = compare_with_controls(reps, y, probe=True, n_clusters=6)
+    sp = {'trained': [{p: pr_part(rng, planted, planted) for p in ('mixed', 'toy')} for _ in range(2)],
+          'random-init': [{p: pr_part(rng, False, False) for p in ('mixed', 'toy')} for _ in range(2)]}
+    src = source_scores(code_, gauss[0]) if planted else source_scores(gauss[0], code_)
+    return {'Controls': {'sparsity': sp, 'stability': {'toy': stability_numbers(rng, planted)},
+                         'datasets': {'toy': dict(scores=long, n_clusters=6, selectivity=_selectivity_controls(selectivity_reps(rng, planted)))},
+                         'source_identity': {'unseen photos': dict(scores=src, chance=1 / 6)},
+                         'guided': guided_numbers(rng, planted, flat)}}
+
+ROW_KINDS = {'sparsity': 'The middle block output is sparser', 'decoder sparsity': 'Decoder block outputs', 'stability': 'The middle block is the most noise-stable',
+             'bimodality': 'Channel selectivity is bimodal', 'kNN': 'Nearest neighbours in φ', 'clusters': 'Adjacent φ clusters',
+             'linear': 'A linear classifier', 'source identity': 'φ names the photo', 'guided φ error': 'Guided sampling draws',
+             'identification': "A sample's φ is nearest", 'class rate': 'Samples matching φ share'}
+
+@pytest.fixture(scope='module')
+def planted_and_null():
+    return reproduction_table(claims_numbers(True)), reproduction_table(claims_numbers(False))
+
+@pytest.mark.parametrize('kind', list(ROW_KINDS))
+def test_each_row_holds_when_planted_and_not_for_a_null(planted_and_null, kind):
+    good, bad = planted_and_null
+    g, b = (t[t['claim'].str.startswith(ROW_KINDS[kind])] for t in (good, bad))
+    assert len(g) and len(g) == len(b), kind
+    assert (g['verdict'] == 'holds').all(), g[['claim', 'verdict', 'measured here', 'best control']].to_string()
+    assert (b['verdict'] != 'holds').all(), b[['claim', 'verdict', 'measured here', 'best control']].to_string()
+    assert (b['note'].str.len() > 0).all()                                             # every row that does not hold says why
+
+def test_sparsity_rows_per_data_set_and_mixed(planted_and_null):
+    claims = planted_and_null[0]['claim']
+    assert claims.str.endswith('— mixed').sum() == 2 and claims.str.endswith('— toy').sum() >= 4
+
+def test_the_stability_row_needs_to_beat_mean_colour():
+    num = claims_numbers(True)
+    st = num['Controls']['stability']['toy']; st['cosine_centred']['mean colour'] = list(st['cosine_centred']['mid'])   # as stable as mid
+    row = reproduction_table(num).set_index('claim').filter(like='noise-stable', axis=0).iloc[0]
+    assert row['verdict'] != 'holds' and row['best control'].startswith('mean colour')
+
+def test_a_flat_unguided_control_marks_the_guided_rows_invalid():
+    t = reproduction_table(claims_numbers(True, flat=True))
+    guided = t[t['claim'].str.startswith((ROW_KINDS['guided φ error'], ROW_KINDS['identification'], ROW_KINDS['class rate']))]
+    assert len(guided) == 3 and (guided['verdict'] == 'invalid').all() and guided['note'].str.contains('flat images').all()
+    rep = {'sections': {"The paper's claims, measured": {'tables': {'claims': json.loads(t.to_json(orient='records'))}}}}
+    held = (t['verdict'] == 'holds').sum()
+    assert f'{held} of {len(t) - 3} claims hold' in claims_markdown(rep) and '3 have a degenerate control' in claims_markdown(rep)
+
+def test_a_large_resampling_spread_makes_a_planted_row_uninformative():
+    num = claims_numbers(True)
+    for runs in num['Controls']['sparsity'].values():
+        for d in runs:
+            for part in d.values(): part['pr_live_sd'] = {b: 1.0 for b in BLOCKS}          # the images alone move every median by 1
+    t = reproduction_table(num)
+    rows = t[t['claim'].str.startswith(ROW_KINDS['sparsity'])]
+    assert (rows['verdict'] == 'uninformative').all(), rows[['verdict', 'measured here']].to_string()
+
+def test_controls_numbers_per_data_set(small_report):
+    rep = json.loads(small_report[1].read_text())
+    st = rep['sections']['Controls']['numbers']['stability']
+    for name, s in st.items():
+        assert {'pixels', 'mean colour', 'mid'} <= set(s['cosine_centred']) and set(s['cosine_centred_sd']) == set(s['cosine_centred'])
+    sp = rep['sections']['Controls']['numbers']['sparsity']['trained'][0]
+    assert set(sp) == set(st) and all('pr_live_sd' in v for v in sp.values())               # one data set here: no 'mixed' duplicate
