@@ -4,6 +4,7 @@
 
 # %% ../nbs/07a_controls.ipynb #c003
 from __future__ import annotations
+import math
 import numpy as np
 import pandas as pd
 import torch
@@ -11,18 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 from .analysis import as_matrix, as_numpy
 from .core import make_generator
-from .data import ImageSet, PHOTOS, load_photo, image_pyramid, random_crops
+from .data import ImageSet, PHOTOS, NATURAL_PHOTOS, HELDOUT_PHOTOS, load_photo, image_pyramid, random_crops
 from .phi import phi as phi_of
 from .semantics import (as_images, pixel_features, mean_colour, pca_features, knn_accuracy, kmeans, centroid_separation,
                                   fraction_separated, matched_gaussian, linear_probe, check_labels, knn_cv_accuracy,
                                   heldout_separation, separation_score, knn_cv_hits, knn_hits, linear_probe_hits)
 
 # %% auto #0
-__all__ = ['STABILITY_DESCRIPTORS', 'TRAINED', 'RANDOM', 'NULL_Z', 'N_BOOT', 'UNSEEN', 'random_init', 'random_inits',
+__all__ = ['STABILITY_DESCRIPTORS', 'TRAINED', 'RANDOM', 'NULL_Z', 'N_BOOT', 'ALL_PHOTOS', 'random_init', 'random_inits',
            'gradient_energy', 'simple_statistics', 'centred_pixels', 'descriptor_stability', 'phi_draws',
            'control_features', 'cluster_count', 'bootstrap_sd', 'resampled_accuracy', 'semantic_scores',
            'separation_verdict', 'combined_spread', 'compare_with_controls', 'score_table', 'as_pair', 'verdict',
-           'metric_verdict', 'planted_sparse_code', 'disjoint_crops', 'source_identity', 'plot_controls']
+           'metric_verdict', 'planted_sparse_code', 'widest_band', 'unseen_pictures', 'seen_pictures', 'picture_crops',
+           'disjoint_crops', 'source_identity', 'plot_controls']
 
 # %% ../nbs/07a_controls.ipynb #c006
 def random_init(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -219,15 +221,43 @@ def planted_sparse_code(n_classes: int = 6, per: int = 40, dim: int = 64, active
     return x.astype(np.float32), y
 
 # %% ../nbs/07a_controls.ipynb #c022
-UNSEEN = ('china', 'flower', 'horse', 'shepp_logan_phantom')
+ALL_PHOTOS = tuple(dict.fromkeys(PHOTOS + NATURAL_PHOTOS + HELDOUT_PHOTOS))   # every picture that loads offline
+
+def widest_band(photo: torch.Tensor, bands, min_width: int = 96):
+    "The widest of `bands` ((x0, x1) fractions of the width) cut from `photo` (C, H, W), or None when narrower than `min_width` pixels."
+    if not bands: return None
+    a, b = max(bands, key=lambda ab: ab[1] - ab[0]); W = photo.shape[-1]
+    x0, x1 = math.ceil(a * W), int(b * W)                              # inside the band: photo_region's cut is int(0.7·W)
+    return photo[..., x0:x1] if x1 - x0 >= min_width else None
+
+def unseen_pictures(manifest: dict, names=ALL_PHOTOS, min_width: int = 96) -> dict:
+    "Each picture cut to its widest band the model never trained on (from its training manifest): {name: (3, H, w)}."
+    from sparsediff.unet import unseen_bands
+    cut = {n: widest_band(load_photo(n), unseen_bands(manifest, n), min_width) for n in names}
+    return {n: p for n, p in cut.items() if p is not None}
+
+def seen_pictures(manifest: dict, min_width: int = 96) -> dict:
+    "Each picture of the training manifest cut to the widest band the model trained on: {name: (3, H, w)}."
+    cut = {n: widest_band(load_photo(n), [tuple(b) for b in bands], min_width) for n, bands in manifest['photos'].items()}
+    return {n: p for n, p in cut.items() if p is not None}
+
+
+def picture_crops(pictures: dict, n: int = 600, size: int = 32, seed: int = 0, name: str = 'pictures') -> ImageSet:
+    "`n` random multi-scale crops of {name: (C, H, W)} pictures, labelled by picture (e.g. the bands a model never saw)."
+    g, names = torch.Generator().manual_seed(10_000 + seed), list(pictures)
+    per = [n // len(names) + (i < n % len(names)) for i in range(len(names))]
+    xs = [random_crops([image_pyramid(pictures[k], size)], m, size, generator=g)[0] for k, m in zip(names, per)]
+    return ImageSet(torch.cat(xs), torch.cat([torch.full((m,), i) for i, m in enumerate(per)]), names, name)
 
 def disjoint_crops(names=PHOTOS, n_per: int = 30, size: int = 32, seed: int = 0) -> tuple:
-    "Reference crops from the left half and query crops from the right half of each photo (a name or a (C, H, W) tensor), labelled by photo: (ImageSet, ImageSet)."
+    "Reference crops from the left half and query crops from the right half of each photo (names, (C, H, W) tensors or {name: tensor}), labelled by photo: (ImageSet, ImageSet)."
     g = torch.Generator().manual_seed(seed)
+    if isinstance(names, dict): names, pictures = list(names), list(names.values())
+    else: pictures = list(names)
     sets = {}
     for side in ('left', 'right'):
         xs, ys = [], []
-        for i, name in enumerate(names):
+        for i, name in enumerate(pictures):
             p = load_photo(name) if isinstance(name, str) else torch.as_tensor(name); cut = p.shape[-1] // 2
             half = p[..., :cut] if side == 'left' else p[..., cut:]
             x, _ = random_crops([image_pyramid(half, size)], n_per, size, generator=g)

@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import atomic_path, write_json, hash_state_dict, as_device
-from .data import ImageSet, load_mnist, load_textures, image_folder
+from .data import ImageSet, load_mnist, load_textures, image_folder, fit_images
 
 # %% auto #0
-__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'MIN_IMAGES', 'METRIC_NAMES', 'FLAT_RATIO', 'Section',
-           'plotly_js', 'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html', 'to_jsonable',
-           'write_report', 'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached', 'ReportConfig',
-           'sparsity_section', 'stability_section', 'selectivity_section', 'load_report_model', 'load_report_data',
-           'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table', 'semantics_section',
-           'reconstruction_section', 'same_class_rate', 'as_np', 'controls_section', 'pass_fail_verdict',
-           'reproduction_table', 'claims_markdown', 'run_report', 'demo']
+__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'MIN_IMAGES', 'METRIC_NAMES', 'FLAT_RATIO',
+           'GENERATES', 'Section', 'plotly_js', 'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html',
+           'to_jsonable', 'write_report', 'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached',
+           'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section', 'load_report_model',
+           'unseen_photos', 'load_report_data', 'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table',
+           'semantics_section', 'reconstruction_section', 'judge_for', 'class_hits', 'same_class_rate', 'as_np',
+           'fig7_figures', 'controls_section', 'pass_fail_verdict', 'reproduction_table', 'claims_markdown',
+           'model_manifest', 'in_channels', 'run_report', 'analyse', 'claims_summary', 'analyse_parts', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -202,8 +203,8 @@ class ReportConfig:
     noise_seeds: tuple = (0, 1, 2)  # noise seeds of the trained φ: the seed-to-seed part of the spreads the verdicts use
     stability_min_sigma: float = 0.05
     n_per_photo: int = 30         # crops per half-photo in the disjoint-crop source-identity benchmark
-    n_guided_targets: int = 8     # guided vs unguided samples for the sampling claims: targets × samples ≥ 32
-    n_guided_samples: int = 4
+    n_guided_targets: int = 16    # guided vs unguided samples for the sampling claims, scored per target (samples of one target are not independent)
+    n_guided_samples: int = 2
     seed: int = 0
     device: str = 'auto'          # 'auto': CUDA when present, else the CPU (resolved once, by core.as_device)
 
@@ -259,7 +260,14 @@ def load_report_model(model, device='auto'):
     return load_pretrained(str(model), device=as_device(device))
 
 # %% ../nbs/13_report.ipynb #c022
-DEMO_DATA = {'mnist': lambda: load_mnist('test'), 'textures': lambda: load_textures('test', n=600)}
+def unseen_photos(model: str = 'default', n: int = 600) -> ImageSet:
+    "Crops of the photos, or parts of photos, shipped model `model` never trained on (read from its manifest), labelled by photo."
+    from sparsediff.unet import training_manifest
+    from sparsediff.controls import unseen_pictures, picture_crops
+    return picture_crops(unseen_pictures(training_manifest(model)), n, name='unseen-photos')
+
+DEMO_DATA = {'mnist': lambda: load_mnist('test'), 'textures': lambda: load_textures('test', n=600), 'unseen-photos': unseen_photos}
+DEMO_PARTS = (('default', 'unseen-photos'), ('mnist', 'mnist'))   # `sparsediff demo`: each data set on the shipped model trained for it
 MIN_IMAGES = 20
 
 def load_report_data(data, size: int = 32, channels: int = 3) -> dict:
@@ -275,6 +283,8 @@ def load_report_data(data, size: int = 32, channels: int = 3) -> dict:
         if not p.is_dir(): raise ValueError(f'{p} is a file: give the folder that holds the images')
         s = hf_from_disk(p, size=size, channels=channels) if is_hf_dataset_dir(p) else image_folder(p, size=size, channels=channels)
         sets = {s.name: s}
+    sets = {k: v if v.images.shape[1] == channels else ImageSet(fit_images(v.images, v.images.shape[-1], channels), v.labels, v.classes, v.name)
+            for k, v in sets.items()}                                               # grey digits for a grey model, and the other way round
     for name, s in sets.items():
         if len(s) < MIN_IMAGES: raise ValueError(f'{name} has {len(s)} images; the analyses need at least {MIN_IMAGES}: add {MIN_IMAGES - len(s)} or more images')
         if s.images.shape[-1] < 8 or s.images.shape[-1] % 8: raise ValueError(f'{name} images are {tuple(s.images.shape[-2:])}: use a size that is a multiple of 8')
@@ -405,15 +415,30 @@ def reconstruction_section(model, data: ImageSet, cfg: ReportConfig, progress: b
                     'final_sigma': r.final_sigma, 'same_class_rate': same, 'chance': 1 / max(1, len(data.labels.unique()))})
 
 # %% ../nbs/13_report.ipynb #c029
-def same_class_rate(data: ImageSet, target_idx, samples: torch.Tensor, target_index: torch.Tensor) -> float:
-    "Share of samples that a pixel classifier, trained on the images other than the targets, assigns to their target's class."
+def judge_for(data: ImageSet):
+    "The shipped judge of a data set's classes (the digit CNN for MNIST), or None: a pixel classifier stands in."
+    if not (data.labelled and data.name.startswith('mnist')): return None
+    from sparsediff.judges import load_judge
+    return load_judge('mnist')
+
+def class_hits(data: ImageSet, target_idx, samples: torch.Tensor, target_index: torch.Tensor, judge=None):
+    "Per sample, 1 if judged to be its target's class (by `judge`, else by a pixel classifier trained on the other images): (B,), or None without labels."
     from sklearn.linear_model import LogisticRegression
-    if not data.labelled: return float('nan')
+    if not data.labelled: return None
+    want = data.labels.numpy()[np.asarray(target_idx)][np.asarray(target_index)]
+    if judge is not None:
+        from sparsediff.judges import classify
+        return (classify(judge, samples).argmax(1).numpy() == want).astype(float)
     keep = np.setdiff1d(np.arange(len(data)), target_idx)
-    if len(np.unique(data.labels.numpy()[keep])) < 2: return float('nan')
+    if len(np.unique(data.labels.numpy()[keep])) < 2: return None
     clf = LogisticRegression(max_iter=500).fit(data.images[torch.as_tensor(keep)].flatten(1).numpy(), data.labels.numpy()[keep])
-    pred = clf.predict(samples.flatten(1).numpy())
-    return float((pred == data.labels.numpy()[np.asarray(target_idx)][target_index.numpy()]).mean())
+    return (clf.predict(samples.flatten(1).numpy()) == want).astype(float)
+
+def same_class_rate(data: ImageSet, target_idx, samples: torch.Tensor, target_index: torch.Tensor, judge=None) -> float:
+    "Share of samples judged to be their target's class (`class_hits`), NaN without labels."
+    h = class_hits(data, target_idx, samples, target_index, judge)
+    return float('nan') if h is None else float(h.mean())
+
 
 # %% ../nbs/13_report.ipynb #c029c
 def _median_pr(model, sets_x: dict, cfg: ReportConfig, seed: int) -> dict:
@@ -472,30 +497,54 @@ def _selectivity_controls(reps: dict) -> dict:
     return out
 
 def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
-    "Guided against unguided samples of the same targets (same seeds): per-sample φ error, identification and class rate."
+    "Guided samples against unguided ones, guidance by a random-init copy's φ and real images of the same class, every score kept per sample."
     from sparsediff.sampler import reconstruct, phi_error, SamplerConfig
     from sparsediff.phi import phi as phi_of
     from sparsediff.core import make_generator
+    from sparsediff.controls import random_init
+    from sparsediff.judges import SwappedPhi, pick_real, classify, confident_share
     idx = np.random.default_rng(cfg.seed + 1).choice(len(data), cfg.n_guided_targets, replace=False)
-    targets = data.images[torch.as_tensor(idx)]
-    out = {}
-    for name, sc in (('guided', SamplerConfig()), ('unguided', SamplerConfig(guidance='none'))):
-        r = reconstruct(model, targets, n_samples=cfg.n_guided_samples, config=sc, seed=cfg.seed, device=cfg.device, progress=False)
-        x = r.denoised.clamp(0, 1)
-        err = phi_error(model, x, targets[r.target_index], sigma=cfg.sigma, seed=cfg.seed).numpy()
-        p, q = (phi_of(model, v, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed)) for v in (x, targets))   # (B, D), (M, D)
-        ident = (torch.cdist(p, q).argmin(1) == r.target_index).float().numpy()
-        out[name] = dict(phi_error=err.tolist(), identified=ident.tolist(), n=len(x), pixel_std=x.flatten(1).std(1).tolist(),
-                         class_rate=same_class_rate(data, idx, x, r.target_index), evals_per_sample=r.evaluations_per_sample)
-    out['real_pixel_std'] = data.images[:256].flatten(1).std(1).tolist()                       # what the samples' pixel spread should look like
-    out['chance'] = 1 / cfg.n_guided_targets
-    out['class_chance'] = 1 / max(1, len(data.labels.unique()))
-    out['data'] = data.name
+    targets, judge = data.images[torch.as_tensor(idx)], judge_for(data)
+    labelled = len(class_plan(data, cfg.min_per_class)['rows']) > 0
+    q = phi_of(model, targets, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed))                # (M, D) the targets' φ
+    def score(x, index):
+        p = phi_of(model, x, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed))                  # (B, D)
+        hits = class_hits(data, idx, x, index, judge) if labelled else None
+        return dict(phi_error=phi_error(model, x, targets[index], sigma=cfg.sigma, seed=cfg.seed).cpu().tolist(),
+                    identified=(torch.cdist(p, q).argmin(1).cpu() == index).float().tolist(), n=len(x),
+                    class_hit=None if hits is None else hits.tolist(), pixel_std=x.flatten(1).std(1).tolist())
+    runs = {'guided': (model, SamplerConfig()), 'unguided': (model, SamplerConfig(guidance='none')),
+            'random_phi': (SwappedPhi(model, random_init(model, cfg.seed)), SamplerConfig(block='phi_net.mid'))}
+    out, images = {}, {}
+    for name, (net, sc) in runs.items():
+        r = reconstruct(net, targets, n_samples=cfg.n_guided_samples, config=sc, seed=cfg.seed, device=cfg.device, progress=False)
+        images[name] = r.denoised.clamp(0, 1).cpu()
+        out[name] = dict(score(images[name], r.target_index), evals_per_sample=r.evaluations_per_sample)
+    index = r.target_index
+    if labelled:   # a real image of the target's class, never a target itself
+        allowed = torch.as_tensor(~np.isin(np.arange(len(data)), idx))
+        pick = pick_real(data.labels, data.labels[torch.as_tensor(idx)][index], True, cfg.seed, allowed)
+        out['real_same_class'] = score(data.images[pick], index)
+    if judge is not None:
+        out['unguided']['confident'] = confident_share(classify(judge, images['unguided']))
+        out['real_confident'] = confident_share(classify(judge, data.images[:256]))
+    out.update(index=index.tolist(), n_targets=len(idx), real_pixel_std=data.images[:256].flatten(1).std(1).tolist(), chance=1 / len(idx),
+               class_chance=1 / max(1, len(data.labels.unique())), data=data.name,
+               class_judge='the shipped digit classifier' if judge is not None else 'a pixel classifier trained on the other images')
+    out['_images'] = dict(targets=targets, **images)
     return out
 
-def controls_section(model, sets: dict, cfg: ReportConfig) -> Section:
-    "Every claim's controls: random-init copies, simple statistics and pixels, live-channel PR, centred stability, the bimodality null, disjoint crops, unguided sampling."
-    from sparsediff.controls import random_init, control_features, compare_with_controls, source_identity, plot_controls, UNSEEN, TRAINED, cluster_count
+def fig7_figures(images: dict, n_samples: int, data: str) -> list:
+    "Fig. 7 of the paper on this model: targets beside their φ-guided samples, and unguided samples."
+    from sparsediff.judges import guided_grid
+    from sparsediff.core import show_images
+    return [guided_grid(images['targets'], images['guided'], n_samples, per_row=4, title=f'Fig. 7: {data} targets (first of each group) and their φ-guided samples'),
+            show_images(images['unguided'], ncol=8, title=f'Unguided samples from the same model (the prior alone): do they look like {data}?')]
+
+def controls_section(model, sets: dict, cfg: ReportConfig, manifest: dict | None = None) -> Section:
+    "Every claim's controls: random-init copies, simple statistics and pixels, live-channel PR, centred stability, the bimodality null, disjoint crops, sampling controls."
+    from sparsediff.controls import random_init, control_features, compare_with_controls, source_identity, plot_controls, TRAINED, cluster_count
+    from sparsediff.controls import seen_pictures, unseen_pictures
     from sparsediff.data import PHOTOS
     parts = {n: s.images[:cfg.n_sparsity // len(sets)] for n, s in sets.items()}                  # the mixed batch, by data set
     nums, tables, figs = {}, {}, []
@@ -515,18 +564,24 @@ def controls_section(model, sets: dict, cfg: ReportConfig) -> Section:
         tables[f'{name}: trained φ vs controls (mean, spread over seeds)'] = long.drop(columns='values')
         figs.append(plot_controls(long, title=f'{name}: trained φ vs its controls ({k} KMeans clusters; mean ± spread over seeds and noise draws)'))
     src = {}
-    for label, photos in (('training photos', PHOTOS), ('unseen photos', UNSEEN)):
+    photo_sets = {}
+    if manifest is not None and in_channels(model) == 3:   # which photos, from what the model saw
+        seen = seen_pictures(manifest)
+        photo_sets = {'parts of photos it trained on': {k: seen[k] for k in PHOTOS if k in seen}, 'photos or parts it never saw': unseen_pictures(manifest)}
+    for label, photos in ((k, v) for k, v in photo_sets.items() if len(v) >= 2):
         t = source_identity(model, photos, cfg.n_per_photo, cfg.k_neighbours, cfg.sigma, cfg.n_noise, cfg.init_seeds, cfg.noise_seeds, cfg.seed)
         src[label] = dict(scores=t, chance=t.attrs['chance'], photos=list(t.attrs['photos']), n_per=cfg.n_per_photo)
         tables[f'source identity, disjoint halves of {len(photos)} {label} (kNN accuracy)'] = t.drop(columns='values')
         figs.append(plot_controls(t, metrics=('source_acc',), title=f'Which photo? Crops of the right half against the left half, {label} (chance {t.attrs["chance"]:.2f})'))
     nums['source_identity'] = src
     nums['guided'] = _guided_controls(model, next(iter(sets.values())), cfg)
+    figs += fig7_figures(nums['guided'].pop('_images'), cfg.n_guided_samples, nums['guided']['data'])
     text = (f'Trained φ over {len(cfg.noise_seeds)} noise seeds against {len(cfg.init_seeds)} random-init copies of the same network and the '
             f'simple baselines (kNN and linear read-outs preprocessed alike, fitted on training folds); KMeans at the paper\'s scale (up to {cfg.n_clusters} clusters), '
             f'separation measured on held-out points against a matched Gaussian null; PR over live channels, per data set and mixed; '
             f'stability with the mean ā removed, over σ ≥ {cfg.stability_min_sigma}, per data set, beside pixels and mean colour; source identity on crops from disjoint halves of each photo; '
-            f'{cfg.n_guided_targets * cfg.n_guided_samples} guided against as many unguided samples. The verdicts in the claims table use these numbers.')
+            f'{cfg.n_guided_targets * cfg.n_guided_samples} guided samples against as many unguided ones, as many guided by a random-init copy\'s φ, and real images of the target\'s class '
+            f'(scored per target: {cfg.n_guided_targets} targets). Source identity uses the photos the model\'s training manifest says it saw and never saw. The verdicts in the claims table use these numbers.')
     return Section('Controls', text, figs, tables, nums)
 
 # %% ../nbs/13_report.ipynb #c031
@@ -598,16 +653,56 @@ def _flat_prior(g: dict) -> str:
     if 'real_pixel_std' not in g: return ''
     u, r = float(np.median(g['unguided']['pixel_std'])), float(np.median(g['real_pixel_std']))
     if u >= FLAT_RATIO * r: return ''
-    return (f'invalid control: unguided samples are flat images (median pixel std {u:.3f} against {r:.3f} for real images of {g["data"]}), '
-            'so the prior does not generate and comparing φ with a blank image says nothing; left out of the count')
-
-def _invalid(row: dict, reason: str) -> dict:
-    "A claims row whose control is degenerate by construction: verdict 'invalid', with the reason."
-    return {**row, 'verdict': 'invalid', 'note': reason}
+    return (f'unguided samples are flat images (median pixel std {u:.3f} against {r:.3f} for real images of {g["data"]}): the prior does not generate, '
+            'so they are left out as a control (comparing φ with a blank image says nothing)')
 
 def _needs_labels(claim, where, measured, note):
     "A class-based claim that this data cannot test: verdict 'needs labels', with what to change."
     return {'claim': claim, 'paper': where, 'measured here': measured, 'verdict': 'needs labels', 'note': note}
+
+def _per_target(values, g: dict) -> tuple:
+    "Mean over targets of each target's mean of per-sample `values`, and its bootstrap spread over targets: samples of one target are not independent."
+    from sparsediff.judges import per_target, bootstrap_spread
+    t = per_target(torch.as_tensor(values, dtype=torch.float64), torch.as_tensor(g['index']), g['n_targets'])
+    return float(t.mean()), bootstrap_spread(t)
+
+GENERATES = (0.8, 1.25, 0.8)   # unguided samples look like the data: pixel std within these ratios of real images', and the judge confident on this share
+
+def _prior_row(g: dict) -> dict:
+    "Whether the prior generates: unguided samples' pixel spread against real images', and the judge's confidence when there is one."
+    u, r = float(np.median(g['unguided']['pixel_std'])), float(np.median(g['real_pixel_std']))
+    conf, lo, hi = g['unguided'].get('confident'), *GENERATES[:2]
+    ok = lo <= u / r <= hi and (conf is None or conf >= GENERATES[2])
+    judged = f"; the digit judge is confident (p ≥ 0.9) on {conf:.0%} of them (real test digits: {g['real_confident']:.0%})" if conf is not None else ''
+    return {'claim': f"The prior generates: unguided samples look like the data ({g['unguided']['n']} samples, {g['data']})", 'paper': 'Fig. 7 (premise)',
+            'measured here': f"median pixel std of unguided samples ÷ real images': {u / r:.2f}{judged}",
+            'best control': f'a flat image: pixel std ratio 0; real images: 1', 'margin': float('nan'), 'verdict': 'holds' if ok else 'does not hold',
+            'note': f"holds when the pixel-std ratio is within {lo}–{hi}" + (f" and the judge is confident on ≥ {GENERATES[2]:.0%}" if conf is not None else '')}
+
+def _generation_rows(g: dict) -> list:
+    "The sampling rows: the prior generates; guided φ error, identification and class rate against unguided samples (only when the prior generates), random-init-φ guidance, real images and chance."
+    from sparsediff.controls import verdict
+    gd, ud, rd, n = g['guided'], g['unguided'], g['random_phi'], g['guided']['n']
+    prior = _prior_row(g); generates = prior['verdict'] == 'holds'
+    rand, where = "guidance by a random-init copy's φ", f"({n} samples of {g['n_targets']} targets, {g['data']})"
+    ctrl = lambda key: {**({'unguided sampling': _per_target(ud[key], g)} if generates else {}), rand: _per_target(rd[key], g)}
+    rows = []
+    err = ctrl('phi_error')
+    if 'real_same_class' in g: err['a real image of the same class'] = _per_target(g['real_same_class']['phi_error'], g)
+    rows.append(_row(f"Guided sampling draws images whose φ matches the target's {where}", 'Algs. 1–2, Fig. 7', 'mean relative φ error, guided',
+                     verdict(_per_target(gd['phi_error'], g), err, higher=False)))
+    rows.append(_row(f"A sample's φ is nearest its own target's {where}", 'Fig. 7', 'identification rate, guided',
+                     verdict(_per_target(gd['identified'], g), {**ctrl('identified'), 'chance': g['chance']})))
+    if gd.get('class_hit') is not None:
+        rows.append(_row(f"Samples matching φ share the target's class {where}", 'Fig. 7', f"share judged the target's class by {g['class_judge']}, guided",
+                         verdict(_per_target(gd['class_hit'], g), {**ctrl('class_hit'), 'chance': g['class_chance']})))
+    else:
+        rows.append(_needs_labels("Samples matching φ share the target's class", 'Fig. 7', 'not measured',
+                                  'the reconstructed data set has no usable class labels: put each class (5 or more images) in its own sub-folder'))
+    if not generates:   # unguided samples are not images of the data: they are no control, the others still are
+        why = _flat_prior(g) or 'unguided samples are left out as a control: the prior does not generate (see the row above)'
+        rows = [r if r['verdict'] == 'needs labels' else {**r, 'note': '; '.join(t for t in (r['note'], why.replace('; left out of the count', '')) if t)} for r in rows]
+    return [prior] + rows
 
 def reproduction_table(numbers: dict) -> pd.DataFrame:
     "One row per claim of the paper: the trained number, the best control's number beside it, the margin and the verdict."
@@ -645,28 +740,7 @@ def reproduction_table(numbers: dict) -> pd.DataFrame:
         rows.append(_row(f'φ names the photo a crop came from, crops from disjoint halves — {label}', 'Figs. 5, 14 (sceptic\'s test)',
                          f"kNN accuracy (chance {d['chance']:.2f}), φ", v))
     g = c.get('guided')
-    if g:
-        n0 = len(rows)
-        gd, ud = g['guided'], g['unguided']
-        e, eu = np.asarray(gd['phi_error']), np.asarray(ud['phi_error'])
-        sem = lambda a: float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else 0.0
-        v = verdict((e.mean(), sem(e)), {'unguided sampling': (eu.mean(), sem(eu))}, higher=False)
-        rows.append(_row(f"Guided sampling draws images whose φ matches the target's ({gd['n']} samples, {g['data']})", 'Algs. 1–2, Fig. 7',
-                         'mean relative φ error, guided', v))
-        bsd = lambda p, n: float(np.sqrt(max(p * (1 - p), 1 / n) / n))
-        i, iu = float(np.mean(gd['identified'])), float(np.mean(ud['identified']))
-        v = verdict((i, bsd(i, gd['n'])), {'unguided sampling': (iu, bsd(iu, ud['n'])), 'chance': g['chance']})
-        rows.append(_row(f"A sample's φ is nearest its own target's ({gd['n']} samples, {g['data']})", 'Fig. 7', 'identification rate, guided', v))
-        if gd['class_rate'] is not None and np.isfinite(gd['class_rate']):
-            cr, cru = gd['class_rate'], ud['class_rate']
-            v = verdict((cr, bsd(cr, gd['n'])), {'unguided sampling': (cru, bsd(cru, ud['n'])), 'chance': g['class_chance']})
-            rows.append(_row(f"Samples matching φ share the target's class ({gd['n']} samples, {g['data']})", 'Fig. 7',
-                             "share classified as the target's class by a pixel classifier, guided", v))
-        else:
-            rows.append(_needs_labels("Samples matching φ share the target's class", 'Fig. 7', 'not measured',
-                                      'the reconstructed data set has no usable class labels: put each class (5 or more images) in its own sub-folder'))
-        flat = _flat_prior(g)
-        if flat: rows[n0:] = [_invalid(r, flat) for r in rows[n0:]]
+    if g: rows += _generation_rows(g)
     return pd.DataFrame(rows)
 
 def claims_markdown(report: dict) -> str:
@@ -681,19 +755,34 @@ def claims_markdown(report: dict) -> str:
             + (f"; {bad} have a degenerate control and are left out" if bad else '') + '.')
 
 # %% ../nbs/13_report.ipynb #c033
+def model_manifest(model) -> dict | None:
+    "The training manifest of a shipped model name or model folder, or None when unknown (a module, a folder without one)."
+    from sparsediff.unet import training_manifest
+    if not isinstance(model, (str, Path)): return None
+    try: return training_manifest(str(model))
+    except FileNotFoundError: return None
+
+def in_channels(net) -> int:
+    "The image channels a model takes (3 when it does not say)."
+    conf = getattr(net, 'config', None)
+    return int(conf.get('in_channels', 3)) if isinstance(conf, dict) else int(getattr(conf, 'in_channels', 3))
+
 def run_report(model='default', data='demo', out='sparsediff_report', cfg: ReportConfig | None = None, progress: bool = True,
                title: str = 'sparsediff report') -> tuple[Path, Path]:
     "Run every analysis of the paper on `model` and `data`; write `out/report.html` and `out/report.json`."
+    out, sections, meta = analyse_parts([(model, data)], out, cfg, progress)
+    return write_report(out, sections, title, meta)
+
+def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) -> dict:
+    "Every analysis of one model on its data: sections, the claims table, notes, timings and what the page says about the run."
     from tqdm.auto import tqdm
     import sys
-    from dataclasses import replace
-    cfg = cfg or ReportConfig(); t0 = time.time()
-    cfg = replace(cfg, device=str(as_device(cfg.device)))  # 'auto' resolved once: the cache keys and the page name the real device
+    t0 = time.time()
     net = load_report_model(model, cfg.device)
-    sets = load_report_data(data, channels=getattr(getattr(net, 'config', None), 'in_channels', 3))
+    sets = load_report_data(data, channels=in_channels(net))
     notes = [n for n in (class_plan(s, cfg.min_per_class)['note'] for s in sets.values()) if n]
     for n in notes: print(f'note: {n}.', file=sys.stderr)  # before any compute, even without a progress bar
-    out = Path(out); cache = out/'cache'; cache.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     mhash = hash_state_dict(net.state_dict()); base = dict(model=mhash, cfg=asdict(cfg))
     first = next(iter(sets.values()))
     mixed = torch.cat([s.images[:cfg.n_sparsity // len(sets)] for s in sets.values()])  # images of every set for the per-block views
@@ -703,14 +792,14 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
         plan.append((f'selectivity-{name}', lambda s=s, name=name: selectivity_section(steps[f'features-{name}']['phi'], s, cfg)))
         plan.append((f'semantics-{name}', lambda s=s, name=name: semantics_section(steps[f'features-{name}'], s, cfg)))
     plan.append(('reconstruction', lambda: reconstruction_section(net, first, cfg, progress=False)))
-    plan.append(('controls', lambda: controls_section(net, sets, cfg)))
+    plan.append(('controls', lambda: controls_section(net, sets, cfg, model_manifest(model))))
     steps, spent = {}, {}
     def timed(name, fn):
         def run(): t = time.time(); res = fn(); spent[name] = time.time() - t; return res
         return run
     timings_file = cache/'timings.json'
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    bar = tqdm(plan, desc='report', disable=not progress)
+    bar = tqdm(plan, desc=f'report ({model if isinstance(model, (str, Path)) else type(model).__name__})', disable=not progress)
     for name, fn in bar:
         bar.set_postfix_str(name)
         key = step_key(**base, step=name, data=sorted(sets))
@@ -721,14 +810,6 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
     sections = [v for v in steps.values() if isinstance(v, Section)]
     numbers = {s.title: s.numbers for s in sections}
     claims = reproduction_table(numbers)
-    held = (claims.verdict == 'holds').sum() if len(claims) else 0
-    needs = (claims.verdict == 'needs labels').sum() if len(claims) else 0
-    bad = (claims.verdict == 'invalid').sum() if len(claims) else 0
-    verdict = (f'{held} of {len(claims) - needs - bad} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
-               + (f'; {bad} have a degenerate control (see their notes) and are left out of the count' if bad else '')
-               + ' (holds = the trained model beats the best control by more than their spreads combined, √(s_trained² + s_control²); each spread from resampling the images and splits, and from seeds)')
-    summary = Section('The paper\'s claims, measured', verdict + '.' + ''.join(f'<p class="note">{html.escape(n)}.</p>' for n in notes), [], {'claims': claims},
-                      {'claims': claims, 'n_hold': int(held), 'n_claims': len(claims), 'n_needs_labels': int(needs), 'n_invalid': int(bad)})
     from_cache = [k[7:] for k in spent if k.startswith('cached:')]
     original = [v for k, v in spent.items() if not k.startswith('cached:')] + [v for k, v in spent.items() if k.startswith('cached:') and v is not None]
     timing = {'seconds (this run)': round(time.time() - t0, 1)}
@@ -736,12 +817,46 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
         timing['steps from cache'] = f'{len(from_cache)} of {len(plan)}'
         if all(spent[f'cached:{k}'] is not None for k in from_cache):
             timing['seconds of compute (all steps, when first computed)'] = round(sum(original), 1)
-    meta = {'model': model if isinstance(model, str) else type(model).__name__, 'model hash': mhash,
-            'parameters': sum(p.numel() for p in net.parameters()), 'data': ', '.join(f'{k} ({len(v)})' for k, v in sets.items()),
-            'σ for φ': cfg.sigma, 'noise draws': cfg.n_noise, 'device': cfg.device, **timing,
+    meta = {'model': str(model) if isinstance(model, (str, Path)) else type(model).__name__, 'model hash': mhash,
+            'parameters': sum(p.numel() for p in net.parameters()), 'data': ', '.join(f'{k} ({len(v)})' for k, v in sets.items()), **timing}
+    return dict(sections=sections, claims=claims, notes=notes, meta=meta, model=meta['model'], sets=list(sets))
+
+def claims_summary(claims: pd.DataFrame, notes: list) -> Section:
+    "The first section: how many claims hold, the claims table and the notes about the data."
+    held = int((claims.verdict == 'holds').sum()) if len(claims) else 0
+    needs = int((claims.verdict == 'needs labels').sum()) if len(claims) else 0
+    bad = int((claims.verdict == 'invalid').sum()) if len(claims) else 0
+    verdict = (f'{held} of {len(claims) - needs - bad} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
+               + (f'; {bad} have a degenerate control (see their notes) and are left out of the count' if bad else '')
+               + ' (holds = the trained model beats the best control by more than their spreads combined, √(s_trained² + s_control²); each spread from resampling the images and splits, and from seeds)')
+    return Section('The paper\'s claims, measured', verdict + '.' + ''.join(f'<p class="note">{html.escape(n)}.</p>' for n in notes), [], {'claims': claims},
+                   {'claims': claims, 'n_hold': held, 'n_claims': len(claims), 'n_needs_labels': needs, 'n_invalid': bad})
+
+def analyse_parts(parts, out, cfg: ReportConfig | None = None, progress: bool = True) -> tuple:
+    "Analyse each (model, data) part, its cache in its own folder; the sections of several parts are titled by model and data: (out, sections, meta)."
+    from dataclasses import replace
+    cfg = cfg or ReportConfig(); t0 = time.time()
+    cfg = replace(cfg, device=str(as_device(cfg.device)))  # 'auto' resolved once: the cache keys and the page name the real device
+    out = Path(out); results = []
+    for i, (model, data) in enumerate(parts):
+        cache = out/'cache' if len(parts) == 1 else out/'cache'/f'part{i}-{safe_name(str(model))}'
+        r = analyse(model, data, cache, cfg, progress)
+        if len(parts) > 1:
+            tag = lambda claim: f" ({r['model']} model)" if any(k in claim for k in r['sets']) else f" — {', '.join(r['sets'])} ({r['model']} model)"
+            if len(r['claims']): r['claims'] = r['claims'].assign(claim=[c + tag(c) for c in r['claims']['claim']])
+            for sec in r['sections']: sec.title = f"{sec.title} — {r['model']} model"
+        results.append(r)
+    claims = pd.concat([r['claims'] for r in results], ignore_index=True)
+    sections = [claims_summary(claims, [n for r in results for n in r['notes']])] + [s for r in results for s in r['sections']]
+    meta = {**({k: v for k, v in results[0]['meta'].items()} if len(results) == 1 else
+               {f"part {i + 1}": f"{r['model']} model ({r['meta']['parameters']:,} parameters) on {r['meta']['data']}" for i, r in enumerate(results)}),
+            'σ for φ': cfg.sigma, 'noise draws': cfg.n_noise, 'device': cfg.device, 'seconds (this run, all parts)': round(time.time() - t0, 1),
             'python': platform.python_version(), 'torch': torch.__version__}
-    return write_report(out, [summary] + sections, title, meta)
+    return out, sections, meta
 
 def demo(out='sparsediff_demo', device='auto', progress: bool = True, model='default', data='demo') -> tuple[Path, Path]:
-    "The main job: the full report on the shipped model and the demo datasets."
-    return run_report(model, data, out, ReportConfig(device=device), progress, title='sparsediff demo: the shipped denoiser, analysed')
+    "The main job: the full report on the shipped models, each on the data it was trained for (`DEMO_PARTS`), or on `model` and `data` when given."
+    parts = DEMO_PARTS if (model, data) == ('default', 'demo') else [(model, data)]
+    out, sections, meta = analyse_parts(parts, out, ReportConfig(device=device), progress)
+    return write_report(out, sections, 'sparsediff demo: the shipped denoisers, analysed', meta)
+

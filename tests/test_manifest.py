@@ -29,3 +29,25 @@ def test_default_saw_what_it_inherited():
 def test_missing_manifest_is_an_error(tmp_path):
     (tmp_path/'config.json').write_text('{}')
     with pytest.raises(FileNotFoundError, match='unknown'): training_manifest(str(tmp_path))
+
+def test_no_demo_evaluation_set_overlaps_what_its_model_trained_on():
+    "Each demo part's data lies outside its model's training manifest: test digits for the digits model, never-seen photo bands for default."
+    from sparsediff.report import DEMO_PARTS
+    from sparsediff.controls import unseen_pictures
+    from sparsediff.data import load_photo
+    assert DEMO_PARTS, 'the demo analyses no data'
+    for model, data in DEMO_PARTS:
+        m = training_manifest(model)
+        if data == 'mnist': assert not seen_split(m, 'mnist', 'test'), f'{model} trained on the MNIST test split'
+        elif data == 'unseen-photos':
+            pics = unseen_pictures(m)
+            assert len(pics) >= 2
+            for name, p in pics.items():
+                x0 = 1 - p.shape[-1] / load_photo(name).shape[-1]               # the band is the right-hand part of the photo
+                assert not seen_band(m, name, (x0 + 1e-6, 1.0)), f'{model} trained on part of {name}'
+        else: pytest.fail(f'demo data {data!r} has no overlap check: add one here before using it')
+
+def test_the_old_texture_and_unseen_lists_were_trained_on():
+    "What the review found: default trained on brick/grass/gravel whole and on horse, so none of them may be called held out."
+    m = training_manifest('default')
+    for name in ('brick', 'grass', 'gravel', 'horse', 'shepp_logan_phantom'): assert seen_band(m, name, (0.7, 1.0))

@@ -140,11 +140,16 @@ def source_scores(trained, control):
     return pd.DataFrame([dict(representation=r, metric='source_acc', mean=acc(a), spread=0.0, n=1) for r, a in ((TRAINED, trained), ('pixels', control))])
 
 def guided_numbers(rng, planted, flat=False):
-    real = list(0.2 + 0.02 * rng.random(64)); n = 32
-    g = dict(phi_error=list(0.1 + 0.02 * rng.random(n)), identified=[1.0] * n, n=n, class_rate=0.9, pixel_std=real[:n])
-    u = dict(phi_error=list(0.8 + 0.02 * rng.random(n)), identified=[float(i % 8 == 0) for i in range(n)], n=n, class_rate=0.1,
-             pixel_std=[0.01] * n if flat else real[n:])
-    return dict(guided=g if planted else u, unguided=u, chance=1 / 8, class_chance=0.1, data='toy', real_pixel_std=real)
+    "Sampling numbers per sample (16 targets × 2): guidance that matches φ, keeps the class and identifies its target (`planted`), or does no better than its controls."
+    real, M, n = list(0.2 + 0.02 * rng.random(64)), 16, 32
+    good = dict(phi_error=list(0.1 + 0.02 * rng.random(n)), identified=[1.0] * n, class_hit=[1.0] * n, n=n, pixel_std=real[:n])
+    bad = lambda: dict(phi_error=list(0.8 + 0.02 * rng.random(n)), identified=[float(i % M == 0) for i in range(n)],
+                       class_hit=[float(i % 10 == 0) for i in range(n)], n=n, pixel_std=real[n:])
+    u = bad()
+    if flat: u['pixel_std'] = [0.01] * n
+    return dict(guided=good if planted else bad(), unguided=u, random_phi=bad(), real_same_class=dict(phi_error=list(0.5 + 0.02 * rng.random(n))),
+                index=list(np.repeat(np.arange(M), 2)), n_targets=M, chance=1 / M, class_chance=0.1, data='toy', real_pixel_std=real,
+                class_judge='a toy judge')
 
 def claims_numbers(planted: bool, seed: int = 0, flat=False):
     "Controls-section numbers where every claim is planted true (`planted`) or made false, from synthetic features and measurements."
@@ -159,12 +164,12 @@ def claims_numbers(planted: bool, seed: int = 0, flat=False):
     return {'Controls': {'sparsity': sp, 'stability': {'toy': stability_numbers(rng, planted)},
                          'datasets': {'toy': dict(scores=long, n_clusters=6, selectivity=_selectivity_controls(selectivity_reps(rng, planted)))},
                          'source_identity': {'unseen photos': dict(scores=src, chance=1 / 6)},
-                         'guided': guided_numbers(rng, planted, flat)}}
+                         'guided': guided_numbers(rng, planted, flat or not planted)}}   # the null's prior draws flat images
 
 ROW_KINDS = {'sparsity': 'The middle block output is sparser', 'decoder sparsity': 'Decoder block outputs', 'stability': 'The middle block is the most noise-stable',
              'bimodality': 'Channel selectivity is bimodal', 'kNN': 'Nearest neighbours in φ', 'clusters': 'Adjacent φ clusters',
              'linear': 'A linear classifier', 'source identity': 'φ names the photo', 'guided φ error': 'Guided sampling draws',
-             'identification': "A sample's φ is nearest", 'class rate': 'Samples matching φ share'}
+             'identification': "A sample's φ is nearest", 'class rate': 'Samples matching φ share', 'prior generates': 'The prior generates'}
 
 @pytest.fixture(scope='module')
 def planted_and_null():
@@ -189,13 +194,25 @@ def test_the_stability_row_needs_to_beat_mean_colour():
     row = reproduction_table(num).set_index('claim').filter(like='noise-stable', axis=0).iloc[0]
     assert row['verdict'] != 'holds' and row['best control'].startswith('mean colour')
 
-def test_a_flat_unguided_control_marks_the_guided_rows_invalid():
+def test_a_flat_prior_is_no_control_for_the_guided_rows():
+    "When unguided samples are flat images the prior row fails and the guided rows are judged against their other controls only, saying why."
     t = reproduction_table(claims_numbers(True, flat=True))
+    prior = t[t['claim'].str.startswith(ROW_KINDS['prior generates'])]
+    assert len(prior) == 1 and prior['verdict'].iloc[0] == 'does not hold'
     guided = t[t['claim'].str.startswith((ROW_KINDS['guided φ error'], ROW_KINDS['identification'], ROW_KINDS['class rate']))]
-    assert len(guided) == 3 and (guided['verdict'] == 'invalid').all() and guided['note'].str.contains('flat images').all()
+    assert len(guided) == 3 and guided['note'].str.contains('flat images').all()
+    assert not guided['best control'].str.startswith('unguided').any()
+    ok = reproduction_table(claims_numbers(True))                       # a prior that generates: unguided samples are a control again
+    assert ok[ok['claim'].str.startswith(ROW_KINDS['guided φ error'])]['best control'].str.startswith(('unguided', 'a real image', 'guidance')).all()
     rep = {'sections': {"The paper's claims, measured": {'tables': {'claims': json.loads(t.to_json(orient='records'))}}}}
-    held = (t['verdict'] == 'holds').sum()
-    assert f'{held} of {len(t) - 3} claims hold' in claims_markdown(rep) and '3 have a degenerate control' in claims_markdown(rep)
+    assert f"{(t['verdict'] == 'holds').sum()} of {len(t)} claims hold" in claims_markdown(rep)
+
+def test_guided_rows_are_scored_per_target():
+    "Spreads come from a bootstrap over targets: one target's samples are not independent, so pooling them cannot shrink the spread."
+    from sparsediff.report import _per_target
+    g = dict(index=list(np.repeat(np.arange(4), 8)), n_targets=4)
+    mean, sd = _per_target([1.0] * 16 + [0.0] * 16, g)                   # two targets always hit, two never
+    assert mean == 0.5 and sd > 0.2                                       # a per-sample binomial spread would be sqrt(.25/32) = 0.09
 
 def test_a_large_resampling_spread_makes_a_planted_row_uninformative():
     num = claims_numbers(True)
