@@ -1,7 +1,7 @@
 """Does φ guidance matter? Guided vs unguided sampling on targets where the prior alone does not reach them, with verdicts.
 
 Three target sets of 8 images, 4 samples each (32 samples per configuration and set): MNIST test digits (a black background
-the training mixture rarely shows), crops of photos the model never saw (`sparsediff.controls.UNSEEN`), and off-prior
+the training mixture rarely shows), crops of photos or photo bands the model never saw (read from its training manifest: `sparsediff.controls.unseen_pictures`), and off-prior
 synthetic images (checkerboards, blobs, a logo, stripes). For each configuration — unguided (the control), sparsediff's
 default and thorough presets, and the authors' fixed schedule with their public settings (`SamplerConfig.authors_fixed()`:
 100 levels, 100 Adam iterations each, no early stop, target φ over 10 noise draws) — it reports the relative φ error,
@@ -16,10 +16,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 from sparsediff.core import write_json
-from sparsediff.controls import UNSEEN, verdict
+from sparsediff.controls import unseen_pictures, verdict
 from sparsediff.data import load_mnist, load_photo, image_pyramid, random_crops
 from sparsediff.sampler import SamplerConfig, reconstruct, phi_error, phi_identification
-from sparsediff.unet import load_pretrained
+from sparsediff.unet import load_pretrained, training_manifest
 
 
 def digit_targets(n: int = 8):
@@ -29,9 +29,9 @@ def digit_targets(n: int = 8):
 
 
 def unseen_targets(n: int = 8, seed: int = 0):
-    "`n` crops, in turn, of photos absent from the training mixture."
-    g = torch.Generator().manual_seed(seed)
-    crops = [random_crops([image_pyramid(load_photo(p), 32, (2, 4))], 1, 32, generator=g)[0] for p in (list(UNSEEN) * n)[:n]]
+    "`n` crops, in turn, of the photos (or photo bands) the shipped default never trained on, from its manifest."
+    g, pics = torch.Generator().manual_seed(seed), list(unseen_pictures(training_manifest('default')).values())
+    crops = [random_crops([image_pyramid(p, 32, (2, 4))], 1, 32, generator=g)[0] for p in (pics * n)[:n]]
     return torch.cat(crops)
 
 
