@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The notebooks that explain a concept on the shipped model (the docs pages a reader learns from).
-CONCEPT = ['00_core', '01_data', '02_unet', '03_train', '04_hooks', '05_phi', '06_sparsity', '07_semantics', '08_sampler',
+CONCEPT = ['00_core', '01_data', '02_unet', '03_train', '04_hooks', '05_phi', '06_sparsity', '07_semantics', '08_sampler', '08a_judges',
            '09_distance', '10_scenes', '11_probe', '12_widgets', '13_report', '14_cli']
 DIRECTIVE = re.compile(r'^\s*#\|\s*([\w-]+)', re.M)
 WIDGET = 'application/vnd.jupyter.widget-view+json'
