@@ -792,7 +792,8 @@ def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) 
         plan.append((f'selectivity-{name}', lambda s=s, name=name: selectivity_section(steps[f'features-{name}']['phi'], s, cfg)))
         plan.append((f'semantics-{name}', lambda s=s, name=name: semantics_section(steps[f'features-{name}'], s, cfg)))
     plan.append(('reconstruction', lambda: reconstruction_section(net, first, cfg, progress=False)))
-    plan.append(('controls', lambda: controls_section(net, sets, cfg, model_manifest(model))))
+    bundled = isinstance(data, str) and data in ('demo', *DEMO_DATA)        # source identity reads bundled photos: only beside bundled data, not a user's
+    plan.append(('controls', lambda: controls_section(net, sets, cfg, model_manifest(model) if bundled else None)))
     steps, spent = {}, {}
     def timed(name, fn):
         def run(): t = time.time(); res = fn(); spent[name] = time.time() - t; return res

@@ -185,3 +185,12 @@ def test_report_layout_at_1280px(flat_report):
     assert r['out'] == [], r['out'][:5]
     assert max(r['tables']) <= 1200
     assert errors == []
+
+def test_a_users_folder_gets_no_rows_about_bundled_photos(tmp_path, tiny_model, no_sampler):
+    "Source identity runs on bundled photos: beside a user's folder it would be a row about other data, so it is left out even when the model has a manifest."
+    import shutil
+    m = tmp_path/'model'; shutil.copytree(tiny_model, m)
+    (m/'manifest.json').write_text(json.dumps({'datasets': {}, 'photos': {'brick': [[0.0, 0.7]], 'grass': [[0.0, 0.7]]}, 'generated': []}))
+    for k in range(2): write_images(tmp_path/'pets'/'ab'[k], 10, seed=k, tone=k)
+    rep, c = claims(run_report(m, tmp_path/'pets', tmp_path/'out', ReportConfig(**FAST), progress=False)[1])
+    assert not any(k.startswith('φ names the photo') for k in c) and len(c) >= 5
