@@ -104,7 +104,7 @@ def run_train(a):
 def report_parser(sub, name='report'):
     "Arguments of `sparsediff report` (and `demo`, which has defaults for all of them)."
     demo = name == 'demo'
-    desc = ('Every analysis of the paper on the shipped model and the offline demo datasets (MNIST test digits and texture crops).' if demo else
+    desc = ('Every analysis of the paper on the shipped models, each on data it never trained on: default on its validation photos, the digits model on the MNIST test digits (with --model/--data: that model on that data).' if demo else
             'Every analysis of the paper on a model and your images. --data is a folder of images: with one sub-folder per class '
             '(e.g. photos/cats/*.jpg, photos/dogs/*.jpg) you get every analysis; a flat folder (photos/*.jpg) gives the analyses that need '
             'no labels (sparsity, noise stability, channel selectivity, clusters, neighbours, reconstructions) and marks the class-based '
@@ -116,7 +116,7 @@ def report_parser(sub, name='report'):
     p.add_argument('--out', default='sparsediff_demo' if demo else 'sparsediff_report', help='folder for report.html, report.json and the cache')
     p.add_argument('--model', default='default', required=False, help='shipped model name or checkpoint folder')
     p.add_argument('--data', default='demo', required=not demo,
-                   help="'demo', 'mnist', 'textures', a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
+                   help="'demo', 'mnist', 'textures', 'validation-photos', a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
                         "or a saved Hugging Face dataset folder")
     p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument('--quiet', action='store_true', help='no progress bar (notes about the data are still printed)')

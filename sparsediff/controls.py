@@ -23,8 +23,8 @@ __all__ = ['STABILITY_DESCRIPTORS', 'TRAINED', 'RANDOM', 'NULL_Z', 'N_BOOT', 'AL
            'gradient_energy', 'simple_statistics', 'centred_pixels', 'descriptor_stability', 'phi_draws',
            'control_features', 'cluster_count', 'bootstrap_sd', 'resampled_accuracy', 'semantic_scores',
            'separation_verdict', 'combined_spread', 'compare_with_controls', 'score_table', 'as_pair', 'verdict',
-           'metric_verdict', 'planted_sparse_code', 'widest_band', 'unseen_pictures', 'seen_pictures', 'picture_crops',
-           'disjoint_crops', 'source_identity', 'plot_controls']
+           'metric_verdict', 'planted_sparse_code', 'widest_band', 'unseen_pictures', 'validation_pictures',
+           'seen_pictures', 'picture_crops', 'disjoint_crops', 'source_identity', 'plot_controls']
 
 # %% ../nbs/07a_controls.ipynb #c006
 def random_init(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -230,11 +230,16 @@ def widest_band(photo: torch.Tensor, bands, min_width: int = 96):
     x0, x1 = math.ceil(a * W), int(b * W)                              # inside the band: photo_region's cut is int(0.7·W)
     return photo[..., x0:x1] if x1 - x0 >= min_width else None
 
-def unseen_pictures(manifest: dict, names=ALL_PHOTOS, min_width: int = 96) -> dict:
-    "Each picture cut to its widest band the model never trained on (from its training manifest): {name: (3, H, w)}."
+def unseen_pictures(manifest: dict, names=ALL_PHOTOS, min_width: int = 96, validation: bool = True) -> dict:
+    "Each picture cut to its widest band the model never trained on (nor, with `validation`, was chosen or adjusted on), from its manifest: {name: (3, H, w)}."
     from sparsediff.unet import unseen_bands
-    cut = {n: widest_band(load_photo(n), unseen_bands(manifest, n), min_width) for n in names}
+    cut = {n: widest_band(load_photo(n), unseen_bands(manifest, n, validation), min_width) for n in names}
     return {n: p for n, p in cut.items() if p is not None}
+
+def validation_pictures(manifest: dict, min_width: int = 96) -> dict:
+    "The pictures a model was chosen or adjusted on but never trained on, cut to their widest band outside training: {name: (3, H, w)}."
+    names = tuple(manifest.get('validation', {}).get('photos', {}))
+    return unseen_pictures(manifest, names, min_width, validation=False)
 
 def seen_pictures(manifest: dict, min_width: int = 96) -> dict:
     "Each picture of the training manifest cut to the widest band the model trained on: {name: (3, H, w)}."

@@ -18,10 +18,11 @@ __all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'M
            'GENERATES', 'Section', 'plotly_js', 'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html',
            'to_jsonable', 'write_report', 'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached',
            'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section', 'load_report_model',
-           'unseen_photos', 'load_report_data', 'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table',
-           'semantics_section', 'reconstruction_section', 'judge_for', 'class_hits', 'same_class_rate', 'as_np',
-           'fig7_figures', 'controls_section', 'pass_fail_verdict', 'reproduction_table', 'claims_markdown',
-           'model_manifest', 'in_channels', 'run_report', 'analyse', 'claims_summary', 'analyse_parts', 'demo']
+           'validation_photos', 'overlap_notes', 'load_report_data', 'class_plan', 'phi_features', 'cluster_comparison',
+           'metrics_table', 'semantics_section', 'reconstruction_section', 'judge_for', 'class_hits', 'same_class_rate',
+           'as_np', 'fig7_figures', 'controls_section', 'pass_fail_verdict', 'reproduction_table', 'claims_markdown',
+           'model_manifest', 'in_channels', 'data_hash', 'run_report', 'analyse', 'claims_summary', 'analyse_parts',
+           'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -260,22 +261,37 @@ def load_report_model(model, device='auto'):
     return load_pretrained(str(model), device=as_device(device))
 
 # %% ../nbs/13_report.ipynb #c022
-def unseen_photos(model: str = 'default', n: int = 600) -> ImageSet:
-    "Crops of the photos, or parts of photos, shipped model `model` never trained on (read from its manifest), labelled by photo."
+def validation_photos(model='default', n: int = 600) -> ImageSet:
+    "Crops of the photo bands model `model` never trained on but was chosen or adjusted on (its manifest's validation photos), labelled by photo."
     from sparsediff.unet import training_manifest
-    from sparsediff.controls import unseen_pictures, picture_crops
-    return picture_crops(unseen_pictures(training_manifest(model)), n, name='unseen-photos')
+    from sparsediff.controls import validation_pictures, picture_crops
+    pics = validation_pictures(training_manifest(str(model)))
+    if len(pics) < 2: raise ValueError(f'model {model!r} has fewer than two validation photos in its manifest: use another --data')
+    return picture_crops(pics, n, name='validation-photos')
 
-DEMO_DATA = {'mnist': lambda: load_mnist('test'), 'textures': lambda: load_textures('test', n=600), 'unseen-photos': unseen_photos}
-DEMO_PARTS = (('default', 'unseen-photos'), ('mnist', 'mnist'))   # `sparsediff demo`: each data set on the shipped model trained for it
+DEMO_DATA = {'mnist': lambda model: load_mnist('test'), 'textures': lambda model: load_textures('test', n=600), 'validation-photos': validation_photos}
+DEMO_PARTS = (('default', 'validation-photos'), ('mnist', 'mnist'))   # `sparsediff demo`: each data set on the shipped model trained for it
+
+def overlap_notes(sets: dict, manifest: dict | None) -> list:
+    "What the model's training manifest says about each named data set: trained on, or used to choose the model."
+    from sparsediff.unet import seen_band, seen_split
+    if manifest is None: return []
+    notes = []
+    for name in sets:
+        if name == 'textures' and any(seen_band(manifest, p, (0.7, 1.0), validation=False) for p in ('brick', 'grass', 'gravel')):
+            notes.append('textures: the crops come from brick, grass and gravel, which this model trained on (its training manifest): they are not held-out data')
+        if name.startswith('mnist') and seen_split(manifest, 'mnist', 'test'): notes.append(f'{name}: this model trained on the MNIST test split')
+        if name == 'validation-photos':
+            notes.append('validation-photos: never in a training batch, but used to choose this model and re-initialise its channels (validation data, not test data)')
+    return notes
 MIN_IMAGES = 20
 
-def load_report_data(data, size: int = 32, channels: int = 3) -> dict:
+def load_report_data(data, size: int = 32, channels: int = 3, model='default') -> dict:
     "Named datasets (`'demo'` = MNIST test + textures), an image folder or a saved Hugging Face dataset, as {name: ImageSet}, checked before any compute."
     from sparsediff.data import is_hf_dataset_dir, hf_from_disk
     if isinstance(data, ImageSet): sets = {data.name: data}
-    elif data in (None, 'demo'): sets = {k: f() for k, f in DEMO_DATA.items()}
-    elif str(data) in DEMO_DATA: sets = {str(data): DEMO_DATA[str(data)]()}
+    elif data in (None, 'demo'): sets = {k: DEMO_DATA[k](model) for k in ('mnist', 'textures')}
+    elif str(data) in DEMO_DATA: sets = {str(data): DEMO_DATA[str(data)](model)}
     else:
         p = Path(data)
         if not p.exists(): raise FileNotFoundError(f'No dataset named {str(data)!r} and no folder at {p}: give demo, {", ".join(DEMO_DATA)}, '
@@ -417,7 +433,7 @@ def reconstruction_section(model, data: ImageSet, cfg: ReportConfig, progress: b
 # %% ../nbs/13_report.ipynb #c029
 def judge_for(data: ImageSet):
     "The shipped judge of a data set's classes (the digit CNN for MNIST), or None: a pixel classifier stands in."
-    if not (data.labelled and data.name.startswith('mnist')): return None
+    if not (data.labelled and data.name.startswith('mnist') and list(data.classes) == [str(i) for i in range(10)]): return None
     from sparsediff.judges import load_judge
     return load_judge('mnist')
 
@@ -503,9 +519,10 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
     from sparsediff.core import make_generator
     from sparsediff.controls import random_init
     from sparsediff.judges import SwappedPhi, pick_real, classify, confident_share
-    idx = np.random.default_rng(cfg.seed + 1).choice(len(data), cfg.n_guided_targets, replace=False)
+    rows = class_plan(data, cfg.min_per_class)['rows']; labelled = len(rows) > 0     # targets from classes with enough images
+    pool = rows if labelled else np.arange(len(data))
+    idx = np.random.default_rng(cfg.seed + 1).choice(pool, min(cfg.n_guided_targets, len(pool)), replace=False)
     targets, judge = data.images[torch.as_tensor(idx)], judge_for(data)
-    labelled = len(class_plan(data, cfg.min_per_class)['rows']) > 0
     q = phi_of(model, targets, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed))                # (M, D) the targets' φ
     def score(x, index):
         p = phi_of(model, x, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed))                  # (B, D)
@@ -691,17 +708,20 @@ def _generation_rows(g: dict) -> list:
     if 'real_same_class' in g: err['a real image of the same class'] = _per_target(g['real_same_class']['phi_error'], g)
     rows.append(_row(f"Guided sampling draws images whose φ matches the target's {where}", 'Algs. 1–2, Fig. 7', 'mean relative φ error, guided',
                      verdict(_per_target(gd['phi_error'], g), err, higher=False)))
-    rows.append(_row(f"A sample's φ is nearest its own target's {where}", 'Fig. 7', 'identification rate, guided',
-                     verdict(_per_target(gd['identified'], g), {**ctrl('identified'), 'chance': g['chance']})))
+    ident = {**ctrl('identified'), 'chance': g['chance']}
+    if 'real_same_class' in g: ident['a real image of the same class'] = _per_target(g['real_same_class']['identified'], g)
+    rows.append(_row(f"A sample's φ is nearest its own target's {where}", 'Fig. 7', 'identification rate, guided', verdict(_per_target(gd['identified'], g), ident)))
     if gd.get('class_hit') is not None:
         rows.append(_row(f"Samples matching φ share the target's class {where}", 'Fig. 7', f"share judged the target's class by {g['class_judge']}, guided",
                          verdict(_per_target(gd['class_hit'], g), {**ctrl('class_hit'), 'chance': g['class_chance']})))
     else:
         rows.append(_needs_labels("Samples matching φ share the target's class", 'Fig. 7', 'not measured',
                                   'the reconstructed data set has no usable class labels: put each class (5 or more images) in its own sub-folder'))
-    if not generates:   # unguided samples are not images of the data: they are no control, the others still are
+    if not generates:   # unguided samples are not images of the data: no control for φ; and a classifier's verdict on non-images means nothing
         why = _flat_prior(g) or 'unguided samples are left out as a control: the prior does not generate (see the row above)'
-        rows = [r if r['verdict'] == 'needs labels' else {**r, 'note': '; '.join(t for t in (r['note'], why.replace('; left out of the count', '')) if t)} for r in rows]
+        rows = [r if r['verdict'] == 'needs labels' else {**r, 'note': '; '.join(t for t in (r['note'], why) if t)} for r in rows]
+        if rows[-1]['verdict'] != 'needs labels':
+            rows[-1] = {**rows[-1], 'verdict': 'invalid', 'note': 'the prior does not generate, so samples are not images of the data and a class judge says nothing about them; left out of the count'}
     return [prior] + rows
 
 def reproduction_table(numbers: dict) -> pd.DataFrame:
@@ -763,9 +783,18 @@ def model_manifest(model) -> dict | None:
     except FileNotFoundError: return None
 
 def in_channels(net) -> int:
-    "The image channels a model takes (3 when it does not say)."
+    "The image channels a model takes: its config's `in_channels`, else its first convolution's, else 3."
     conf = getattr(net, 'config', None)
-    return int(conf.get('in_channels', 3)) if isinstance(conf, dict) else int(getattr(conf, 'in_channels', 3))
+    if isinstance(conf, dict) and 'in_channels' in conf: return int(conf['in_channels'])
+    if hasattr(conf, 'in_channels'): return int(conf.in_channels)
+    conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    return int(conv.in_channels) if conv is not None else 3
+
+def data_hash(s: ImageSet) -> str:
+    "A short hash of a data set's images and labels."
+    h = hashlib.blake2b(digest_size=8)
+    h.update(s.images.detach().cpu().contiguous().numpy().tobytes()); h.update(s.labels.cpu().numpy().tobytes())
+    return h.hexdigest()
 
 def run_report(model='default', data='demo', out='sparsediff_report', cfg: ReportConfig | None = None, progress: bool = True,
                title: str = 'sparsediff report') -> tuple[Path, Path]:
@@ -779,11 +808,12 @@ def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) 
     import sys
     t0 = time.time()
     net = load_report_model(model, cfg.device)
-    sets = load_report_data(data, channels=in_channels(net))
-    notes = [n for n in (class_plan(s, cfg.min_per_class)['note'] for s in sets.values()) if n]
+    sets = load_report_data(data, channels=in_channels(net), model=model if isinstance(model, (str, Path)) else 'default')
+    notes = [n for n in (class_plan(s, cfg.min_per_class)['note'] for s in sets.values()) if n] + overlap_notes(sets, model_manifest(model))
     for n in notes: print(f'note: {n}.', file=sys.stderr)  # before any compute, even without a progress bar
     cache.mkdir(parents=True, exist_ok=True)
-    mhash = hash_state_dict(net.state_dict()); base = dict(model=mhash, cfg=asdict(cfg))
+    mhash = hash_state_dict(net.state_dict())
+    base = dict(model=mhash, cfg=asdict(cfg), content={k: data_hash(v) for k, v in sets.items()})   # new images under an old name are recomputed
     first = next(iter(sets.values()))
     mixed = torch.cat([s.images[:cfg.n_sparsity // len(sets)] for s in sets.values()])  # images of every set for the per-block views
     plan = [('sparsity', lambda: sparsity_section(net, mixed, cfg)), ('stability', lambda: stability_section(net, mixed, cfg))]

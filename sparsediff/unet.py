@@ -251,20 +251,25 @@ def training_manifest(name: str = 'default') -> dict:
     d = Path(name) if (Path(name)/CONFIG_NAME).exists() else pretrained_dir(name)
     if not (d/MANIFEST_NAME).exists(): raise FileNotFoundError(f'{d} has no {MANIFEST_NAME}: what this model trained on is unknown')
     m = read_json(d/MANIFEST_NAME)
-    return dict(datasets=m.get('datasets', {}), photos=m.get('photos', {}), generated=m.get('generated', []), note=m.get('note', ''))
+    return dict(datasets=m.get('datasets', {}), photos=m.get('photos', {}), generated=m.get('generated', []), note=m.get('note', ''),
+                validation=m.get('validation', {'photos': {}, 'note': ''}))
 
 def seen_split(manifest: dict, dataset: str, split: str) -> bool:
     "Whether the model trained on `split` of labelled `dataset`."
     return split in manifest['datasets'].get(dataset, [])
 
-def seen_band(manifest: dict, photo: str, band=(0.0, 1.0)) -> bool:
-    "Whether any part of the horizontal `band` (x0, x1) of `photo`, as fractions of its width, entered training."
-    return any(a < band[1] and band[0] < b for a, b in manifest['photos'].get(photo, []))
+def _bands(manifest: dict, photo: str, validation: bool) -> list:
+    "The bands of `photo` the model trained on, and with `validation` also those used to choose or adjust it."
+    return manifest['photos'].get(photo, []) + (manifest.get('validation', {}).get('photos', {}).get(photo, []) if validation else [])
 
-def unseen_bands(manifest: dict, photo: str) -> list:
-    "The horizontal bands of `photo` that never entered training, as [(x0, x1), ...] fractions of its width."
+def seen_band(manifest: dict, photo: str, band=(0.0, 1.0), validation: bool = True) -> bool:
+    "Whether any part of the horizontal `band` (x0, x1) of `photo`, as fractions of its width, entered training (or, with `validation`, model selection)."
+    return any(a < band[1] and band[0] < b for a, b in _bands(manifest, photo, validation))
+
+def unseen_bands(manifest: dict, photo: str, validation: bool = True) -> list:
+    "The horizontal bands of `photo` that never entered training (nor, with `validation`, model selection), as [(x0, x1), ...] fractions of its width."
     out, x = [], 0.0
-    for a, b in sorted(manifest['photos'].get(photo, [])):
+    for a, b in sorted(_bands(manifest, photo, validation)):
         if a > x: out.append((x, a))
         x = max(x, b)
     return out + ([(x, 1.0)] if x < 1 else [])

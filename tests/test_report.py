@@ -147,7 +147,7 @@ def guided_numbers(rng, planted, flat=False):
                        class_hit=[float(i % 10 == 0) for i in range(n)], n=n, pixel_std=real[n:])
     u = bad()
     if flat: u['pixel_std'] = [0.01] * n
-    return dict(guided=good if planted else bad(), unguided=u, random_phi=bad(), real_same_class=dict(phi_error=list(0.5 + 0.02 * rng.random(n))),
+    return dict(guided=good if planted else bad(), unguided=u, random_phi=bad(), real_same_class=dict(phi_error=list(0.5 + 0.02 * rng.random(n)), identified=[float(i % 4 == 0) for i in range(n)]),
                 index=list(np.repeat(np.arange(M), 2)), n_targets=M, chance=1 / M, class_chance=0.1, data='toy', real_pixel_std=real,
                 class_judge='a toy judge')
 
@@ -199,13 +199,15 @@ def test_a_flat_prior_is_no_control_for_the_guided_rows():
     t = reproduction_table(claims_numbers(True, flat=True))
     prior = t[t['claim'].str.startswith(ROW_KINDS['prior generates'])]
     assert len(prior) == 1 and prior['verdict'].iloc[0] == 'does not hold'
-    guided = t[t['claim'].str.startswith((ROW_KINDS['guided φ error'], ROW_KINDS['identification'], ROW_KINDS['class rate']))]
-    assert len(guided) == 3 and guided['note'].str.contains('flat images').all()
+    guided = t[t['claim'].str.startswith((ROW_KINDS['guided φ error'], ROW_KINDS['identification']))]
+    assert len(guided) == 2 and guided['note'].str.contains('flat images').all()
     assert not guided['best control'].str.startswith('unguided').any()
+    cls = t[t['claim'].str.startswith(ROW_KINDS['class rate'])]
+    assert len(cls) == 1 and cls['verdict'].iloc[0] == 'invalid'                 # a classifier's verdict on non-images says nothing
     ok = reproduction_table(claims_numbers(True))                       # a prior that generates: unguided samples are a control again
     assert ok[ok['claim'].str.startswith(ROW_KINDS['guided φ error'])]['best control'].str.startswith(('unguided', 'a real image', 'guidance')).all()
     rep = {'sections': {"The paper's claims, measured": {'tables': {'claims': json.loads(t.to_json(orient='records'))}}}}
-    assert f"{(t['verdict'] == 'holds').sum()} of {len(t)} claims hold" in claims_markdown(rep)
+    assert f"{(t['verdict'] == 'holds').sum()} of {len(t) - 1} claims hold" in claims_markdown(rep) and '1 have a degenerate control' in claims_markdown(rep)
 
 def test_guided_rows_are_scored_per_target():
     "Spreads come from a bootstrap over targets: one target's samples are not independent, so pooling them cannot shrink the spread."

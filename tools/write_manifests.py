@@ -4,7 +4,7 @@
 """
 import json, sys
 from pathlib import Path
-from sparsediff.data import PHOTOS, NATURAL_PHOTOS
+from sparsediff.data import PHOTOS, NATURAL_PHOTOS, HELDOUT_PHOTOS
 from sparsediff.unet import pretrained_dir, MANIFEST_NAME
 
 SMALL = {'mnist': ['train'], 'lfw': ['train'], 'digits': ['train']}   # the small labelled sets both mixtures draw from
@@ -29,7 +29,10 @@ def union(*ms) -> dict:
 
 MANIFESTS = {
     'default_v1': dict(mixture_v1(), note="TrainingMixture ('mixture'), 40,000 steps"),
-    'default': dict(union(mixture_v1(), mixture_v2()), note="warm-started from default_v1 (TrainingMixture), then NaturalMixture ('natural') for 10,000 steps"),
+    'default': dict(union(mixture_v1(), mixture_v2()), note="warm-started from default_v1 (TrainingMixture), then NaturalMixture ('natural') for 10,000 steps",
+                    validation=dict(photos={p: [[0.0, 1.0]] for p in HELDOUT_PHOTOS},
+                                    note='never in a training batch, but its recipe was chosen on crops of these photos (tools/sweep.py) and '
+                                         'they were the probe that re-initialised dead middle channels every 500 steps: validation data, not test data')),
     'scenes': dict(datasets={}, photos={}, generated=['rendered scenes (sparsediff.scenes, an infinite procedural stream)'], note="12,000 steps on rendered scenes"),
     'mnist': dict(datasets={'mnist': ['train']}, photos={}, generated=[], note="DigitsMixture ('mnist'): the MNIST-5k training split (4,000 digits), augmented"),
 }
