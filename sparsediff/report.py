@@ -561,7 +561,7 @@ def fig7_figures(images: dict, n_samples: int, data: str) -> list:
 def controls_section(model, sets: dict, cfg: ReportConfig, manifest: dict | None = None) -> Section:
     "Every claim's controls: random-init copies, simple statistics and pixels, live-channel PR, centred stability, the bimodality null, disjoint crops, sampling controls."
     from sparsediff.controls import random_init, control_features, compare_with_controls, source_identity, plot_controls, TRAINED, cluster_count
-    from sparsediff.controls import seen_pictures, unseen_pictures
+    from sparsediff.controls import seen_pictures, unseen_pictures, validation_pictures
     from sparsediff.data import PHOTOS
     parts = {n: s.images[:cfg.n_sparsity // len(sets)] for n, s in sets.items()}                  # the mixed batch, by data set
     nums, tables, figs = {}, {}, []
@@ -584,7 +584,8 @@ def controls_section(model, sets: dict, cfg: ReportConfig, manifest: dict | None
     photo_sets = {}
     if manifest is not None and in_channels(model) == 3:   # which photos, from what the model saw
         seen = seen_pictures(manifest)
-        photo_sets = {'parts of photos it trained on': {k: seen[k] for k in PHOTOS if k in seen}, 'photos or parts it never saw': unseen_pictures(manifest)}
+        photo_sets = {'parts of photos it trained on': {k: seen[k] for k in PHOTOS if k in seen}, 'photos or parts it never saw': unseen_pictures(manifest),
+                      'photos it was only chosen on (validation)': validation_pictures(manifest)}
     for label, photos in ((k, v) for k, v in photo_sets.items() if len(v) >= 2):
         t = source_identity(model, photos, cfg.n_per_photo, cfg.k_neighbours, cfg.sigma, cfg.n_noise, cfg.init_seeds, cfg.noise_seeds, cfg.seed)
         src[label] = dict(scores=t, chance=t.attrs['chance'], photos=list(t.attrs['photos']), n_per=cfg.n_per_photo)
