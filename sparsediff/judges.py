@@ -18,7 +18,7 @@ from .data import load_mnist, augment_digits
 __all__ = ['JUDGES_DIR', 'conv_block', 'DigitClassifier', 'non_digits', 'train_digit_classifier', 'save_judge', 'load_judge',
            'classify', 'confident_share', 'image_statistics', 'statistics_ratio', 'nearest_distances',
            'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target', 'SwappedPhi',
-           'judge_unconditional', 'pick_real', 'judge_guided', 'guided_grid']
+           'judge_unconditional', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -233,3 +233,17 @@ def guided_grid(targets: torch.Tensor, samples: torch.Tensor, n_samples: int, pe
     M = len(targets)
     groups = torch.cat([targets[:, None], samples.view(M, n_samples, *samples.shape[1:])], 1)     # (M, 1 + n, C, H, W)
     return show_images(groups.flatten(0, 1).clamp(0, 1), ncol=per_row * (1 + n_samples), title=title)
+
+# %% ../nbs/08a_judges.ipynb #b58c4328
+def fig7_markdown(summary: dict) -> str:
+    "The unconditional and guided tables of a Fig. 7 summary (as written by 08b_generation) in Markdown."
+    u = ['| sampler preset | evaluations per sample | judge confident (p ≥ 0.9) | pixel std ÷ real | mean ÷ real | gradient energy ÷ real | closer to a training digit than the closest 5 % of test digits |',
+         '|---|---|---|---|---|---|---|']
+    u += [f"| {r['preset']} | {r['evaluations']:.0f} | {r['confident']:.0%} ± {r['confident_spread']:.0%} | {r['std_ratio']:.2f} | {r['mean_ratio']:.2f} | "
+          f"{r['gradient_ratio']:.2f} | {r['closer_than_5pct_test']:.1%} |" for r in summary['unconditional']]
+    g = ["| preset | samples of | target's class (judge) | relative φ error | evaluations per sample |", '|---|---|---|---|---|']
+    pct = lambda m, s: '—' if m != m else f'{m:.0%} ± {s:.0%}'
+    for preset, rows in summary['guided'].items():
+        g += [f"| {preset} | {r['control']} | {pct(r['class_rate'], r['class_spread'])} | {r['phi_error']:.3f} ± {r['phi_error_spread']:.3f} | "
+              f"{'—' if r['evaluations_per_sample'] != r['evaluations_per_sample'] else round(r['evaluations_per_sample'])} |" for r in rows]
+    return '\n'.join(u) + f"\n\nReal test digits: the judge is confident on {summary['real_confident']:.0%}.\n\n" + '\n'.join(g)
