@@ -22,7 +22,12 @@ def ship(run=RUN, name: str = 'mnist'):
     import json, subprocess, sys
     from sparsediff.train import export_run
     from sparsediff.unet import pretrained_dir
-    dest = export_run(run, pretrained_dir(name), eval_images=load_mnist('test', channels=1).images[:256])
+    from sparsediff.train import channel_health
+    from sparsediff.unet import load_model
+    test = load_mnist('test', channels=1)
+    dest = export_run(run, pretrained_dir(name), eval_images=test.images[:256])
+    health = channel_health(load_model(dest), test.images[::2], test.labels[::2].numpy())   # every other test digit (sorted by class): dead channels, PR, stability, φ vs pixel kNN
+    (dest/'channel_health.json').write_text(json.dumps(health, indent=1) + '\n')
     cfg = json.loads((dest/'config.json').read_text())
     cfg['recipe'] = dict(script='training/mnist/train.py', data="DigitsMixture ('mnist'): MNIST-5k training split, augmented")
     (dest/'config.json').write_text(json.dumps(cfg, indent=2))
