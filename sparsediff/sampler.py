@@ -261,11 +261,15 @@ class SampleResult:
                 f'{self.evaluations_per_sample:.0f} evaluations and {self.seconds_per_sample:.2f} s per sample; '
                 f'final σ {self.final_sigma.mean():.3g})')
 
-    def show(self, ncol: int = 8, denoised: bool = True, title: str | None = None):
-        "Plotly grid of the samples (their clean estimates by default)."
+    def figure(self, ncol: int = 8, denoised: bool = True, title: str | None = None):
+        "Plotly grid of the samples (their clean estimates by default), returned to be shown, saved or changed."
         x = self.denoised if denoised else self.samples
         titles = [f't{int(i)}' for i in self.target_index] if self.target_index is not None else None
         return show_images(x, titles, ncol=ncol, title=title or f'{len(x)} samples ({self.config["schedule"]}, {self.config["guidance"]} guidance)')
+
+    def show(self, ncol: int = 8, denoised: bool = True, title: str | None = None):
+        "Display the grid of `figure()`: under the cell in a notebook, in a browser from a script."
+        self.figure(ncol, denoised, title).show()
 
     def plot(self, title: str | None = None):
         "Plotly figure: σ and the φ mismatch against the step, one line per sample."

@@ -196,3 +196,16 @@ def test_guidance_lowers_phi_error_on_the_shipped_model():
     eg, ef = phi_error(net, guided.denoised, digits, n_noise=4), phi_error(net, free.denoised, digits, n_noise=4)
     assert float(eg.median()) < 0.6 * float(ef.median()), (eg, ef)
     assert (eg < ef).all()
+
+
+def test_show_displays_and_figure_returns(model, targets, monkeypatch):
+    "`result.show()` displays the grid itself (a script showed nothing before) and returns nothing; `figure()` returns it."
+    import plotly.graph_objects as go
+    r = reconstruct(model, targets, n_samples=1, seed=0, progress=False, max_steps=3)
+    shown = []
+    monkeypatch.setattr(go.Figure, 'show', lambda self, *a, **k: shown.append(self))
+    assert r.show(ncol=2, title='two') is None
+    assert len(shown) == 1 and shown[0].layout.title.text == 'two' and len(shown[0].data) == 2
+    fig = r.figure(ncol=2)
+    assert isinstance(fig, go.Figure) and len(fig.data) == 2 and len(shown) == 1   # figure() shows nothing
+    assert r.figure(denoised=False).data[0].z.shape == (16, 16, 3)
