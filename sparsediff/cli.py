@@ -59,11 +59,11 @@ def as_flags(msg: str) -> str:
     return re.sub(r'\b(' + '|'.join(FLAG_NAMES) + r')\b', lambda m: FLAG_NAMES[m.group(1)], msg)
 
 def check_device(device: str):
-    "A `ValueError` unless `device` names a device torch knows (or 'auto')."
-    import torch
-    if device == 'auto': return
-    try: torch.device(device)
-    except (RuntimeError, ValueError): raise ValueError(f'--device {device!r} is not a device; use cpu, cuda, cuda:1 or mps') from None
+    "A `ValueError`, in the command line's words, unless `device` is 'auto' or a device present on this machine."
+    from sparsediff.core import as_device
+    try: as_device(device)
+    except ValueError: raise ValueError(f'--device {device!r} is not a device; use auto, cpu, cuda, cuda:1 or mps') from None
+    except RuntimeError as e: raise ValueError(re.sub(r"device='([^']*)'", r'--device \1', str(e))) from None   # as_device speaks Python
 
 def check_options(a):
     "Refuse option values no command can use, naming the option."

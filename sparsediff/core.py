@@ -25,7 +25,8 @@ def default_device() -> torch.device:
 def as_device(device='auto') -> torch.device:
     "The one device resolver: `'auto'` or `None` means `default_device()`; a string or a device is checked against what is present."
     if device is None or (isinstance(device, str) and device == 'auto'): return default_device()
-    device = torch.device(device)
+    try: device = torch.device(device)
+    except (RuntimeError, ValueError): raise ValueError(f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was requested but no CUDA GPU is visible to PyTorch; use device='cpu' or device='auto'.")
     if device.type == 'mps' and not (getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()):

@@ -72,3 +72,16 @@ def test_argparse_errors_stay_exit_2(tmp_path):
 def test_real_subprocess_error_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, '-m', 'sparsediff.cli', 'train', '--out', str(tmp_path/'r'), '--ckpt-every', '0'], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and r.stderr.startswith('sparsediff train: error: --ckpt-every'), r.stderr
+
+def test_device_errors_speak_command_line(capsys, tmp_path):
+    "`--device gpu` lists auto among the choices; a device not on this machine says `use --device cpu or --device auto`, not the API's device='cpu'."
+    code, err = run(capsys, 'demo', '--device', 'gpu', '--out', str(tmp_path/'o'))
+    assert code == 2 and "--device 'gpu' is not a device; use auto, cpu" in err and one_line(err), err
+    assert not (tmp_path/'o').exists()
+
+@pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='needs a machine without a CUDA GPU')
+def test_cuda_without_gpu_in_option_words(tmp_path):
+    r = subprocess.run([sys.executable, '-m', 'sparsediff.cli', 'demo', '--device', 'cuda', '--out', str(tmp_path/'x')], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
+    assert 'use --device cpu or --device auto' in r.stderr and "device='" not in r.stderr, r.stderr
+    assert not (tmp_path/'x').exists()   # refused before any work
