@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #c003
 from __future__ import annotations
-import os, math
+import os, math, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -15,9 +15,9 @@ import torch.nn.functional as F
 __all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'DATASETS', 'HELDOUT_PHOTOS', 'NATURAL_PHOTOS', 'MIXTURES', 'ImageSet',
            'to_float_images', 'fit_images', 'split_indices', 'mnist5k_path', 'load_mnist', 'load_lfw', 'load_digits',
            'load_photo', 'photo_region', 'image_pyramid', 'random_crops', 'load_crops', 'load_textures',
-           'pil_to_tensor', 'image_folder', 'from_hf_dataset', 'is_hf_dataset_dir', 'hf_from_disk', 'get_dataset',
-           'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image',
-           'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits', 'DigitsMixture']
+           'pil_to_tensor', 'DataWarning', 'image_folder', 'from_hf_dataset', 'is_hf_dataset_dir', 'hf_from_disk',
+           'get_dataset', 'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves',
+           'smooth_image', 'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits', 'DigitsMixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -199,6 +199,17 @@ def pil_to_tensor(img, size: int = 32, channels: int = 3) -> torch.Tensor:
     a = np.asarray(img, dtype=np.float32) / 255
     return torch.from_numpy(a).permute(2, 0, 1) if a.ndim == 3 else torch.from_numpy(a)[None]
 
+# %% ../nbs/01_data.ipynb #c023w
+class DataWarning(UserWarning):
+    "Something in the user's data was skipped or changed: printed as one line, without a source line."
+
+def _format_warning(message, category, filename, lineno, line=None, _plain=warnings.formatwarning):
+    "`warnings.formatwarning` that writes a `DataWarning` as `sparsediff: <message>` and every other warning as before."
+    if issubclass(category, DataWarning): return f'sparsediff: {message}\n'
+    return _plain(message, category, filename, lineno, line)
+
+warnings.formatwarning = _format_warning
+
 # %% ../nbs/01_data.ipynb #c024
 def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None = None) -> ImageSet:
     "Load an ImageFolder (class sub-folders, or a flat folder: then `labelled` is False) as an `ImageSet`."
@@ -216,12 +227,12 @@ def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None
             with Image.open(p) as im:
                 if min(im.size) < size: small.append(f'{p.relative_to(root)} ({im.size[0]}x{im.size[1]})'); continue
                 xs.append(pil_to_tensor(im, size, channels))
-        except (UnidentifiedImageError, OSError): bad.append(p.name); continue
+        except (UnidentifiedImageError, OSError): bad.append(p.relative_to(root).as_posix()); continue
         ys.append(classes.index(folder(p)))
     if small: raise ValueError(f'{len(small)} of the {len(files)} images in {root} are smaller than the model input {size}x{size} '
                                f'(e.g. {", ".join(small[:3])}): remove them or enlarge them to at least {size} pixels on the short side')
     if not xs: raise ValueError(f'none of the {len(files)} files in {root} could be read as an image (e.g. {bad[:3]}): replace them with PNG or JPEG files')
-    if bad: import warnings; warnings.warn(f'skipped {len(bad)} unreadable files in {root}: {bad[:5]}')
+    if bad: warnings.warn(f'skipped {len(bad)} unreadable file{"s" * (len(bad) > 1)} in {root}: {", ".join(bad[:5])}{" …" * (len(bad) > 5)}', DataWarning)
     flat = classes == ['.']
     classes = [c if c != '.' else root.name for c in classes]
     return ImageSet(torch.stack(xs), torch.tensor(ys), classes, root.name, labelled=not flat)

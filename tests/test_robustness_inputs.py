@@ -114,3 +114,20 @@ def test_check_helpers():
     with pytest.raises(ValueError, match='> 0'): check_sigma(0.0, allow_zero=False)
     with pytest.raises(TypeError, match='whole number'): check_positive_int(True, 'k')
     assert check_images(torch.rand(2, 3, 8, 8, dtype=torch.float64), dtype=None).dtype == torch.float64
+
+def test_unreadable_image_is_one_line(tmp_path):
+    "A broken file in a user's folder: one line naming it on stderr, no `UserWarning` and no source line (a fresh process, as a script sees it)."
+    import subprocess, sys
+    from PIL import Image
+    for cls in ('cats', 'dogs'):
+        (tmp_path/cls).mkdir()
+        for i in range(2): Image.new('RGB', (40, 40)).save(tmp_path/cls/f'{i}.png')
+    (tmp_path/'cats'/'notes.jpg').write_text('not an image')
+    r = subprocess.run([sys.executable, '-c', f'from sparsediff.data import image_folder; print(len(image_folder({str(tmp_path)!r})))'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == '4\n', r.stderr
+    assert r.stderr == f'sparsediff: skipped 1 unreadable file in {tmp_path}: cats/notes.jpg\n', r.stderr
+    with warnings.catch_warnings(record=True) as rec:   # still a warning, of our own category, that can be filtered
+        warnings.simplefilter('always'); __import__('sparsediff.data').data.image_folder(tmp_path)
+    from sparsediff.data import DataWarning
+    assert [w.category for w in rec] == [DataWarning]
