@@ -387,7 +387,8 @@ def plot_separation(tables: dict, threshold: float = 2.0, title: str | None = No
     import plotly.graph_objects as go
     fig = go.Figure([go.Histogram(x=t['separation'].replace(np.inf, np.nan).dropna(), name=f'{n} ({fraction_separated(t, threshold):.0%} > {threshold:g})',
                                   opacity=0.65, nbinsx=30) for n, t in tables.items()])
-    fig.add_vline(x=threshold, line_dash='dot', annotation_text=f'{threshold:g} std')
+    fig.add_vline(x=threshold, line_dash='dot', annotation_text=f'{threshold:g} std', annotation_position='top right',   # inside the plot,
+                  annotation_xshift=4, annotation_yshift=-4, annotation_bgcolor='rgba(255,255,255,0.8)')          # clear of the line and the top edge
     fig.update_layout(barmode='overlay', title=title or 'Separation of adjacent groups along the line joining their centroids',
                       xaxis_title='centroid distance / pooled std along the joining line', yaxis_title='pairs',
                       legend_title_text='grouping', height=380, width=720)

@@ -174,6 +174,9 @@ def test_semantic_figures():
     assert emb.shape == (60, 2) and len(np.unique(rows)) == 60
     assert labelled(plot_embedding(emb, y[rows]))
     assert labelled(plot_separation({'labels': centroid_separation(x, y)}))
+    a, = plot_separation({'labels': centroid_separation(x, y)}, threshold=2).layout.annotations   # the '2 std' label of the threshold line
+    assert a.text == '2 std' and a.x == 2 and a.xanchor == 'left' and a.xshift > 0                # right of the line, not on it
+    assert a.yref == 'y domain' and a.y == 1 and a.yanchor == 'top' and a.yshift < 0               # hangs below the plot's top edge
     im = torch.rand(len(x), 3, 8, 8)
     fig = plot_neighbours(im, {'a': x, 'px': pixel_features(im)}, [0, 5], k=2, labels=y)
     assert len(fig.data) == 2 * (1 + 2 * 2) and fig.layout.title.text
