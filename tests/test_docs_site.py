@@ -116,10 +116,25 @@ PAGE_PROBLEMS = r"""() => {
   const prose = main.cloneNode(true);   // the text a reader sees, less code, figures and KaTeX's hidden MathML copy
   prose.querySelectorAll('pre, code, script, .plotly-fig, .katex-mathml').forEach(e => e.remove());
   const text = prose.textContent;
-  return {overflow: document.documentElement.scrollWidth - window.innerWidth, wide,
+  const sideways = [...main.querySelectorAll('.highlight pre')].filter(p => p.scrollWidth > p.clientWidth + 1)   // source that scrolls sideways
+                     .map(p => p.textContent.split('\n').find(l => l.length > 0).slice(0, 60));
+  return {overflow: document.documentElement.scrollWidth - window.innerWidth, wide, sideways,
           katex: main.querySelectorAll('.katex').length, katexErrors: main.querySelectorAll('.katex-error').length,
           rawMath: (text.match(/\$\$|\\frac|\\mathbb|\\sigma/g) || []).length, target: text.includes('{target=')};
 }"""
+
+def test_nbdev_warnings_are_one_line_each(tmp_path):
+    "nbdev's warnings stay visible, one line each naming the notebook and the cell's first line, not the whole cell source."
+    proj = fixture_project(tmp_path)
+    nb = json.loads((proj/'nbs'/'00_core.ipynb').read_text())
+    nb['cells'].append(_nb(('code', 'import os\nx = 1\nassert x == 1\nprint(x)'))['cells'][0])   # nbdev warns: imports and other code
+    (proj/'nbs'/'00_core.ipynb').write_text(json.dumps(nb))
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py'), '--out', str(tmp_path/'site'), '--no-readme'],
+                       cwd=proj, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [l for l in (r.stdout + r.stderr).splitlines() if 'imports and other code' in l]
+    assert lines == ['nbdev warning: 00_core.ipynb: Found cells containing imports and other code. See FAQ. (cell: import os)'], r.stderr
+    assert 'assert x == 1' not in r.stderr and '---' not in r.stderr, r.stderr
 
 @pytest.mark.browser
 def test_docs_site(built):
@@ -152,7 +167,7 @@ def test_docs_site(built):
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT))
 
-            # every page at 1280 px: no sideways scrolling, images inside the text column, maths typeset by KaTeX
+            # every page at 1280 px: no sideways scrolling (of the page or of a code block), images inside the text column, maths typeset by KaTeX
             problems, typeset = {}, 0
             for name in sorted(pages):
                 page.goto(f'{base}/{name}')

@@ -235,7 +235,7 @@ body { margin: 0; font: 16px/1.6 system-ui, -apple-system, "Segoe UI", Roboto, s
 a { color: var(--accent); text-decoration: none; } a:hover { text-decoration: underline; }
 .navbar { display: flex; justify-content: space-between; align-items: center; padding: .6rem 1.5rem; background: var(--accent); }
 .navbar a { color: #fff; font-weight: 600; } .navbar .brand { font-size: 1.2rem; }
-.layout { display: grid; grid-template-columns: 15rem minmax(0, 1fr) 13rem; gap: 2rem; max-width: 90rem; margin: 0 auto; padding: 1.5rem; }
+.layout { display: grid; grid-template-columns: 14rem minmax(0, 1fr) 12rem; gap: 1.5rem; max-width: 110rem; margin: 0 auto; padding: 1.5rem; }
 .sidebar ul, .toc ul { list-style: none; margin: 0; padding: 0; }
 .sidebar { position: sticky; top: 1rem; align-self: start; border-right: 1px solid var(--border); padding-right: 1rem; }
 .sidebar li a { display: block; padding: .25rem .5rem; border-radius: 4px; color: #343a40; }
@@ -245,6 +245,7 @@ a { color: var(--accent); text-decoration: none; } a:hover { text-decoration: un
 .page-header { margin-bottom: 1.5rem; } .title { margin: 0; }
 pre, code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .88rem; }
 .highlight pre, .cell-output pre { padding: .6rem .8rem; overflow-x: auto; margin: 0 0 1rem; }
+.highlight pre { white-space: pre-wrap; overflow-wrap: anywhere; }   /* long source lines wrap in the column instead of scrolling sideways */
 pre.stream { white-space: pre-wrap; word-break: break-word; }
 .plotly-fig { max-width: 100%; overflow-x: auto; }
 .highlight { background: #f8f9fa; border-radius: 4px; }
@@ -274,6 +275,27 @@ def strict_doc_eval():
     _do_eval.strict = True
     P._do_eval = _do_eval
 
+def summarise_nbdev_warnings():
+    "Print each warning nbdev raises while processing a notebook as one line (notebook: first line of the message, first line of the cell), not the whole cell."
+    import warnings
+    import nbdev.serve_drv as drv
+    if getattr(drv.main, 'summarised', False): return
+    process = drv.main
+    def main(o):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter('always')
+            try: return process(o)
+            finally:
+                for w in seen: print(f'nbdev warning: {warning_line(Path(o[0]).name, str(w.message))}', file=sys.stderr)
+    main.summarised = True
+    drv.main = main   # proc_nbs looks it up at call time; in-process only (--workers 0, the default)
+
+def warning_line(name, message):
+    "`name: first line of message`, with the first code line of the cell nbdev quotes between `---` lines."
+    head, *rest = message.strip().split('\n---\n', 1)
+    cell = next((l.strip() for l in rest[0].splitlines() if l.strip()), '') if rest else ''
+    return f'{name}: {head.splitlines()[0]}' + (f' (cell: {cell[:80]})' if cell else '')
+
 def main(argv=None):
     "Process the notebooks, build the site and (unless `--no-readme`) README.md."
     ap = argparse.ArgumentParser(description='Build the offline docs site and README.md without Quarto.')
@@ -287,6 +309,7 @@ def main(argv=None):
     cfg = get_config()
     sys.path.insert(0, str(cfg.config_path))  # notebooks import the library from the repo, installed or not
     strict_doc_eval()
+    summarise_nbdev_warnings()
     proc = proc_nbs(force=args.force, n_workers=args.workers)
     out = Path(args.out).resolve() if args.out else cfg.config_path/'_site'
     pages = build_site(proc, out, cfg)
