@@ -206,6 +206,7 @@ class ReportConfig:
     n_per_photo: int = 30         # crops per half-photo in the disjoint-crop source-identity benchmark
     n_guided_targets: int = 16    # guided vs unguided samples for the sampling claims, scored per target (samples of one target are not independent)
     n_guided_samples: int = 2
+    guided_preset: str = 'thorough'  # sampler preset of the sampling claims: it must match φ well for the claims about φ to be tested, not the sampler
     seed: int = 0
     device: str = 'auto'          # 'auto': CUDA when present, else the CPU (resolved once, by core.as_device)
 
@@ -519,6 +520,7 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
     from sparsediff.core import make_generator
     from sparsediff.controls import random_init
     from sparsediff.judges import SwappedPhi, pick_real, classify, confident_share
+    from dataclasses import replace
     rows = class_plan(data, cfg.min_per_class)['rows']; labelled = len(rows) > 0     # targets from classes with enough images
     pool = rows if labelled else np.arange(len(data))
     idx = np.random.default_rng(cfg.seed + 1).choice(pool, min(cfg.n_guided_targets, len(pool)), replace=False)
@@ -530,8 +532,9 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
         return dict(phi_error=phi_error(model, x, targets[index], sigma=cfg.sigma, seed=cfg.seed).cpu().tolist(),
                     identified=(torch.cdist(p, q).argmin(1).cpu() == index).float().tolist(), n=len(x),
                     class_hit=None if hits is None else hits.tolist(), pixel_std=x.flatten(1).std(1).tolist())
-    runs = {'guided': (model, SamplerConfig()), 'unguided': (model, SamplerConfig(guidance='none')),
-            'random_phi': (SwappedPhi(model, random_init(model, cfg.seed)), SamplerConfig(block='phi_net.mid'))}
+    base = SamplerConfig.preset(cfg.guided_preset)
+    runs = {'guided': (model, base), 'unguided': (model, replace(base, guidance='none')),
+            'random_phi': (SwappedPhi(model, random_init(model, cfg.seed)), replace(base, block='phi_net.mid'))}
     out, images = {}, {}
     for name, (net, sc) in runs.items():
         r = reconstruct(net, targets, n_samples=cfg.n_guided_samples, config=sc, seed=cfg.seed, device=cfg.device, progress=False)
@@ -547,7 +550,7 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
         out['real_confident'] = confident_share(classify(judge, data.images[:256]))
     out.update(index=index.tolist(), n_targets=len(idx), real_pixel_std=data.images[:256].flatten(1).std(1).tolist(), chance=1 / len(idx),
                class_chance=1 / max(1, len(data.labels.unique())), data=data.name,
-               class_judge='the shipped digit classifier' if judge is not None else 'a pixel classifier trained on the other images')
+               class_judge='the shipped digit classifier' if judge is not None else 'a pixel classifier trained on the other images', preset=cfg.guided_preset)
     out['_images'] = dict(targets=targets, **images)
     return out
 
@@ -692,18 +695,18 @@ def _prior_row(g: dict) -> dict:
     conf, lo, hi = g['unguided'].get('confident'), *GENERATES[:2]
     ok = lo <= u / r <= hi and (conf is None or conf >= GENERATES[2])
     judged = f"; the digit judge is confident (p ≥ 0.9) on {conf:.0%} of them (real test digits: {g['real_confident']:.0%})" if conf is not None else ''
-    return {'claim': f"The prior generates: unguided samples look like the data ({g['unguided']['n']} samples, {g['data']})", 'paper': 'Fig. 7 (premise)',
+    return {'claim': f"The prior generates: unguided samples look like the data ({g['unguided']['n']} samples, {g['data']}, {g.get('preset', 'default')} sampler)", 'paper': 'Fig. 7 (premise)',
             'measured here': f"median pixel std of unguided samples ÷ real images': {u / r:.2f}{judged}",
             'best control': f'a flat image: pixel std ratio 0; real images: 1', 'margin': float('nan'), 'verdict': 'holds' if ok else 'does not hold',
             'note': f"holds when the pixel-std ratio is within {lo}–{hi}" + (f" and the judge is confident on ≥ {GENERATES[2]:.0%}" if conf is not None else '')}
 
 def _generation_rows(g: dict) -> list:
-    "The sampling rows: the prior generates; guided φ error, identification and class rate against unguided samples (only when the prior generates), random-init-φ guidance, real images and chance."
+    "The sampling rows: the prior generates; guided φ error, identification and class rate against unguided samples (unless they are flat images), random-init-φ guidance, real images and chance."
     from sparsediff.controls import verdict
     gd, ud, rd, n = g['guided'], g['unguided'], g['random_phi'], g['guided']['n']
-    prior = _prior_row(g); generates = prior['verdict'] == 'holds'
-    rand, where = "guidance by a random-init copy's φ", f"({n} samples of {g['n_targets']} targets, {g['data']})"
-    ctrl = lambda key: {**({'unguided sampling': _per_target(ud[key], g)} if generates else {}), rand: _per_target(rd[key], g)}
+    prior = _prior_row(g); flat = _flat_prior(g)      # flat: unguided samples are not images at all
+    rand, where = "guidance by a random-init copy's φ", f"({n} samples of {g['n_targets']} targets, {g['data']}, {g.get('preset', 'default')} sampler)"
+    ctrl = lambda key: {**({'unguided sampling': _per_target(ud[key], g)} if not flat else {}), rand: _per_target(rd[key], g)}
     rows = []
     err = ctrl('phi_error')
     if 'real_same_class' in g: err['a real image of the same class'] = _per_target(g['real_same_class']['phi_error'], g)
@@ -718,11 +721,10 @@ def _generation_rows(g: dict) -> list:
     else:
         rows.append(_needs_labels("Samples matching φ share the target's class", 'Fig. 7', 'not measured',
                                   'the reconstructed data set has no usable class labels: put each class (5 or more images) in its own sub-folder'))
-    if not generates:   # unguided samples are not images of the data: no control for φ; and a classifier's verdict on non-images means nothing
-        why = _flat_prior(g) or 'unguided samples are left out as a control: the prior does not generate (see the row above)'
-        rows = [r if r['verdict'] == 'needs labels' else {**r, 'note': '; '.join(t for t in (r['note'], why) if t)} for r in rows]
+    if flat:   # unguided samples are blank images: no control for φ; and a classifier's verdict on non-images means nothing
+        rows = [r if r['verdict'] == 'needs labels' else {**r, 'note': '; '.join(t for t in (r['note'], flat) if t)} for r in rows]
         if rows[-1]['verdict'] != 'needs labels':
-            rows[-1] = {**rows[-1], 'verdict': 'invalid', 'note': 'the prior does not generate, so samples are not images of the data and a class judge says nothing about them; left out of the count'}
+            rows[-1] = {**rows[-1], 'verdict': 'invalid', 'note': 'the prior draws flat images, so samples are not images of the data and a class judge says nothing about them; left out of the count'}
     return [prior] + rows
 
 def reproduction_table(numbers: dict) -> pd.DataFrame:
