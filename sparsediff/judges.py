@@ -16,9 +16,10 @@ from .data import load_mnist, augment_digits
 
 # %% auto #0
 __all__ = ['JUDGES_DIR', 'conv_block', 'DigitClassifier', 'non_digits', 'train_digit_classifier', 'save_judge', 'load_judge',
-           'classify', 'confident_share', 'image_statistics', 'statistics_ratio', 'nearest_distances',
-           'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target', 'SwappedPhi',
-           'judge_unconditional', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
+           'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'train_scene_reader',
+           'image_statistics', 'statistics_ratio', 'nearest_distances', 'memorisation_check', 'plot_memorisation',
+           'bootstrap_spread', 'per_target', 'SwappedPhi', 'judge_unconditional', 'pick_real', 'judge_guided',
+           'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -79,16 +80,17 @@ def save_judge(model: DigitClassifier, path, extra: dict | None = None):
     from safetensors.torch import save_file
     path = Path(path); path.mkdir(parents=True, exist_ok=True)
     with atomic_path(path/'model.safetensors') as tmp: save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    write_json({'architecture': 'sparsediff.DigitClassifier', 'config': model.config, **(extra or {})}, path/'config.json')
+    write_json({'architecture': f'sparsediff.{type(model).__name__}', 'config': model.config, **(extra or {})}, path/'config.json')
 
 def load_judge(name: str = 'mnist', device='cpu') -> DigitClassifier:
-    "Load a shipped judge by name ('mnist') or from a folder written by `save_judge`."
+    "Load a shipped judge by name ('mnist', 'scenes') or from a folder written by `save_judge`."
     from safetensors.torch import load_file
     d = Path(name) if Path(name).is_dir() else JUDGES_DIR/name
     if not (d/'config.json').exists(): raise FileNotFoundError(f'no judge named {name!r}: shipped judges are {sorted(p.name for p in JUDGES_DIR.iterdir())}')
     meta = read_json(d/'config.json')
-    if meta.get('architecture') != 'sparsediff.DigitClassifier': raise ValueError(f'{d} does not hold a DigitClassifier')
-    model = DigitClassifier(**meta['config']); model.load_state_dict(load_file(str(d/'model.safetensors')))
+    kinds = {'sparsediff.DigitClassifier': DigitClassifier, 'sparsediff.SceneReader': lambda **kw: SceneReader(**kw)}
+    if meta.get('architecture') not in kinds: raise ValueError(f'{d} does not hold a judge ({sorted(kinds)})')
+    model = kinds[meta['architecture']](**meta['config']); model.load_state_dict(load_file(str(d/'model.safetensors')))
     model.meta = meta
     return model.to(device).eval()
 
@@ -103,6 +105,54 @@ def classify(judge: nn.Module, images, batch_size: int = 512) -> torch.Tensor:
 def confident_share(probs: torch.Tensor, threshold: float = 0.9) -> float:
     "Share of images whose most likely class has probability ≥ `threshold`."
     return float((probs.max(1).values >= threshold).float().mean())
+
+# %% ../nbs/08a_judges.ipynb #83b42c03
+def scene_labels(scenes) -> tuple:
+    "Exact labels of rendered `Scenes`: visible-object count (N,) and which shapes are visible (N, 3) as 0/1."
+    from sparsediff.scenes import SHAPES
+    obj, kind = scenes.objects.long(), scenes.params['kind']                    # (N, H, W) with -1 for background; (N, K)
+    vis = torch.stack([(obj == k).flatten(1).any(1) for k in range(kind.shape[1])], 1)   # (N, K) object k seen in a pixel
+    shapes = torch.stack([(vis & (kind == s)).any(1) for s in range(len(SHAPES))], 1)
+    return vis.sum(1), shapes.float()
+
+class SceneReader(nn.Module):
+    "A small CNN reading rendered scenes (B, 3, 32, 32): logits of the visible-object count (0..max_objects) and of each shape's presence."
+    def __init__(self, widths=(16, 32, 64), max_objects: int = 4, n_shapes: int = 3):
+        super().__init__()
+        self.config = dict(widths=list(widths), max_objects=max_objects, n_shapes=n_shapes)
+        ws = (3, *widths)
+        self.features = nn.Sequential(*[conv_block(a, b) for a, b in zip(ws[:-1], ws[1:])])
+        self.head = nn.Linear(widths[-1] * 4, max_objects + 1 + n_shapes)
+
+    def forward(self, x):
+        f = F.adaptive_avg_pool2d(self.features(x - 0.5), 2).flatten(1)         # (B, 64, 4, 4) -> (B, 64·4): where things are matters
+        return self.head(f)                                                       # (B, max_objects + 1 + n_shapes)
+
+@torch.no_grad()
+def read_scenes(reader: SceneReader, images, batch_size: int = 512) -> dict:
+    "Probabilities of each visible-object count (N, max_objects + 1) and of each shape's presence (N, n_shapes)."
+    k = reader.config['max_objects'] + 1
+    out = torch.cat([reader(b.to(model_device(reader))).cpu() for b in torch.as_tensor(images).float().split(batch_size)])
+    return dict(count=out[:, :k].softmax(1), shapes=out[:, k:].sigmoid())
+
+# %% ../nbs/08a_judges.ipynb #02d07580
+def train_scene_reader(steps: int = 2000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> SceneReader:
+    "Train a `SceneReader` on freshly rendered scenes (render seeds 10⁶ + step: never the small seeds of evaluation sets)."
+    from tqdm.auto import tqdm
+    from sparsediff.scenes import render_scenes
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed); model = SceneReader()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    k = model.config['max_objects'] + 1
+    model.train()
+    for step in tqdm(range(steps), disable=not progress, desc='scene reader'):
+        sc = render_scenes(batch_size, seed=1_000_000 + seed * 100_000 + step)
+        count, shapes = scene_labels(sc)
+        out = model(sc.images)
+        loss = F.cross_entropy(out[:, :k], count) + F.binary_cross_entropy_with_logits(out[:, k:], shapes)
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    return model.eval()
 
 # %% ../nbs/08a_judges.ipynb #ffadcf1d
 def image_statistics(images) -> dict:
