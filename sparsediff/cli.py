@@ -9,7 +9,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['FLAG_NAMES', 'COMMANDS', 'PLAIN_ERRORS', 'HelpFormatter', 'train_parser', 'as_flags', 'check_device', 'check_options',
-           'monitor_images', 'run_train', 'report_parser', 'run_report_cmd', 'Parser', 'main', 'error_line']
+           'monitor_images', 'run_train', 'default_threads', 'report_parser', 'run_report_cmd', 'Parser', 'main',
+           'error_line']
 
 # %% ../nbs/14_cli.ipynb #c004
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -101,6 +102,13 @@ def run_train(a):
     print(f'model written to {a.out} (load with sparsediff.unet.load_model)')
 
 # %% ../nbs/14_cli.ipynb #c007
+def default_threads(cap: int = 8) -> int:
+    "CPU threads for a report: the cores this process may use less the machine's current load (1-minute average), between 1 and `cap`."
+    import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+    return int(max(1, min(cap, cores - int(load))))   # oversubscribed threads cost far more CPU time than they save on a busy machine
+
 def report_parser(sub, name='report'):
     "Arguments of `sparsediff report` (and `demo`, which has defaults for all of them)."
     demo = name == 'demo'
@@ -119,13 +127,17 @@ def report_parser(sub, name='report'):
                    help="'demo', 'mnist', 'textures', 'validation-photos', a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
                         "or a saved Hugging Face dataset folder")
     p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda'")
+    p.add_argument('--threads', type=int, default=None,
+                   help=f'torch CPU threads (default: the cores free now, i.e. cores less the 1-minute load, 1 to 8: {default_threads()} on this machine now)')
     p.add_argument('--quiet', action='store_true', help='no progress bar (notes about the data are still printed)')
     return p
 
 def run_report_cmd(a):
     "Run `sparsediff demo` / `sparsediff report` from parsed arguments."
+    import torch
     from sparsediff.report import run_report, demo, ReportConfig
     check_options(a)
+    torch.set_num_threads(a.threads or default_threads())
     if a.command == 'demo': h, j = demo(a.out, a.device, not a.quiet, a.model, a.data)
     else: h, j = run_report(a.model, a.data, a.out, ReportConfig(device=a.device), not a.quiet)
     print(f'wrote {h}\nwrote {j}')

@@ -21,10 +21,11 @@ from .semantics import (as_images, pixel_features, mean_colour, pca_features, kn
 # %% auto #0
 __all__ = ['STABILITY_DESCRIPTORS', 'TRAINED', 'RANDOM', 'NULL_Z', 'N_BOOT', 'ALL_PHOTOS', 'random_init', 'random_inits',
            'gradient_energy', 'simple_statistics', 'centred_pixels', 'descriptor_stability', 'phi_draws',
-           'control_features', 'cluster_count', 'bootstrap_sd', 'resampled_accuracy', 'semantic_scores',
-           'separation_verdict', 'combined_spread', 'compare_with_controls', 'score_table', 'as_pair', 'verdict',
-           'metric_verdict', 'planted_sparse_code', 'widest_band', 'unseen_pictures', 'validation_pictures',
-           'seen_pictures', 'picture_crops', 'disjoint_crops', 'source_identity', 'plot_controls']
+           'baseline_features', 'control_features', 'cluster_count', 'bootstrap_sd', 'resampled_accuracy',
+           'semantic_scores', 'separation_verdict', 'combined_spread', 'compare_with_controls', 'score_table',
+           'as_pair', 'verdict', 'metric_verdict', 'planted_sparse_code', 'widest_band', 'unseen_pictures',
+           'validation_pictures', 'seen_pictures', 'picture_crops', 'disjoint_crops', 'source_identity',
+           'plot_controls']
 
 # %% ../nbs/07a_controls.ipynb #c006
 def random_init(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -102,14 +103,19 @@ def phi_draws(model: nn.Module, images, sigma: float = 0.2, n_noise: int = 8, se
         out.append(np.concatenate(parts).astype(np.float32))
     return out
 
+def baseline_features(images, pca_dims: int = 64, seed: int = 0) -> dict:
+    "The simple baselines every claim about φ must beat: simple statistics, pixels, centred pixels, PCA of pixels and mean colour, as {name: [ (N, D) array ]}."
+    x = as_images(images); pix = pixel_features(x)
+    return {'simple statistics': [simple_statistics(x)], 'pixels': [pix], 'centred pixels': [centred_pixels(x)],
+            f'PCA-{pca_dims} of pixels': [pca_features(pix, pca_dims, seed)], 'mean colour': [mean_colour(x)]}
+
 def control_features(model: nn.Module, images, sigma: float = 0.2, n_noise: int = 8, init_seeds=(0, 1, 2), noise_seeds=(0, 1, 2),
                      pca_dims: int = 64, block: str = 'mid', seed: int = 0) -> dict:
     "Trained φ (one array per noise seed), random-init φ (one per init seed) and the simple baselines, as {name: [ (N, D) arrays ]}."
-    x = as_images(images); pix = pixel_features(x)
+    x = as_images(images)
     return {TRAINED: phi_draws(model, x, sigma, n_noise, noise_seeds, block),
             RANDOM: [phi_draws(random_init(model, s), x, sigma, n_noise, (s,), block)[0] for s in init_seeds],
-            'simple statistics': [simple_statistics(x)], 'pixels': [pix], 'centred pixels': [centred_pixels(x)],
-            f'PCA-{pca_dims} of pixels': [pca_features(pix, pca_dims, seed)], 'mean colour': [mean_colour(x)]}
+            **baseline_features(x, pca_dims, seed)}
 
 # %% ../nbs/07a_controls.ipynb #c014
 def cluster_count(n: int, n_classes: int = 2, paper: int = 100, min_per: int = 5) -> int:

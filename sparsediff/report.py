@@ -14,15 +14,17 @@ from .core import atomic_path, write_json, hash_state_dict, as_device
 from .data import ImageSet, load_mnist, load_textures, image_folder, fit_images
 
 # %% auto #0
-__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'MIN_IMAGES', 'METRIC_NAMES', 'FLAT_RATIO',
-           'GENERATES', 'Section', 'plotly_js', 'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html',
-           'to_jsonable', 'write_report', 'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached',
-           'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section', 'load_report_model',
-           'validation_photos', 'overlap_notes', 'load_report_data', 'class_plan', 'phi_features', 'cluster_comparison',
-           'metrics_table', 'semantics_section', 'reconstruction_section', 'judge_for', 'class_hits', 'same_class_rate',
-           'as_np', 'fig7_figures', 'controls_section', 'pass_fail_verdict', 'reproduction_table', 'claims_markdown',
-           'model_manifest', 'in_channels', 'data_hash', 'run_report', 'analyse', 'claims_summary', 'analyse_parts',
-           'demo']
+__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'MIN_IMAGES', 'METRIC_NAMES', 'SAMPLING_RUNS',
+           'FLAT_RATIO', 'GENERATES', 'MARGIN_NA', 'Section', 'plotly_js', 'table_html', 'fit_figure', 'safe_text',
+           'section_html', 'render_html', 'to_jsonable', 'write_report', 'step_key', 'safe_name', 'inside', 'encode',
+           'decode', 'cached', 'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section',
+           'load_report_model', 'validation_photos', 'overlap_notes', 'load_report_data', 'class_plan', 'phi_features',
+           'cluster_comparison', 'metrics_table', 'named_metrics', 'scores_table', 'semantics_section',
+           'reconstruction_section', 'judge_for', 'class_hits', 'same_class_rate', 'sparsity_runs', 'as_np',
+           'guided_targets', 'sampling_run', 'fig7_figures', 'dataset_scores', 'source_identity_sets',
+           'source_identity_run', 'controls_section', 'pass_fail_verdict', 'reproduction_table', 'claims_markdown',
+           'model_manifest', 'in_channels', 'data_hash', 'run_report', 'architecture_key', 'report_plan',
+           'report_sections', 'analyse', 'readable_claims', 'claims_summary', 'analyse_parts', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -33,6 +35,7 @@ class Section:
     figures: list = field(default_factory=list)
     tables: dict = field(default_factory=dict)
     numbers: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)   # plain-text remarks about the data, shown as highlighted notes under the prose
 
 # %% ../nbs/13_report.ipynb #c007
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.5}
@@ -72,6 +75,7 @@ def safe_text(text: str) -> str:
 def section_html(sec: Section, i: int) -> str:
     "One section as HTML, figures as plotly divs (plotly.js loaded once by the page)."
     parts = [f'<h2 id="s{i}">{html.escape(sec.title)}</h2>', f'<p>{safe_text(sec.text)}</p>' if sec.text else '']
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in sec.notes]
     for name, df in sec.tables.items(): parts += [f'<h3>{html.escape(name)}</h3>', table_html(df)]
     for fig in sec.figures: parts.append(fit_figure(fig).to_html(full_html=False, include_plotlyjs=False, config={'displaylogo': False}))
     return '\n'.join(parts)
@@ -107,7 +111,7 @@ def write_report(out, sections: list, title: str, meta: dict) -> tuple[Path, Pat
     return out/'report.html', out/'report.json'
 
 # %% ../nbs/13_report.ipynb #c012
-CACHE_FORMAT = 'sparsediff.cache/2'   # /2: held-out cluster separation, per-dataset stability and sparsity
+CACHE_FORMAT = 'sparsediff.cache/3'   # /2: held-out cluster separation, per-dataset stability and sparsity; /3: controls cached per part
 
 def step_key(**settings) -> str:
     "A short hash of a step's settings."
@@ -142,7 +146,7 @@ def encode(obj):
     if isinstance(obj, torch.Tensor): return {'__tensor__': _array(obj.detach().cpu().numpy())}
     if isinstance(obj, np.ndarray):
         return {'__array__': _array(obj)} if obj.dtype.kind in 'biufc' else {'__objarray__': [encode(v) for v in obj.tolist()]}
-    if isinstance(obj, Section): return {'__section__': {k: encode(getattr(obj, k)) for k in ('title', 'text', 'tables', 'numbers')} | {'figures': [pio.to_json(f) for f in obj.figures]}}
+    if isinstance(obj, Section): return {'__section__': {k: encode(getattr(obj, k)) for k in ('title', 'text', 'tables', 'numbers', 'notes')} | {'figures': [pio.to_json(f) for f in obj.figures]}}
     if isinstance(obj, go.Figure): return {'__figure__': pio.to_json(obj)}
     if isinstance(obj, pd.DataFrame):
         return {'__frame__': {'columns': [encode(c) for c in obj.columns], 'data': [encode(obj.iloc[:, i].to_numpy()) for i in range(obj.shape[1])],
@@ -162,7 +166,7 @@ def decode(obj):
     if tag == '__tensor__': return torch.from_numpy(_unarray(v))
     if tag == '__array__': return _unarray(v)
     if tag == '__objarray__': return np.array([decode(x) for x in v], dtype=object)
-    if tag == '__section__': return Section(decode(v['title']), decode(v['text']), [pio.from_json(f) for f in v['figures']], decode(v['tables']), decode(v['numbers']))
+    if tag == '__section__': return Section(decode(v['title']), decode(v['text']), [pio.from_json(f) for f in v['figures']], decode(v['tables']), decode(v['numbers']), decode(v['notes']))
     if tag == '__figure__': return pio.from_json(v)
     if tag == '__frame__':
         df = pd.DataFrame({i: decode(c) for i, c in enumerate(v['data'])}, index=decode(v['index']))
@@ -197,8 +201,6 @@ class ReportConfig:
     stability_sigmas: tuple = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8)
     n_clusters: int = 100         # KMeans at the paper's scale (their k = 100-10,000), fewer where the data give < 5 images per cluster
     k_neighbours: int = 5
-    n_targets: int = 4            # guided reconstructions
-    n_samples: int = 2
     min_per_class: int = 5        # classes with fewer images are left out of the class-based analyses
     init_seeds: tuple = (0, 1, 2)   # random-init copies of the network (controls)
     noise_seeds: tuple = (0, 1, 2)  # noise seeds of the trained φ: the seed-to-seed part of the spreads the verdicts use
@@ -211,32 +213,45 @@ class ReportConfig:
     device: str = 'auto'          # 'auto': CUDA when present, else the CPU (resolved once, by core.as_device)
 
 # %% ../nbs/13_report.ipynb #c017
-def sparsity_section(model, x: torch.Tensor, cfg: ReportConfig) -> Section:
-    "Participation ratio of ā at every block's input and output (the paper's Fig. 1)."
-    from sparsediff.analysis import block_sparsity, sparsity_summary, plot_block_sparsity
-    t = block_sparsity(model, x[:cfg.n_sparsity], sigma=cfg.sparsity_sigma, seed=cfg.seed)
-    summ = sparsity_summary(t)
-    out = summ['output']
-    text = (f'Normalized participation ratio PR(ā) = ‖ā‖₁²/(d‖ā‖₂²) of the spatially averaged channels, median over '
-            f'{min(len(x), cfg.n_sparsity)} images at σ = {cfg.sparsity_sigma}. Lower is sparser. The paper finds PR drops in the middle and decoder blocks. '
-            f'Here the sparsest block output is <b>{out.idxmin()}</b> (PR {out.min():.3f}); middle block {out["mid"]:.3f}.')
-    return Section('Sparsity per block', text, [plot_block_sparsity(t)], {'median PR per block': summ.rename_axis(columns=None).reset_index()},
-                   {'median_pr_output': out.to_dict(), 'median_pr_input': summ['input'].to_dict(), 'sparsest_output_block': out.idxmin()})
+def sparsity_section(sp: dict, cfg: ReportConfig) -> Section:
+    "Participation ratio of ā at every block's output (the paper's Fig. 1): the numbers the claims table uses, and the first noise seed's histograms."
+    from sparsediff.analysis import plot_block_sparsity
+    part = 'mixed' if 'mixed' in sp['trained'][0] else next(iter(sp['trained'][0]))
+    mean = lambda f, v: pd.Series({b: float(np.mean([d[part][v][b] for d in sp[f]])) for b in sp[f][0][part][v]})
+    live, every, rand = mean('trained', 'pr_live'), mean('trained', 'pr'), mean('random-init', 'pr_live')
+    n_t, n_r = len(sp['trained']), len(sp['random-init'])
+    tab = pd.DataFrame({'block': live.index, 'median PR, live channels (trained)': live.round(3).values, 'median PR, all channels (trained)': every.round(3).values,
+                        'median PR, live channels (random-init copies)': rand.round(3).values})
+    text = (f'Normalized participation ratio PR(ā) = ‖ā‖₁²/(d‖ā‖₂²) of each block output\'s spatially averaged channels, median over {sp["n_images"]} images at σ = {cfg.sparsity_sigma}, '
+            f'averaged over {n_t} noise seed(s) (random-init copies: {n_r} init seed(s)). Lower is sparser. PR over live channels is the measure the claims table uses '
+            f'(dead channels make PR over all channels look sparser than the code is). The paper finds PR drops in the middle and decoder blocks. '
+            f'Here the sparsest block output over live channels is <b>{live.idxmin()}</b> ({live.min():.3f}); middle block {live["mid"]:.3f} '
+            f'(over all channels {every["mid"]:.3f}); untrained middle block {rand["mid"]:.3f}. The histograms show the first noise seed.')
+    return Section('Sparsity per block', text, [plot_block_sparsity(sp['table'])], {'median PR of each block output': tab},
+                   {'median_pr_output': every.to_dict(), 'median_pr_live_output': live.to_dict(), 'median_pr_random_init': rand.to_dict(),
+                    'sparsest_output_block': live.idxmin(), 'part': part})
 
 # %% ../nbs/13_report.ipynb #c018
-def stability_section(model, x: torch.Tensor, cfg: ReportConfig) -> Section:
-    "Cosine between ā at σ = 0.5 and at other σ, per block (the paper's Fig. 2)."
-    from sparsediff.analysis import noise_stability, stability_summary, plot_noise_stability
-    x = x[:cfg.n_sparsity][::2]   # every other image: each data set of the mixed batch keeps its share
-    t = noise_stability(model, x, sigmas=cfg.stability_sigmas, sigma_ref=0.5, seed=cfg.seed)
-    summ = stability_summary(t)
-    worst = summ.min(axis=1)  # the lowest mean cosine over σ, per block
-    text = (f'Mean cosine similarity between ā(x + 0.5z) and ā(x + σz′) over {len(x)} images of every data set (per data set, with pixel and mean-colour controls: the Controls section). '
-            f'The paper finds the middle block the most stable. Here the most stable block (highest worst-case cosine over σ ∈ '
-            f'{list(cfg.stability_sigmas)}) is <b>{worst.idxmax()}</b> ({worst.max():.3f}); middle block {worst["mid"]:.3f}.')
-    tab = summ.reset_index(); tab.columns = [str(c) for c in tab.columns]
-    return Section('Noise stability', text, [plot_noise_stability(t)], {'mean cosine with ā at σ=0.5': tab},
-                   {'min_cosine_per_block': worst.to_dict(), 'most_stable_block': worst.idxmax()})
+def stability_section(st: dict, cfg: ReportConfig) -> Section:
+    "Cosine between ā at σ = 0.5 and at other σ, per block and data set (the paper's Fig. 2): raw and centred, the numbers the claims table uses."
+    from sparsediff.analysis import plot_noise_stability
+    rows, figs, lines = [], [], []
+    for name, s in st.items():
+        raw, cen = ({b: float(np.mean(v)) for b, v in s[k].items()} for k in ('cosine', 'cosine_centred'))
+        for b in raw: rows.append({'data': name, 'block': b, 'worst cosine, raw': round(raw[b], 3), 'worst cosine, centred': round(cen[b], 3),
+                                   'raw cosine of two different images': round(s['between_images'][b], 3) if b in s['between_images'] else 'n/a (not a block)'})
+        nets = [b for b in cen if b in s['between_images']]
+        best_c, best_r = max(nets, key=cen.get), max(nets, key=raw.get)
+        lines.append(f'{name}: most stable block by centred cosine <b>{best_c}</b> ({cen[best_c]:.3f}; middle block {cen["mid"]:.3f}), '
+                     f'by raw cosine {best_r} ({raw[best_r]:.3f}; middle block {raw["mid"]:.3f})')
+        figs.append(plot_noise_stability(s['table'], sigma_ref=0.5).update_layout(title=f'{name}: cosine of ā at σ = 0.5 with ā at σ (first noise draw; pixels and mean colour as controls)'))
+    text = (f'Mean cosine between ā(x + 0.5z) and ā(x + σz′), over {st[next(iter(st))]["n_images"]} images per data set and {len(st[next(iter(st))]["cosine"]["mid"])} noise draws; '
+            f'"worst" is the lowest mean over σ ∈ {[g for g in cfg.stability_sigmas if g >= cfg.stability_min_sigma]} (σ ≥ {cfg.stability_min_sigma}). '
+            f'Raw cosines of non-negative features are high even between different images, so the claims table uses the centred cosine (each side\'s mean ā removed); '
+            f'both are given. The paper finds the middle block the most stable. ' + '; '.join(lines) + '.')
+    return Section('Noise stability', text, figs, {'worst cosine over σ, per block': pd.DataFrame(rows)},
+                   {'worst_cosine': {n: {b: float(np.mean(v)) for b, v in s['cosine'].items()} for n, s in st.items()},
+                    'worst_cosine_centred': {n: {b: float(np.mean(v)) for b, v in s['cosine_centred'].items()} for n, s in st.items()}})
 
 # %% ../nbs/13_report.ipynb #c019
 def selectivity_section(phi: np.ndarray, data: ImageSet, cfg: ReportConfig) -> Section:
@@ -328,10 +343,12 @@ def class_plan(data: ImageSet, min_per_class: int = 5) -> dict:
 
 
 # %% ../nbs/13_report.ipynb #c025
-def phi_features(model, data: ImageSet, folder, cfg: ReportConfig, progress: bool = True) -> dict:
-    "φ and enc3's ā at σ for every image of `data`, from (or into) a resumable store in `folder`."
+def phi_features(model, data: ImageSet, folder, cfg: ReportConfig, progress: bool = True, seed: int | None = None) -> dict:
+    "φ and enc3's ā at σ for every image of `data`, one noise seed (default `cfg.seed`), from (or into) a resumable store in `folder`."
     from sparsediff.phi import extract_phi
-    store = extract_phi(model, data, inside(folder, Path(folder)/f'phi-{safe_name(data.name)}'), sigmas=(cfg.sigma,), n_noise=cfg.n_noise, seed=cfg.seed,
+    seed = cfg.seed if seed is None else seed
+    name = f'phi-{safe_name(data.name)}' + ('' if seed == cfg.seed else f'-seed{seed}')
+    store = extract_phi(model, data, inside(folder, Path(folder)/name), sigmas=(cfg.sigma,), n_noise=cfg.n_noise, seed=seed,
                         blocks=('enc3', 'mid'), progress=progress, overwrite=True)
     return {'phi': np.asarray(store.phi(cfg.sigma, 'mid')), 'enc3': np.asarray(store.phi(cfg.sigma, 'enc3'))}
 
@@ -349,7 +366,8 @@ METRIC_NAMES = {'dims': 'dimensions', 'knn_acc': 'kNN accuracy', 'linear_acc': '
                 'purity': 'KMeans purity', 'frac_gt_2std': 'adjacent clusters > 2 std apart (held out)', 'frac_gt_2std_labels': 'adjacent classes > 2 std apart',
                 'median_sep': 'median cluster separation, held out (std)', 'median_sep_labels': 'median class separation (std)',
                 'median_sep_null': 'median separation, matched Gaussian, held out (std)', 'sep_ratio': 'cluster separation / matched Gaussian\'s (held out)',
-                'sep_null_spread': 'spread of that ratio under the null'}
+                'sep_null_spread': 'spread of that ratio under the null', 'class_sep_ratio': 'human classes\' separation / matched Gaussian\'s',
+                'source_acc': 'source photo named (kNN accuracy)'}
 
 def metrics_table(tab: pd.DataFrame) -> pd.DataFrame:
     "Representations as columns and metrics as rows, named in words: a narrow table that fits the page."
@@ -357,30 +375,38 @@ def metrics_table(tab: pd.DataFrame) -> pd.DataFrame:
     t.index = [METRIC_NAMES[c] for c in t.index]; t.columns.name = None
     return t.rename_axis('metric').reset_index()
 
+def named_metrics(long: pd.DataFrame) -> pd.DataFrame:
+    "A `compare_with_controls` table with its metrics named in words and the constant `n_clusters` rows dropped."
+    t = long[long['metric'] != 'n_clusters']
+    return t.assign(metric=t['metric'].map(METRIC_NAMES).fillna(t['metric']))
+
+def scores_table(long: pd.DataFrame) -> pd.DataFrame:
+    "Metrics (rows, in words) × representations (columns) as 'mean ± spread': the numbers the claims table reads."
+    from sparsediff.controls import score_table
+    t = score_table(named_metrics(long)).T
+    t = t.map(lambda v: 'n/a: too few images per held-out cluster' if str(v).startswith('nan') else v)   # separation needs 5+ images in two clusters
+    t.columns.name = None
+    return t.rename_axis('metric').reset_index()
+
 def _pct(v) -> str: return f'{v:.0%}' if np.isfinite(v) else 'n/a (fewer than two held-out clusters of 5+ images)'
 
-def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section:
-    "Neighbours, clusters, kNN and linear classification: φ against pixels, PCA of pixels, mean colour and enc3 (Figs. 5, 6, 14); class-based parts only with labels."
-    from sparsediff.semantics import (pixel_features, pca_features, mean_colour, compare_representations, plot_comparison,
-                                      plot_neighbours, kmeans, centroid_separation, heldout_separation, plot_separation, tsne_embedding, plot_embedding)
+def _score_text(long: pd.DataFrame, metric: str, rep: str) -> str:
+    "One number of a `compare_with_controls` table as 'mean ± spread'."
+    r = long[(long['metric'] == metric) & (long['representation'] == rep)].iloc[0]
+    return f"{r['mean']:.3f} ± {r['spread']:.3f}" if r['spread'] > 0 else f"{r['mean']:.3f}"
+
+def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig, scores: dict | None = None) -> Section:
+    "Neighbours, clusters, kNN and linear classification of φ against its controls (Figs. 5, 6, 14), from the scores the claims table uses; class-based parts only with labels."
+    from sparsediff.semantics import pixel_features, pca_features, mean_colour, plot_neighbours, kmeans, heldout_separation, centroid_separation, plot_separation, tsne_embedding, plot_embedding
+    from sparsediff.controls import plot_controls, cluster_count, TRAINED, RANDOM
     pix = pixel_features(data.images)
     live = feats['phi'][:, feats['phi'].max(0) > 0]  # dead channels carry nothing; dropping them changes no cosine
-    reps = {'φ (mid)': live, 'pixels': pix, 'PCA-64 of pixels': pca_features(pix, 64, cfg.seed),
-            'mean colour': mean_colour(data.images), 'enc3 ā': feats['enc3']}
-    plan = class_plan(data, cfg.min_per_class); rows = plan['rows']; labelled = len(rows) > 0
+    plan = class_plan(data, cfg.min_per_class); rows = plan['rows']; labelled = len(rows) > 0 and scores is not None
     y = data.labels.numpy()
-    from sparsediff.controls import cluster_count
     n_clusters = cluster_count(len(data), max(2, len(plan['classes'])), cfg.n_clusters)   # the paper's scale where the data allow
     assign, _ = kmeans(live, n_clusters, cfg.seed)
-    if labelled:
-        yk = np.unique(y[rows], return_inverse=True)[1]  # the kept classes, numbered 0..K-1
-        tab = compare_representations({k: v[rows] for k, v in reps.items()}, yk, k=cfg.k_neighbours, n_clusters=cluster_count(len(rows), len(plan['classes']), cfg.n_clusters),
-                                     seed=cfg.seed, probe=True, null=True)
-        sep = {'KMeans on φ (held out)': heldout_separation(live, n_clusters, cfg.seed),
-               'human labels': centroid_separation(live[rows], yk, strict=False)}
-    else:
-        tab = cluster_comparison(reps, n_clusters, cfg.seed)
-        sep = {'KMeans on φ (held out)': heldout_separation(live, n_clusters, cfg.seed)}
+    sep = {'KMeans on φ (held out)': heldout_separation(live, n_clusters, cfg.seed)}
+    if labelled: sep['human labels'] = centroid_separation(live[rows], np.unique(y[rows], return_inverse=True)[1], strict=False)
     queries = np.random.default_rng(cfg.seed).choice(len(data), 3, replace=False)
     emb, erows = tsne_embedding(live, n=min(600, len(live)), seed=cfg.seed)
     colour, names, legend = (y, data.classes, 'class') if data.labelled else (assign, [f'cluster {c}' for c in range(n_clusters)], 'KMeans cluster')
@@ -388,48 +414,49 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section
                             labels=y if data.labelled else None, class_names=data.classes, scale=3),
             plot_separation(sep, title=f'{data.name}: separation of adjacent groups in φ' + (', KMeans clusters vs human classes' if labelled else ', KMeans clusters')),
             plot_embedding(emb, colour[erows], names, title=f't-SNE of φ on {data.name}, coloured by {legend}', legend=legend)]
-    if labelled: figs.insert(0, plot_comparison(tab, title=f'{data.name}: how well each representation groups the labelled classes'))
-    r = tab.round(3); n_lab = len(rows)
     head = f'{data.name}, {len(data)} images, φ at σ = {cfg.sigma} averaged over {cfg.n_noise} noise draws. '
     if labelled:
-        text = head + (f'Class-based scores on {n_lab} images of {len(plan["classes"])} classes. kNN (k = {cfg.k_neighbours}, cosine) accuracy: φ {r.loc["φ (mid)", "knn_acc"]}, pixels {r.loc["pixels", "knn_acc"]}, '
-                       f'enc3 {r.loc["enc3 ā", "knn_acc"]}, mean colour {r.loc["mean colour", "knn_acc"]}. '
-                       f'Linear classifier: φ {r.loc["φ (mid)", "linear_acc"]}, pixels {r.loc["pixels", "linear_acc"]}. '
-                       f'Adjacent KMeans clusters separated by more than 2 std, on held-out points: {r.loc["φ (mid)", "frac_gt_2std"]:.0%}; human classes: '
-                       f'{r.loc["φ (mid)", "frac_gt_2std_labels"]:.0%}; held-out cluster separation over a matched Gaussian\'s: {r.loc["φ (mid)", "sep_ratio"]:.2f} '
-                       f'(± {r.loc["φ (mid)", "sep_null_spread"]:.2f} under the null).')
+        long, k = scores['scores'], scores['n_clusters']
+        s = lambda m, r=TRAINED: _score_text(long, m, r)
+        figs.insert(0, plot_controls(named_metrics(long), metrics=[METRIC_NAMES[m] for m in ('knn_acc', 'linear_acc', 'frac_gt_2std')],
+                                     title=f'{data.name}: trained φ against its controls (mean ± spread over seeds and resampled data; {k} KMeans clusters)'))
+        text = head + (f'Class-based scores on {len(rows)} images of {len(plan["classes"])} classes, mean ± spread over {len(cfg.noise_seeds)} noise seeds '
+                       f'(random-init copies: {len(cfg.init_seeds)} init seeds) and resampled images and splits: the same numbers as the claims table. '
+                       f'kNN (k = {cfg.k_neighbours}, cosine) accuracy: φ {s("knn_acc")}, random-init φ {s("knn_acc", RANDOM)}, pixels {s("knn_acc", "pixels")}, '
+                       f'mean colour {s("knn_acc", "mean colour")}. Linear classifier: φ {s("linear_acc")}, pixels {s("linear_acc", "pixels")}. '
+                       f'{k} KMeans clusters fitted on one half of the images: adjacent clusters more than 2 std apart on the other half {s("frac_gt_2std")}; '
+                       f'their separation over a matched Gaussian\'s {s("sep_ratio")} (human classes {s("class_sep_ratio")}).')
+        tables = {f'scores of φ and its controls (mean ± spread), {k} KMeans clusters': scores_table(long)}
+        numbers = {'comparison': long, 'n_clusters': k}
     else:
+        reps = {'φ (mid)': live, 'pixels': pix, 'PCA-64 of pixels': pca_features(pix, 64, cfg.seed), 'mean colour': mean_colour(data.images), 'enc3 ā': feats['enc3']}
+        tab = cluster_comparison(reps, n_clusters, cfg.seed); r = tab.round(3)
         text = head + (f'{n_clusters} KMeans clusters of φ; adjacent clusters separated by more than 2 std, on held-out points: {_pct(r.loc["φ (mid)", "frac_gt_2std"])}; '
                        f'held-out separation over that of a Gaussian with φ\'s mean and covariance: {r.loc["φ (mid)", "sep_ratio"]:.2f} (± {r.loc["φ (mid)", "sep_null_spread"]:.2f} under the null).')
-    if plan['note']: text += f'<p class="note">{html.escape(plan["note"])}.</p>'
-    return Section(f'Semantics ({data.name})', text, figs, {'representations compared': metrics_table(tab)},
-                   {'comparison': tab.reset_index(), 'labelled': labelled, 'n_labelled': n_lab, 'note': plan['note']})
+        tables = {f'held-out cluster separation of each representation, {n_clusters} KMeans clusters': metrics_table(tab)}
+        numbers = {'comparison': tab.reset_index(), 'n_clusters': n_clusters}
+    return Section(f'Semantics ({data.name})', text, figs, tables, {**numbers, 'labelled': labelled, 'n_labelled': len(rows), 'note': plan['note']},
+                   [plan['note'] + '.'] if plan['note'] else [])
 
 
 # %% ../nbs/13_report.ipynb #c028
-def reconstruction_section(model, data: ImageSet, cfg: ReportConfig, progress: bool = True) -> Section:
-    "Guided stochastic reconstructions of a few targets, with their relative φ error and final σ."
-    from sparsediff.sampler import reconstruct, phi_error
-    from sparsediff.core import show_images
-    idx = np.random.default_rng(cfg.seed).choice(len(data), cfg.n_targets, replace=False)
-    targets = data.images[torch.as_tensor(idx)]
-    r = reconstruct(model, targets, n_samples=cfg.n_samples, seed=cfg.seed, device=cfg.device, progress=progress)
-    x = r.denoised.clamp(0, 1)
-    err = phi_error(model, x, targets[r.target_index], sigma=cfg.sigma, seed=cfg.seed).cpu()  # computed on the model's device
-    tiles = torch.cat([torch.cat([targets[i:i+1], x[r.target_index == i]]) for i in range(len(targets))])
-    titles = [t for i in range(len(targets)) for t in ['target'] + [f'φ err {e:.2f}' for e in err[r.target_index == i].tolist()]]
-    fig = show_images(tiles, titles=titles, ncol=1 + cfg.n_samples, scale=4, title='Targets (left) and samples drawn to match their φ')
-    pix = (x - targets[r.target_index]).flatten(1).norm(dim=1) / targets[r.target_index].flatten(1).norm(dim=1)
-    same = same_class_rate(data, idx, x, r.target_index) if len(class_plan(data, cfg.min_per_class)['rows']) else float('nan')
-    text = (f'{cfg.n_samples} samples for each of {cfg.n_targets} {data.name} targets, {r.evaluations_per_sample:.0f} network evaluations per sample, '
-            f'status {r.status}. Median relative φ error ‖φ(x)−φ(x_c)‖/‖φ(x_c)‖ at σ = {cfg.sigma}: {err.median():.3f}; '
-            f'median relative pixel difference from the target {pix.median():.2f} (samples are new images, not copies). '
-            + (f'A logistic-regression classifier trained on the pixels of the other {len(data) - len(idx)} images labels {same:.0%} of the samples '
-               f'with their target\'s class (chance {1 / max(1, len(data.labels.unique())):.0%}).' if np.isfinite(same)
-               else 'Whether samples keep their target\'s class needs labels (class sub-folders with enough images each).'))
-    return Section('Reconstruction from φ', text, [fig], {},
-                   {'phi_error': err, 'pixel_difference': pix, 'evals_per_sample': r.evaluations_per_sample, 'status': r.status,
-                    'final_sigma': r.final_sigma, 'same_class_rate': same, 'chance': 1 / max(1, len(data.labels.unique()))})
+def reconstruction_section(g: dict, images: dict, cfg: ReportConfig) -> Section:
+    "Fig. 7: targets beside their φ-guided samples and unguided samples, with the φ error and class rate the claims table uses."
+    med = lambda k, run: float(np.median(g[run][k]))
+    per = lambda k, run: _per_target(g[run][k], g)[0]
+    cls = (f"Share judged the target's class by {g['class_judge']} (mean over targets): guided {per('class_hit', 'guided'):.0%}, unguided {per('class_hit', 'unguided'):.0%}, "
+           f"guided by a random-init copy's φ {per('class_hit', 'random_phi'):.0%} (chance {g['class_chance']:.0%}). ") if g['guided'].get('class_hit') is not None else \
+          "Whether samples keep their target's class needs labels (class sub-folders with enough images each). "
+    real = f", a real image of the target's class {per('phi_error', 'real_same_class'):.3f}" if 'real_same_class' in g else ''
+    text = (f"{g['guided']['n']} samples of {g['n_targets']} {g['data']} targets ({cfg.n_guided_samples} each), sampler preset <b>{g['preset']}</b>, "
+            f"{g['guided']['evals_per_sample']:.0f} network evaluations per guided sample ({g['unguided']['evals_per_sample']:.0f} unguided), status {g.get('status', 'n/a')}. "
+            f"Relative φ error ‖φ(x)−φ(x_c)‖/‖φ(x_c)‖ at σ = {cfg.sigma}, mean over targets: guided {per('phi_error', 'guided'):.3f}, unguided {per('phi_error', 'unguided'):.3f}, "
+            f"guided by a random-init copy's φ {per('phi_error', 'random_phi'):.3f}{real}. " + cls +
+            f"Median pixel std of unguided samples {med('pixel_std', 'unguided'):.3f} against {float(np.median(g['real_pixel_std'])):.3f} for real images. "
+            'The claims table tests these numbers against each other.')
+    return Section('Reconstruction from φ (Fig. 7)', text, fig7_figures(images, cfg.n_guided_samples, g['data']), {},
+                   {'phi_error_guided': per('phi_error', 'guided'), 'class_rate_guided': per('class_hit', 'guided') if g['guided'].get('class_hit') is not None else None,
+                    'evals_per_sample': g['guided']['evals_per_sample'], 'preset': g['preset']})
 
 # %% ../nbs/13_report.ipynb #c029
 def judge_for(data: ImageSet):
@@ -458,15 +485,26 @@ def same_class_rate(data: ImageSet, target_idx, samples: torch.Tensor, target_in
 
 
 # %% ../nbs/13_report.ipynb #c029c
-def _median_pr(model, sets_x: dict, cfg: ReportConfig, seed: int) -> dict:
+def _pr_table(model, sets_x: dict, cfg: ReportConfig, seed: int) -> pd.DataFrame:
+    "PR of every block output for each image of every set (one noise seed), as `block_sparsity` gives it."
+    from sparsediff.analysis import block_sparsity
+    return block_sparsity(model, torch.cat(list(sets_x.values())), sigma=cfg.sparsity_sigma, seed=seed, which='output')
+
+def _median_pr(t: pd.DataFrame, sets_x: dict, seed: int) -> dict:
     "Median PR of each block's output over each set's images and, with several sets, over all of them ('mixed'): {set: {'pr': {block: v}, 'pr_live': {...}}}."
-    from sparsediff.analysis import block_sparsity, sparsity_summary
-    t = block_sparsity(model, torch.cat(list(sets_x.values())), sigma=cfg.sparsity_sigma, seed=seed, which='output')
+    from sparsediff.analysis import sparsity_summary
     owner = np.repeat(list(sets_x), [len(v) for v in sets_x.values()])                              # (N,) the set of each image
     parts = {n: t[owner[t['image'].to_numpy()] == n] for n in sets_x}
     if len(sets_x) > 1: parts = {'mixed': t, **parts}
     return {k: {v: sparsity_summary(p, value=v)['output'].to_dict() for v in ('pr', 'pr_live')} | {f'{v}_sd': _median_sd(p, v, seed) for v in ('pr', 'pr_live')}
             for k, p in parts.items()}
+
+def sparsity_runs(model, sets_x: dict, cfg: ReportConfig, seeds) -> dict:
+    "Median PR per block for each noise seed (`_median_pr`), and the first seed's per-image table for the histograms."
+    tables = [_pr_table(model, sets_x, cfg, s) for s in seeds]
+    keep = ['image', 'block', 'which', 'sigma', 'pr', 'pr_live']
+    return {'medians': [_median_pr(t, sets_x, s) for t, s in zip(tables, seeds)], 'table': tables[0][[c for c in keep if c in tables[0]]],
+            'n_images': sum(len(v) for v in sets_x.values())}
 
 def _median_sd(t: pd.DataFrame, value: str, seed: int) -> dict:
     "Bootstrap spread over images of each block's median `value`: {block: sd}."
@@ -474,7 +512,7 @@ def _median_sd(t: pd.DataFrame, value: str, seed: int) -> dict:
     return {b: bootstrap_sd(g[value].dropna().to_numpy(), np.median, seed=seed) for b, g in t.groupby('block', sort=False)}
 
 def _stability_controls(model, x, cfg: ReportConfig) -> dict:
-    "Worst mean cosine over σ ≥ stability_min_sigma per block, and for pixels and mean colour of the same noisy images, per noise draw, raw and centred; raw cosine between different images."
+    "Worst mean cosine over σ ≥ stability_min_sigma per block, and for pixels and mean colour of the same noisy images, per noise draw, raw and centred; raw cosine between different images; the first draw's table for the figure."
     from sparsediff.analysis import noise_stability, row_cosine, centred
     from sparsediff.controls import descriptor_stability, STABILITY_DESCRIPTORS
     from sparsediff.phi import noisy_block_means
@@ -495,6 +533,9 @@ def _stability_controls(model, x, cfg: ReportConfig) -> dict:
     a = noisy_block_means(model, x, 0.5, 1, tuple(b for b in dict.fromkeys(st['block']) if b not in STABILITY_DESCRIPTORS), 'output', make_generator(cfg.seed))
     out['between_images'] = {b: float(np.nanmean(row_cosine(v, np.roll(as_np(v), 1, 0)))) for b, v in a.items()}
     out['min_sigma'] = cfg.stability_min_sigma
+    first = st[st['draw'] == st['draw'].min()]
+    out['table'] = first[['image', 'block', 'sigma', 'cosine', 'cosine_centred']].reset_index(drop=True)
+    out['n_images'] = len(x)
     return out
 
 def as_np(a) -> np.ndarray: return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
@@ -513,17 +554,37 @@ def _selectivity_controls(reps: dict) -> dict:
         out[name] = rows
     return out
 
-def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
+SAMPLING_RUNS = ('guided', 'unguided', 'random_phi')   # the sampling claims' runs: φ-guided, the prior alone, guidance by a random-init copy's φ
+
+def guided_targets(data: ImageSet, cfg: ReportConfig) -> np.ndarray:
+    "Indices of the sampling claims' targets: from classes with enough images when there are labels."
+    rows = class_plan(data, cfg.min_per_class)['rows']
+    pool = rows if len(rows) else np.arange(len(data))
+    return np.random.default_rng(cfg.seed + 1).choice(pool, min(cfg.n_guided_targets, len(pool)), replace=False)
+
+def sampling_run(model, data: ImageSet, cfg: ReportConfig, kind: str) -> dict:
+    "One of the sampling claims' runs (`SAMPLING_RUNS`) on the targets of `guided_targets`: samples, their target index and network evaluations per sample."
+    from sparsediff.sampler import reconstruct, SamplerConfig
+    from sparsediff.controls import random_init
+    from sparsediff.judges import SwappedPhi
+    from dataclasses import replace
+    if kind not in SAMPLING_RUNS: raise ValueError(f'kind must be one of {SAMPLING_RUNS}, got {kind!r}')
+    base = SamplerConfig.preset(cfg.guided_preset)
+    if kind == 'random_phi': net, sc = SwappedPhi(model, random_init(model, cfg.seed)), replace(base, block='phi_net.mid')
+    else: net, sc = model, (base if kind == 'guided' else replace(base, guidance='none'))
+    targets = data.images[torch.as_tensor(guided_targets(data, cfg))]
+    r = reconstruct(net, targets, n_samples=cfg.n_guided_samples, config=sc, seed=cfg.seed, device=cfg.device, progress=False)
+    return dict(images=r.denoised.clamp(0, 1).cpu(), target_index=r.target_index.cpu(), evals_per_sample=r.evaluations_per_sample, status=r.status)
+
+def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None = None) -> dict:
     "Guided samples against unguided ones, guidance by a random-init copy's φ and real images of the same class, every score kept per sample."
-    from sparsediff.sampler import reconstruct, phi_error, SamplerConfig
+    from sparsediff.sampler import phi_error
     from sparsediff.phi import phi as phi_of
     from sparsediff.core import make_generator
-    from sparsediff.controls import random_init
-    from sparsediff.judges import SwappedPhi, pick_real, classify, confident_share
-    from dataclasses import replace
-    rows = class_plan(data, cfg.min_per_class)['rows']; labelled = len(rows) > 0     # targets from classes with enough images
-    pool = rows if labelled else np.arange(len(data))
-    idx = np.random.default_rng(cfg.seed + 1).choice(pool, min(cfg.n_guided_targets, len(pool)), replace=False)
+    from sparsediff.judges import pick_real, classify, confident_share
+    runs = runs or {k: sampling_run(model, data, cfg, k) for k in SAMPLING_RUNS}
+    labelled = len(class_plan(data, cfg.min_per_class)['rows']) > 0
+    idx = guided_targets(data, cfg)
     targets, judge = data.images[torch.as_tensor(idx)], judge_for(data)
     q = phi_of(model, targets, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed))                # (M, D) the targets' φ
     def score(x, index):
@@ -532,26 +593,19 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig) -> dict:
         return dict(phi_error=phi_error(model, x, targets[index], sigma=cfg.sigma, seed=cfg.seed).cpu().tolist(),
                     identified=(torch.cdist(p, q).argmin(1).cpu() == index).float().tolist(), n=len(x),
                     class_hit=None if hits is None else hits.tolist(), pixel_std=x.flatten(1).std(1).tolist())
-    base = SamplerConfig.preset(cfg.guided_preset)
-    runs = {'guided': (model, base), 'unguided': (model, replace(base, guidance='none')),
-            'random_phi': (SwappedPhi(model, random_init(model, cfg.seed)), replace(base, block='phi_net.mid'))}
-    out, images = {}, {}
-    for name, (net, sc) in runs.items():
-        r = reconstruct(net, targets, n_samples=cfg.n_guided_samples, config=sc, seed=cfg.seed, device=cfg.device, progress=False)
-        images[name] = r.denoised.clamp(0, 1).cpu()
-        out[name] = dict(score(images[name], r.target_index), evals_per_sample=r.evaluations_per_sample)
-    index = r.target_index
+    out = {name: dict(score(r['images'], r['target_index']), evals_per_sample=r['evals_per_sample']) for name, r in runs.items()}
+    index = runs['guided']['target_index']
     if labelled:   # a real image of the target's class, never a target itself
         allowed = torch.as_tensor(~np.isin(np.arange(len(data)), idx))
         pick = pick_real(data.labels, data.labels[torch.as_tensor(idx)][index], True, cfg.seed, allowed)
         out['real_same_class'] = score(data.images[pick], index)
     if judge is not None:
-        out['unguided']['confident'] = confident_share(classify(judge, images['unguided']))
+        out['unguided']['confident'] = confident_share(classify(judge, runs['unguided']['images']))
         out['real_confident'] = confident_share(classify(judge, data.images[:256]))
     out.update(index=index.tolist(), n_targets=len(idx), real_pixel_std=data.images[:256].flatten(1).std(1).tolist(), chance=1 / len(idx),
-               class_chance=1 / max(1, len(data.labels.unique())), data=data.name,
+               class_chance=1 / max(1, len(data.labels.unique())), data=data.name, status=runs['guided']['status'],
                class_judge='the shipped digit classifier' if judge is not None else 'a pixel classifier trained on the other images', preset=cfg.guided_preset)
-    out['_images'] = dict(targets=targets, **images)
+    out['_images'] = dict(targets=targets, **{k: r['images'] for k, r in runs.items()})
     return out
 
 def fig7_figures(images: dict, n_samples: int, data: str) -> list:
@@ -561,48 +615,52 @@ def fig7_figures(images: dict, n_samples: int, data: str) -> list:
     return [guided_grid(images['targets'], images['guided'], n_samples, per_row=4, title=f'Fig. 7: {data} targets (first of each group) and their φ-guided samples'),
             show_images(images['unguided'], ncol=8, title=f'Unguided samples from the same model (the prior alone): do they look like {data}?')]
 
-def controls_section(model, sets: dict, cfg: ReportConfig, manifest: dict | None = None) -> Section:
-    "Every claim's controls: random-init copies, simple statistics and pixels, live-channel PR, centred stability, the bimodality null, disjoint crops, sampling controls."
-    from sparsediff.controls import random_init, control_features, compare_with_controls, source_identity, plot_controls, TRAINED, cluster_count
+def dataset_scores(trained: list, random: list, data: ImageSet, cfg: ReportConfig) -> dict:
+    "The selectivity test (all images) and, with labels, the class-based scores of trained φ and every control (`compare_with_controls`), on one data set."
+    from sparsediff.controls import compare_with_controls, cluster_count, baseline_features, TRAINED, RANDOM
+    reps = {TRAINED: trained, RANDOM: random, **baseline_features(data.images, seed=cfg.seed)}
+    sel = _selectivity_controls(reps)                                  # selectivity needs no labels: every image
+    plan = class_plan(data, cfg.min_per_class)
+    if not len(plan['rows']): return dict(needs_labels=plan['note'], selectivity=sel)
+    rows = plan['rows']; y = np.unique(data.labels.numpy()[rows], return_inverse=True)[1]
+    k = cluster_count(len(y), len(np.unique(y)), cfg.n_clusters)
+    scores = compare_with_controls({r: [f[rows] for f in fs] for r, fs in reps.items()}, y, cfg.k_neighbours, k, cfg.seed)
+    return dict(scores=scores, n_clusters=k, selectivity=sel)
+
+def source_identity_sets(model, manifest: dict | None) -> dict:
+    "The photo sets of the source-identity rows, from what the model's training manifest says it saw: {label: {photo: picture}}, sets of 2+ photos only."
     from sparsediff.controls import seen_pictures, unseen_pictures, validation_pictures
     from sparsediff.data import PHOTOS
-    parts = {n: s.images[:cfg.n_sparsity // len(sets)] for n, s in sets.items()}                  # the mixed batch, by data set
-    nums, tables, figs = {}, {}, []
-    nums['sparsity'] = {'trained': [_median_pr(model, parts, cfg, s) for s in cfg.noise_seeds],
-                        'random-init': [_median_pr(random_init(model, s), parts, cfg, s) for s in cfg.init_seeds]}
-    nums['stability'] = {n: _stability_controls(model, s.images[:cfg.n_sparsity // 2], cfg) for n, s in sets.items()}
-    nums['datasets'] = {}
-    for name, s in sets.items():
-        reps = control_features(model, s.images, cfg.sigma, cfg.n_noise, cfg.init_seeds, cfg.noise_seeds, seed=cfg.seed)
-        plan = class_plan(s, cfg.min_per_class)
-        if not len(plan['rows']):   # no usable labels: selectivity needs none; the class-based scores are marked "needs labels"
-            nums['datasets'][name] = dict(needs_labels=plan['note'], selectivity=_selectivity_controls(reps)); continue
-        rows = plan['rows']; y = np.unique(s.labels.numpy()[rows], return_inverse=True)[1]; reps = {r: [f[rows] for f in fs] for r, fs in reps.items()}
-        k = cluster_count(len(y), len(np.unique(y)), cfg.n_clusters)
-        long = compare_with_controls(reps, y, cfg.k_neighbours, k, cfg.seed)
-        nums['datasets'][name] = dict(scores=long, n_clusters=k, selectivity=_selectivity_controls(reps))
-        tables[f'{name}: trained φ vs controls (mean, spread over seeds)'] = long.drop(columns='values')
-        figs.append(plot_controls(long, title=f'{name}: trained φ vs its controls ({k} KMeans clusters; mean ± spread over seeds and noise draws)'))
-    src = {}
-    photo_sets = {}
-    if manifest is not None and in_channels(model) == 3:   # which photos, from what the model saw
-        seen = seen_pictures(manifest)
-        photo_sets = {'parts of photos it trained on': {k: seen[k] for k in PHOTOS if k in seen}, 'photos or parts it never saw': unseen_pictures(manifest),
-                      'photos it was only chosen on (validation)': validation_pictures(manifest)}
-    for label, photos in ((k, v) for k, v in photo_sets.items() if len(v) >= 2):
-        t = source_identity(model, photos, cfg.n_per_photo, cfg.k_neighbours, cfg.sigma, cfg.n_noise, cfg.init_seeds, cfg.noise_seeds, cfg.seed)
-        src[label] = dict(scores=t, chance=t.attrs['chance'], photos=list(t.attrs['photos']), n_per=cfg.n_per_photo)
-        tables[f'source identity, disjoint halves of {len(photos)} {label} (kNN accuracy)'] = t.drop(columns='values')
-        figs.append(plot_controls(t, metrics=('source_acc',), title=f'Which photo? Crops of the right half against the left half, {label} (chance {t.attrs["chance"]:.2f})'))
-    nums['source_identity'] = src
-    nums['guided'] = _guided_controls(model, next(iter(sets.values())), cfg)
-    figs += fig7_figures(nums['guided'].pop('_images'), cfg.n_guided_samples, nums['guided']['data'])
-    text = (f'Trained φ over {len(cfg.noise_seeds)} noise seeds against {len(cfg.init_seeds)} random-init copies of the same network and the '
-            f'simple baselines (kNN and linear read-outs preprocessed alike, fitted on training folds); KMeans at the paper\'s scale (up to {cfg.n_clusters} clusters), '
-            f'separation measured on held-out points against a matched Gaussian null; PR over live channels, per data set and mixed; '
-            f'stability with the mean ā removed, over σ ≥ {cfg.stability_min_sigma}, per data set, beside pixels and mean colour; source identity on crops from disjoint halves of each photo; '
-            f'{cfg.n_guided_targets * cfg.n_guided_samples} guided samples against as many unguided ones, as many guided by a random-init copy\'s φ, and real images of the target\'s class '
-            f'(scored per target: {cfg.n_guided_targets} targets). Source identity uses the photos the model\'s training manifest says it saw and never saw. The verdicts in the claims table use these numbers.')
+    if manifest is None or in_channels(model) != 3: return {}
+    seen = seen_pictures(manifest)
+    sets = {'parts of photos it trained on': {k: seen[k] for k in PHOTOS if k in seen}, 'photos or parts it never saw': unseen_pictures(manifest),
+            'photos it was only chosen on (validation)': validation_pictures(manifest)}
+    return {k: v for k, v in sets.items() if len(v) >= 2}
+
+def source_identity_run(model, photos: dict, cfg: ReportConfig) -> dict:
+    "kNN accuracy of right-half crops against left-half crops of `photos`, for trained φ and every control."
+    from sparsediff.controls import source_identity
+    t = source_identity(model, photos, cfg.n_per_photo, cfg.k_neighbours, cfg.sigma, cfg.n_noise, cfg.init_seeds, cfg.noise_seeds, cfg.seed)
+    return dict(scores=t, chance=t.attrs['chance'], photos=list(t.attrs['photos']), n_per=cfg.n_per_photo)
+
+def controls_section(nums: dict, cfg: ReportConfig) -> Section:
+    "What every claim is compared with, and the source-identity test; the class-based scores are in each Semantics section, the samples in Fig. 7."
+    from sparsediff.controls import plot_controls
+    tables, figs = {}, []
+    for label, d in nums['source_identity'].items():
+        t = d['scores']
+        tables[f'source identity, disjoint halves of {len(d["photos"])} {label}'] = scores_table(t)
+        figs.append(plot_controls(named_metrics(t), metrics=(METRIC_NAMES['source_acc'],),
+                                  title=f'Which photo? Crops of the right half against the left half, {label} (chance {d["chance"]:.2f})'))
+    src = ('Source identity uses crops from disjoint halves of the photos the model\'s training manifest says it saw, never saw, and was chosen on.'
+           if nums['source_identity'] else 'Source identity is not measured: it needs a model with a training manifest, three colour channels, and the bundled photos '
+           '(a report on your own images does not count rows on bundled data).')
+    text = (f'Trained φ over {len(cfg.noise_seeds)} noise seeds against {len(cfg.init_seeds)} random-init copies of the same network and simple baselines '
+            f'(simple statistics, pixels, centred pixels, PCA of pixels, mean colour; kNN and linear read-outs preprocessed alike, fitted on training folds). '
+            f'KMeans at the paper\'s scale (up to {cfg.n_clusters} clusters), separation measured on held-out points against a matched Gaussian null. '
+            f'Sparsity: PR over live channels, per data set and mixed, against random-init copies. Stability: centred, over σ ≥ {cfg.stability_min_sigma}, per data set, beside pixels and mean colour. '
+            f'Sampling: {cfg.n_guided_targets * cfg.n_guided_samples} guided samples against as many unguided ones, as many guided by a random-init copy\'s φ, and real images of the target\'s class '
+            f'(scored per target: {cfg.n_guided_targets} targets). {src} Each section above shows the same numbers the claims table uses.')
     return Section('Controls', text, figs, tables, nums)
 
 # %% ../nbs/13_report.ipynb #c031
@@ -805,55 +863,112 @@ def run_report(model='default', data='demo', out='sparsediff_report', cfg: Repor
     out, sections, meta = analyse_parts([(model, data)], out, cfg, progress)
     return write_report(out, sections, title, meta)
 
+def architecture_key(net) -> str:
+    "A short hash of a network's class and parameter names and shapes: what random-init copies depend on (not the trained weights)."
+    h = hashlib.blake2b(digest_size=8); h.update(type(net).__name__.encode())
+    for k, v in net.state_dict().items(): h.update(f'{k}:{tuple(v.shape)}:{v.dtype};'.encode())
+    return h.hexdigest()
+
+def _fields(cfg: ReportConfig, *names) -> dict: return {n: getattr(cfg, n) for n in names}
+
+def report_plan(net, sets: dict, cfg: ReportConfig, cache: Path, manifest: dict | None, progress: bool = True) -> list:
+    "The report's cached steps, in order: (name, function of the results so far, what its result depends on, whether it is a control)."
+    from sparsediff.controls import random_init, phi_draws
+    mhash, arch = hash_state_dict(net.state_dict()), architecture_key(net)
+    content = {k: data_hash(v) for k, v in sets.items()}
+    parts = {n: s.images[:cfg.n_sparsity // len(sets)] for n, s in sets.items()}            # the mixed batch, by data set
+    first = next(iter(sets.values()))
+    trained = dict(model=mhash, content=content, cfg=asdict(cfg))
+    init_only = lambda *f: dict(architecture=arch, cfg=_fields(cfg, 'init_seeds', *f))      # random-init copies: the architecture, not the weights
+    plan = [('sparsity', lambda r: sparsity_runs(net, parts, cfg, cfg.noise_seeds), dict(trained, content=content), False),
+            ('sparsity-random-init', lambda r: [sparsity_runs(random_init(net, s), parts, cfg, (s,))['medians'][0] for s in cfg.init_seeds],
+             init_only('n_sparsity', 'sparsity_sigma') | dict(content=content), True)]
+    for name, s in sets.items():
+        plan.append((f'stability-{name}', lambda r, s=s: _stability_controls(net, s.images[:cfg.n_sparsity // 2], cfg), dict(trained, data=name), False))
+        for i, seed in enumerate(cfg.noise_seeds):                                            # the first noise seed is the analysis; the others are its spread
+            plan.append((f'phi-{name}-seed{seed}', lambda r, s=s, seed=seed: phi_features(net, s, cache, cfg, progress=False, seed=seed), dict(trained, data=name, seed=seed), i > 0))
+        plan.append((f'phi-random-init-{name}', lambda r, s=s: [phi_draws(random_init(net, k), s.images, cfg.sigma, cfg.n_noise, (k,))[0] for k in cfg.init_seeds],
+                     init_only('sigma', 'n_noise') | dict(content=content[name]), True))
+        plan.append((f'scores-{name}', lambda r, s=s, name=name: dataset_scores([r[f'phi-{name}-seed{k}']['phi'] for k in cfg.noise_seeds], r[f'phi-random-init-{name}'], s, cfg),
+                     dict(trained, data=name), True))
+    for label, photos in source_identity_sets(net, manifest).items():
+        plan.append((f'source-{label}', lambda r, photos=photos: source_identity_run(net, photos, cfg), dict(trained, photos=sorted(photos)), True))
+    sampling = dict(model=mhash, content=content[first.name], cfg=_fields(cfg, 'sigma', 'guided_preset', 'n_guided_targets', 'n_guided_samples', 'min_per_class', 'seed', 'device'))
+    for kind in SAMPLING_RUNS:
+        plan.append((f'samples-{kind}', lambda r, kind=kind: sampling_run(net, first, cfg, kind), dict(sampling, kind=kind), kind != 'guided'))
+    plan.append(('guided-scores', lambda r: _guided_controls(net, first, cfg, {k: r[f'samples-{k}'] for k in SAMPLING_RUNS}), dict(trained, data=first.name), True))
+    return plan
+
+def report_sections(r: dict, net, sets: dict, cfg: ReportConfig, manifest: dict | None) -> list:
+    "The report's sections, each built from the cached results `r` (the same numbers the claims table reads)."
+    first = next(iter(sets.values()))
+    sp = dict(trained=r['sparsity']['medians'], **{'random-init': r['sparsity-random-init']}, table=r['sparsity']['table'], n_images=r['sparsity']['n_images'])
+    st = {n: r[f'stability-{n}'] for n in sets}
+    g = dict(r['guided-scores']); images = g.pop('_images')
+    sections = [sparsity_section(sp, cfg), stability_section(st, cfg)]
+    for name, s in sets.items():
+        feats, scores = r[f'phi-{name}-seed{cfg.noise_seeds[0]}'], r[f'scores-{name}']
+        sections += [selectivity_section(feats['phi'], s, cfg), semantics_section(feats, s, cfg, None if scores.get('needs_labels') else scores)]
+    sections.append(reconstruction_section(g, images, cfg))
+    nums = {'sparsity': {'trained': sp['trained'], 'random-init': sp['random-init']},
+            'stability': {n: {k: v for k, v in d.items() if k != 'table'} for n, d in st.items()},
+            'datasets': {n: r[f'scores-{n}'] for n in sets},
+            'source_identity': {k[len('source-'):]: v for k, v in r.items() if k.startswith('source-')}, 'guided': g}
+    sections.append(controls_section(nums, cfg))
+    return sections
+
 def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) -> dict:
-    "Every analysis of one model on its data: sections, the claims table, notes, timings and what the page says about the run."
+    "Every analysis of one model on its data, each part cached and resumable: sections, the claims table, notes, timings and what the page says about the run."
     from tqdm.auto import tqdm
     import sys
     t0 = time.time()
+    if not cfg.noise_seeds: raise ValueError('ReportConfig.noise_seeds is empty: give at least one noise seed, e.g. (0, 1, 2)')
     net = load_report_model(model, cfg.device)
     sets = load_report_data(data, channels=in_channels(net), model=model if isinstance(model, (str, Path)) else 'default')
     notes = [n for n in (class_plan(s, cfg.min_per_class)['note'] for s in sets.values()) if n] + overlap_notes(sets, model_manifest(model))
     for n in notes: print(f'note: {n}.', file=sys.stderr)  # before any compute, even without a progress bar
     cache.mkdir(parents=True, exist_ok=True)
-    mhash = hash_state_dict(net.state_dict())
-    base = dict(model=mhash, cfg=asdict(cfg), content={k: data_hash(v) for k, v in sets.items()})   # new images under an old name are recomputed
-    first = next(iter(sets.values()))
-    mixed = torch.cat([s.images[:cfg.n_sparsity // len(sets)] for s in sets.values()])  # images of every set for the per-block views
-    plan = [('sparsity', lambda: sparsity_section(net, mixed, cfg)), ('stability', lambda: stability_section(net, mixed, cfg))]
-    for name, s in sets.items():
-        plan.append((f'features-{name}', lambda s=s: phi_features(net, s, cache, cfg, progress=False)))
-        plan.append((f'selectivity-{name}', lambda s=s, name=name: selectivity_section(steps[f'features-{name}']['phi'], s, cfg)))
-        plan.append((f'semantics-{name}', lambda s=s, name=name: semantics_section(steps[f'features-{name}'], s, cfg)))
-    plan.append(('reconstruction', lambda: reconstruction_section(net, first, cfg, progress=False)))
     bundled = isinstance(data, str) and data in ('demo', *DEMO_DATA)        # source identity reads bundled photos: only beside bundled data, not a user's
-    plan.append(('controls', lambda: controls_section(net, sets, cfg, model_manifest(model) if bundled else None)))
-    steps, spent = {}, {}
-    def timed(name, fn):
-        def run(): t = time.time(); res = fn(); spent[name] = time.time() - t; return res
-        return run
+    manifest = model_manifest(model) if bundled else None
+    plan = report_plan(net, sets, cfg, cache, manifest, progress)
+    results, spent = {}, {}
     timings_file = cache/'timings.json'
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
     bar = tqdm(plan, desc=f'report ({model if isinstance(model, (str, Path)) else type(model).__name__})', disable=not progress)
-    for name, fn in bar:
+    for name, fn, depends, control in bar:
         bar.set_postfix_str(name)
-        key = step_key(**base, step=name, data=sorted(sets))
-        steps[name] = cached(cache, name, key, timed(name, fn))
+        key = step_key(**depends, step=name)
+        def run(fn=fn, name=name):
+            t = time.time(); res = fn(results); spent[name] = time.time() - t; return res
+        results[name] = cached(cache, name, key, run)
         if name in spent: timings[f'{name}-{key}'] = round(spent[name], 2)  # seconds of compute, kept for cached reruns
-        else: spent.setdefault(f'cached:{name}', timings.get(f'{name}-{key}'))
-    write_json(timings, timings_file)
-    sections = [v for v in steps.values() if isinstance(v, Section)]
-    numbers = {s.title: s.numbers for s in sections}
-    claims = reproduction_table(numbers)
+        else: spent[f'cached:{name}'] = timings.get(f'{name}-{key}')
+        write_json(timings, timings_file)                                   # after every step: an interrupted run keeps what it measured
+    sections = report_sections(results, net, sets, cfg, manifest)
+    claims = reproduction_table({s.title: s.numbers for s in sections})
     from_cache = [k[7:] for k in spent if k.startswith('cached:')]
-    original = [v for k, v in spent.items() if not k.startswith('cached:')] + [v for k, v in spent.items() if k.startswith('cached:') and v is not None]
+    seconds = {name: spent.get(name, spent.get(f'cached:{name}')) for name, *_ in plan}
     timing = {'seconds (this run)': round(time.time() - t0, 1)}
     if from_cache:
         timing['steps from cache'] = f'{len(from_cache)} of {len(plan)}'
-        if all(spent[f'cached:{k}'] is not None for k in from_cache):
-            timing['seconds of compute (all steps, when first computed)'] = round(sum(original), 1)
-    meta = {'model': str(model) if isinstance(model, (str, Path)) else type(model).__name__, 'model hash': mhash,
+        if all(v is not None for v in seconds.values()): timing['seconds of compute (all steps, when first computed)'] = round(sum(seconds.values()), 1)
+    meta = {'model': str(model) if isinstance(model, (str, Path)) else type(model).__name__, 'model hash': hash_state_dict(net.state_dict()),
             'parameters': sum(p.numel() for p in net.parameters()), 'data': ', '.join(f'{k} ({len(v)})' for k, v in sets.items()), **timing}
-    return dict(sections=sections, claims=claims, notes=notes, meta=meta, model=meta['model'], sets=list(sets))
+    step_seconds = {name: (seconds[name], control) for name, _, _, control in plan}
+    return dict(sections=sections, claims=claims, notes=notes, meta=meta, model=meta['model'], sets=list(sets), step_seconds=step_seconds)
+
+MARGIN_NA = {'needs labels': 'n/a: not measured without labels', 'invalid': 'n/a: degenerate control'}
+
+def readable_claims(claims: pd.DataFrame) -> pd.DataFrame:
+    "The claims table as shown: no empty or NaN cell, each gap saying why (a pass/fail or range test has no margin; an unmeasured claim no control)."
+    t = claims.copy().astype(object)
+    for i, r in t.iterrows():
+        if not isinstance(r.get('best control'), str) or not r.get('best control'): t.at[i, 'best control'] = 'n/a: not measured'
+        m = r.get('margin')
+        if m is None or (isinstance(m, float) and not np.isfinite(m)):
+            t.at[i, 'margin'] = MARGIN_NA.get(r['verdict'], 'n/a: a pass/fail test' if 'bimodal' in r['claim'] else 'n/a: a range test, not a contest')
+        if not isinstance(r.get('note'), str): t.at[i, 'note'] = ''
+    return t
 
 def claims_summary(claims: pd.DataFrame, notes: list) -> Section:
     "The first section: how many claims hold, the claims table and the notes about the data."
@@ -863,8 +978,8 @@ def claims_summary(claims: pd.DataFrame, notes: list) -> Section:
     verdict = (f'{held} of {len(claims) - needs - bad} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
                + (f'; {bad} have a degenerate control (see their notes) and are left out of the count' if bad else '')
                + ' (holds = the trained model beats the best control by more than their spreads combined, √(s_trained² + s_control²); each spread from resampling the images and splits, and from seeds)')
-    return Section('The paper\'s claims, measured', verdict + '.' + ''.join(f'<p class="note">{html.escape(n)}.</p>' for n in notes), [], {'claims': claims},
-                   {'claims': claims, 'n_hold': held, 'n_claims': len(claims), 'n_needs_labels': needs, 'n_invalid': bad})
+    return Section('The paper\'s claims, measured', verdict + '.', [], {'claims': readable_claims(claims)},
+                   {'claims': claims, 'n_hold': held, 'n_claims': len(claims), 'n_needs_labels': needs, 'n_invalid': bad}, [f'{n}.' for n in notes])
 
 def analyse_parts(parts, out, cfg: ReportConfig | None = None, progress: bool = True) -> tuple:
     "Analyse each (model, data) part, its cache in its own folder; the sections of several parts are titled by model and data: (out, sections, meta)."

@@ -11,7 +11,7 @@ from sparsediff.report import run_report, ReportConfig
 from sparsediff.train import train, TrainConfig
 from sparsediff.probe import capture_maps
 
-SMALL = dict(n_noise=2, n_sparsity=32, stability_sigmas=(0.1, 0.5), n_clusters=3, n_targets=1, n_samples=1)
+SMALL = dict(n_noise=2, n_sparsity=32, stability_sigmas=(0.1, 0.5), n_clusters=3, n_guided_targets=2, n_guided_samples=1)
 
 def tiny(device='cpu'):
     torch.manual_seed(0); return UNet(UNetConfig.scaled(16)).to(device).eval()

@@ -7,7 +7,7 @@ import sparsediff.report as rp
 from sparsediff.report import run_report, ReportConfig, load_report_data, load_report_model
 from sparsediff.unet import UNet, UNetConfig, save_model
 
-SMALL = dict(n_noise=2, n_sparsity=32, stability_sigmas=(0.1, 0.5), n_clusters=3, n_targets=1, n_samples=1, init_seeds=(0,), noise_seeds=(0, 1),
+SMALL = dict(n_noise=2, n_sparsity=32, stability_sigmas=(0.1, 0.5), n_clusters=3, init_seeds=(0,), noise_seeds=(0, 1),
              n_per_photo=3, n_guided_targets=2, n_guided_samples=1)
 
 def image_folder(root: Path, n_per_class=12, size=(40, 40)):
@@ -57,7 +57,7 @@ def test_interrupted_run_leaves_no_report_and_resumes(tmp_path, tiny_model, monk
     assert 'sparsity' in done and 'stability' in done
     calls = []
     monkeypatch.setattr(rp, 'semantics_section', real)
-    monkeypatch.setattr(rp, 'sparsity_section', lambda *a, **k: calls.append(1))   # must come from the cache
+    monkeypatch.setattr(rp, 'sparsity_runs', lambda *a, **k: calls.append(1))      # must come from the cache
     h, j = run_report(tiny_model, data, out, cfg, progress=False)
     assert calls == [] and h.exists()
     rep = json.loads(j.read_text())
@@ -232,3 +232,39 @@ def test_controls_numbers_per_data_set(small_report):
         assert {'pixels', 'mean colour', 'mid'} <= set(s['cosine_centred']) and set(s['cosine_centred_sd']) == set(s['cosine_centred'])
     sp = rep['sections']['Controls']['numbers']['sparsity']['trained'][0]
     assert set(sp) == set(st) and all('pr_live_sd' in v for v in sp.values())               # one data set here: no 'mixed' duplicate
+
+
+# --- one computation per number (issue 26, "What to build" 2): the sections and the claims table read the same values -----------
+def _claim(rep, start):
+    return next(c for c in rep['sections']["The paper's claims, measured"]['tables']['claims'] if c['claim'].startswith(start))
+
+def _value(text: str) -> float:
+    "The number after the last ': ' of a 'measured here' cell ('…: 0.512 ± 0.010')."
+    return float(text.rsplit(': ', 1)[1].split(' ')[0])
+
+def test_sections_and_claims_quote_the_same_numbers(small_report):
+    rep = json.loads(small_report[1].read_text()); sec = rep['sections']
+    mid = sec['Sparsity per block']['numbers']['median_pr_live_output']['mid']
+    assert _value(_claim(rep, 'The middle block output is sparser')['measured here']) == pytest.approx(mid, abs=5e-4)
+    cen = sec['Noise stability']['numbers']['worst_cosine_centred']['imgs']['mid']
+    assert _value(_claim(rep, 'The middle block is the most noise-stable')['measured here']) == pytest.approx(cen, abs=5e-4)
+    (tab_name, st), = sec['Noise stability']['tables'].items()                       # both measures named where they differ
+    assert {'worst cosine, raw', 'worst cosine, centred'} <= set(st[0]) and 'uncentred' in _claim(rep, 'The middle block is the most noise-stable')['measured here']
+    (name, tab), = sec['Semantics (imgs)']['tables'].items()
+    knn = next(r for r in tab if r['metric'] == 'kNN accuracy')['φ trained']
+    assert knn.split(' ')[0] in _claim(rep, 'Nearest neighbours in φ')['measured here']
+    rec = sec['Reconstruction from φ (Fig. 7)']['numbers']
+    err = _claim(rep, 'Guided sampling draws images whose φ matches')['measured here']
+    assert _value(err) == pytest.approx(rec['phi_error_guided'], abs=5e-4)
+
+def test_tables_have_no_nan_cells_and_notes_render_as_notes(small_report, tmp_path, tiny_model):
+    page = small_report[0].read_text()
+    import re
+    cells = [c.strip().lower() for t in re.findall(r'<table.*?</table>', page, flags=re.S) for c in re.findall(r'<td[^>]*>(.*?)</td>', t, flags=re.S)]
+    assert cells and not [c for c in cells if c in ('nan', 'none', '<na>')]
+    flat = tmp_path/'flat'; flat.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(20): Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(flat/f'{i}.png')
+    h, _ = run_report(tiny_model, flat, tmp_path/'o', ReportConfig(**SMALL), progress=False)
+    page = h.read_text()
+    assert '&lt;p class' not in page and '&amp;quot;' not in page and page.count('<p class="note">') >= 2   # the no-labels note, in the summary and in Semantics
