@@ -16,10 +16,10 @@ from .data import load_mnist, augment_digits
 
 # %% auto #0
 __all__ = ['JUDGES_DIR', 'conv_block', 'DigitClassifier', 'non_digits', 'train_digit_classifier', 'save_judge', 'load_judge',
-           'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'train_scene_reader',
-           'image_statistics', 'statistics_ratio', 'nearest_distances', 'memorisation_check', 'plot_memorisation',
-           'bootstrap_spread', 'per_target', 'SwappedPhi', 'judge_unconditional', 'pick_real', 'judge_guided',
-           'guided_grid', 'fig7_markdown']
+           'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter',
+           'scene_count_set', 'train_scene_reader', 'image_statistics', 'statistics_ratio', 'nearest_distances',
+           'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target', 'SwappedPhi',
+           'judge_unconditional', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -135,13 +135,27 @@ def read_scenes(reader: SceneReader, images, batch_size: int = 512) -> dict:
     out = torch.cat([reader(b.to(model_device(reader))).cpu() for b in torch.as_tensor(images).float().split(batch_size)])
     return dict(count=out[:, :k].softmax(1), shapes=out[:, k:].sigmoid())
 
+class SceneCounter(nn.Module):
+    "A `SceneReader` as a classifier of the visible-object count: logits (B, max_objects + 1), so `classify` and the Fig. 7 judges take it."
+    def __init__(self, reader: SceneReader):
+        super().__init__(); self.reader = reader; self.n_classes = reader.config['max_objects'] + 1
+    def forward(self, x): return self.reader(x)[:, :self.n_classes]
+
+def scene_count_set(n: int = 600, seed: int = 3, name: str = 'scenes') -> 'ImageSet':
+    "Held-out rendered scenes (small render seeds, never a `SceneStream` block) labelled by their visible-object count: an ImageSet with classes '0'…'4'."
+    from sparsediff.scenes import render_scenes
+    from sparsediff.data import ImageSet
+    s = render_scenes(n, seed=seed)
+    count, _ = scene_labels(s)
+    return ImageSet(s.images, count, [str(k) for k in range(int(count.max()) + 1)], name)
+
 # %% ../nbs/08a_judges.ipynb #02d07580
-def train_scene_reader(steps: int = 2000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> SceneReader:
+def train_scene_reader(steps: int = 2000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True, widths=(16, 32, 64)) -> SceneReader:
     "Train a `SceneReader` on freshly rendered scenes (render seeds 10⁶ + step: never the small seeds of evaluation sets)."
     from tqdm.auto import tqdm
     from sparsediff.scenes import render_scenes
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed); model = SceneReader()
+        torch.manual_seed(seed); model = SceneReader(widths)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     k = model.config['max_objects'] + 1

@@ -18,13 +18,13 @@ __all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'M
            'FLAT_RATIO', 'GENERATES', 'MARGIN_NA', 'Section', 'plotly_js', 'table_html', 'fit_figure', 'safe_text',
            'section_html', 'render_html', 'to_jsonable', 'write_report', 'step_key', 'safe_name', 'inside', 'encode',
            'decode', 'cached', 'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section',
-           'load_report_model', 'validation_photos', 'overlap_notes', 'load_report_data', 'class_plan', 'phi_features',
-           'cluster_comparison', 'metrics_table', 'named_metrics', 'scores_table', 'semantics_section',
-           'reconstruction_section', 'judge_for', 'class_hits', 'same_class_rate', 'sparsity_runs', 'as_np',
-           'guided_targets', 'sampling_run', 'fig7_figures', 'dataset_scores', 'source_identity_sets',
-           'source_identity_run', 'controls_section', 'pass_fail_verdict', 'reproduction_table', 'claims_markdown',
-           'model_manifest', 'in_channels', 'data_hash', 'run_report', 'architecture_key', 'report_plan',
-           'report_sections', 'analyse', 'readable_claims', 'claims_summary', 'analyse_parts', 'demo']
+           'load_report_model', 'validation_photos', 'held_out_scenes', 'overlap_notes', 'load_report_data',
+           'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table', 'named_metrics', 'scores_table',
+           'semantics_section', 'reconstruction_section', 'judge_for', 'judge_name', 'class_hits', 'same_class_rate',
+           'sparsity_runs', 'as_np', 'guided_targets', 'sampling_run', 'fig7_figures', 'dataset_scores',
+           'source_identity_sets', 'source_identity_run', 'controls_section', 'pass_fail_verdict', 'reproduction_table',
+           'claims_markdown', 'model_manifest', 'in_channels', 'data_hash', 'run_report', 'architecture_key',
+           'report_plan', 'report_sections', 'analyse', 'readable_claims', 'claims_summary', 'analyse_parts', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -285,8 +285,14 @@ def validation_photos(model='default', n: int = 600) -> ImageSet:
     if len(pics) < 2: raise ValueError(f'model {model!r} has fewer than two validation photos in its manifest: use another --data')
     return picture_crops(pics, n, name='validation-photos')
 
-DEMO_DATA = {'mnist': lambda model: load_mnist('test'), 'textures': lambda model: load_textures('test', n=600), 'validation-photos': validation_photos}
-DEMO_PARTS = (('default', 'validation-photos'), ('mnist', 'mnist'))   # `sparsediff demo`: each data set on the shipped model trained for it
+def held_out_scenes(model=None, n: int = 600) -> ImageSet:
+    "Rendered scenes no training stream ever drew (small render seeds), labelled by their visible-object count."
+    from sparsediff.judges import scene_count_set
+    return scene_count_set(n, seed=3, name='scenes')
+
+DEMO_DATA = {'mnist': lambda model: load_mnist('test'), 'textures': lambda model: load_textures('test', n=600), 'validation-photos': validation_photos,
+             'scenes': held_out_scenes}
+DEMO_PARTS = (('default', 'validation-photos'), ('mnist', 'mnist'), ('scenes', 'scenes'))   # `sparsediff demo`: each data set on the shipped model trained for it
 
 def overlap_notes(sets: dict, manifest: dict | None) -> list:
     "What the model's training manifest says about each named data set: trained on, or used to choose the model."
@@ -299,6 +305,9 @@ def overlap_notes(sets: dict, manifest: dict | None) -> list:
         if name.startswith('mnist') and seen_split(manifest, 'mnist', 'test'): notes.append(f'{name}: this model trained on the MNIST test split')
         if name == 'validation-photos':
             notes.append('validation-photos: never in a training batch, but used to choose this model and re-initialise its channels (validation data, not test data)')
+        if name == 'scenes':
+            notes.append('scenes: held-out rendered scenes (render seeds the training stream never draws); their classes are the number of visible objects, '
+                         'with colours, textures, light and camera random, so the class-based rows test whether φ reads a scene-level property that pixels and simple statistics cannot')
     return notes
 MIN_IMAGES = 20
 
@@ -460,10 +469,16 @@ def reconstruction_section(g: dict, images: dict, cfg: ReportConfig) -> Section:
 
 # %% ../nbs/13_report.ipynb #c029
 def judge_for(data: ImageSet):
-    "The shipped judge of a data set's classes (the digit CNN for MNIST), or None: a pixel classifier stands in."
-    if not (data.labelled and data.name.startswith('mnist') and list(data.classes) == [str(i) for i in range(10)]): return None
-    from sparsediff.judges import load_judge
-    return load_judge('mnist')
+    "The shipped judge of a data set's classes (the digit CNN for MNIST, the scene reader's object count for held-out scenes), or None: a pixel classifier stands in."
+    from sparsediff.judges import load_judge, SceneCounter
+    if data.labelled and data.name.startswith('mnist') and list(data.classes) == [str(i) for i in range(10)]: return load_judge('mnist')
+    if data.labelled and data.name == 'scenes' and list(data.classes) == [str(i) for i in range(len(data.classes))]: return SceneCounter(load_judge('scenes'))
+    return None
+
+def judge_name(judge) -> str:
+    "How a report names the judge of a data set's classes."
+    if judge is None: return 'a pixel classifier trained on the other images'
+    return 'the shipped scene reader (object count)' if type(judge).__name__ == 'SceneCounter' else 'the shipped digit classifier'
 
 def class_hits(data: ImageSet, target_idx, samples: torch.Tensor, target_index: torch.Tensor, judge=None):
     "Per sample, 1 if judged to be its target's class (by `judge`, else by a pixel classifier trained on the other images): (B,), or None without labels."
@@ -604,7 +619,7 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None
         out['real_confident'] = confident_share(classify(judge, data.images[:256]))
     out.update(index=index.tolist(), n_targets=len(idx), real_pixel_std=data.images[:256].flatten(1).std(1).tolist(), chance=1 / len(idx),
                class_chance=1 / max(1, len(data.labels.unique())), data=data.name, status=runs['guided']['status'],
-               class_judge='the shipped digit classifier' if judge is not None else 'a pixel classifier trained on the other images', preset=cfg.guided_preset)
+               class_judge=judge_name(judge), preset=cfg.guided_preset)
     out['_images'] = dict(targets=targets, **{k: r['images'] for k, r in runs.items()})
     return out
 
@@ -745,18 +760,19 @@ def _per_target(values, g: dict) -> tuple:
     t = per_target(torch.as_tensor(values, dtype=torch.float64), torch.as_tensor(g['index']), g['n_targets'])
     return float(t.mean()), bootstrap_spread(t)
 
-GENERATES = (0.8, 1.25, 0.8)   # unguided samples look like the data: pixel std within these ratios of real images', and the judge confident on this share
+GENERATES = (0.8, 1.25, 0.8)   # unguided samples look like the data: pixel std within these ratios of real images', and the judge confident on this share of them at least as often as on real images × this
 
 def _prior_row(g: dict) -> dict:
     "Whether the prior generates: unguided samples' pixel spread against real images', and the judge's confidence when there is one."
     u, r = float(np.median(g['unguided']['pixel_std'])), float(np.median(g['real_pixel_std']))
     conf, lo, hi = g['unguided'].get('confident'), *GENERATES[:2]
-    ok = lo <= u / r <= hi and (conf is None or conf >= GENERATES[2])
-    judged = f"; the digit judge is confident (p ≥ 0.9) on {conf:.0%} of them (real test digits: {g['real_confident']:.0%})" if conf is not None else ''
+    need = None if conf is None else GENERATES[2] * g['real_confident']          # relative to real images: a judge may be unsure of real data too
+    ok = lo <= u / r <= hi and (conf is None or conf >= need)
+    judged = f"; {g['class_judge']} is confident (p ≥ 0.9) on {conf:.0%} of them (real images: {g['real_confident']:.0%})" if conf is not None else ''
     return {'claim': f"The prior generates: unguided samples look like the data ({g['unguided']['n']} samples, {g['data']}, {g.get('preset', 'default')} sampler)", 'paper': 'Fig. 7 (premise)',
             'measured here': f"median pixel std of unguided samples ÷ real images': {u / r:.2f}{judged}",
             'best control': f'a flat image: pixel std ratio 0; real images: 1', 'margin': float('nan'), 'verdict': 'holds' if ok else 'does not hold',
-            'note': f"holds when the pixel-std ratio is within {lo}–{hi}" + (f" and the judge is confident on ≥ {GENERATES[2]:.0%}" if conf is not None else '')}
+            'note': f"holds when the pixel-std ratio is within {lo}–{hi}" + (f" and the judge is confident on ≥ {need:.0%} ({GENERATES[2]:.0%} of its share on real images)" if conf is not None else '')}
 
 def _generation_rows(g: dict) -> list:
     "The sampling rows: the prior generates; guided φ error, identification and class rate against unguided samples (unless they are flat images), random-init-φ guidance, real images and chance."
