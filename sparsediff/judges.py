@@ -300,14 +300,15 @@ def guided_grid(targets: torch.Tensor, samples: torch.Tensor, n_samples: int, pe
 
 # %% ../nbs/08a_judges.ipynb #b58c4328
 def fig7_markdown(summary: dict) -> str:
-    "The unconditional and guided tables of a Fig. 7 summary (as written by 08b_generation) in Markdown."
-    u = ['| sampler preset | evaluations per sample | judge confident (p ≥ 0.9) | pixel std ÷ real | mean ÷ real | gradient energy ÷ real | closer to a training digit than the closest 5 % of test digits |',
+    "The unconditional and guided tables of a Fig. 7 summary (as written by 08b_generation and 08c_generation_scenes) in Markdown."
+    noun, cls = summary.get('noun', 'digit'), summary.get('class_name', "target's class")
+    u = [f'| sampler preset | evaluations per sample | judge confident (p ≥ 0.9) | pixel std ÷ real | mean ÷ real | gradient energy ÷ real | closer to a training {noun} than the closest 5 % of test {noun}s |',
          '|---|---|---|---|---|---|---|']
     u += [f"| {r['preset']} | {r['evaluations']:.0f} | {r['confident']:.0%} ± {r['confident_spread']:.0%} | {r['std_ratio']:.2f} | {r['mean_ratio']:.2f} | "
           f"{r['gradient_ratio']:.2f} | {r['closer_than_5pct_test']:.1%} |" for r in summary['unconditional']]
-    g = ["| preset | samples of | target's class (judge) | relative φ error | evaluations per sample |", '|---|---|---|---|---|']
+    g = [f"| preset | samples of | {cls} (judge) | relative φ error | evaluations per sample |", '|---|---|---|---|---|']
     pct = lambda m, s: '—' if m != m else f'{m:.0%} ± {s:.0%}'
     for preset, rows in summary['guided'].items():
         g += [f"| {preset} | {r['control']} | {pct(r['class_rate'], r['class_spread'])} | {r['phi_error']:.3f} ± {r['phi_error_spread']:.3f} | "
               f"{'—' if r['evaluations_per_sample'] != r['evaluations_per_sample'] else round(r['evaluations_per_sample'])} |" for r in rows]
-    return '\n'.join(u) + f"\n\nReal test digits: the judge is confident on {summary['real_confident']:.0%}.\n\n" + '\n'.join(g)
+    return '\n'.join(u) + f"\n\nReal test {noun}s: the judge is confident on {summary['real_confident']:.0%}.\n\n" + '\n'.join(g)
