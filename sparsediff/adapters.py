@@ -13,8 +13,8 @@ from .train import add_noise
 # %% auto #0
 __all__ = ['OUR_BLOCKS', 'PREDICTIONS', 'KINDS', 'noise_table', 'table_sigmas', 'sigma_to_timestep', 'diffusers_blocks',
            'block_map', 'net_output', 'fresh_network', 'Denoiser', 'predicted_x0', 'VPDenoiser', 'edm_preconditioning',
-           'EDMDenoiser', 'is_denoiser', 'as_denoiser', 'denoise', 'describe_noise', 'describe_denoiser',
-           'load_denoiser']
+           'EDMDenoiser', 'is_denoiser', 'as_denoiser', 'denoise', 'describe_noise', 'default_blocks',
+           'describe_denoiser', 'load_denoiser']
 
 # %% ../nbs/04a_adapters.ipynb #a0000007
 def _diffusers():
@@ -264,6 +264,10 @@ def denoise(model: nn.Module, y: torch.Tensor, sigma) -> torch.Tensor:
 def describe_noise(model: nn.Module, sigma: float) -> dict:
     "The requested σ, the timestep used and its exact σ for any denoiser (a blind one: no timestep, σ itself)."
     return model.describe(sigma) if is_denoiser(model) else {'sigma': float(sigma), 'timestep': None, 'sigma_t': float(sigma)}
+
+def default_blocks(model: nn.Module) -> tuple:
+    "The blocks an analysis reads by default: an adapter's canonical blocks, else our UNet's."
+    return model.blocks if is_denoiser(model) else OUR_BLOCKS
 
 def describe_denoiser(model: nn.Module) -> dict | None:
     "An adapter's JSON description (kind, network, scheduler…), or None for a blind network."
