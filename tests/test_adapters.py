@@ -212,3 +212,23 @@ def test_probe_capture_on_adapter(dnet, images):
     g = torch.Generator().manual_seed(0); y = images + 0.2 * torch.randn(images.shape, generator=g)   # the adapter's noise: image units
     with torch.no_grad(): _, c = run_with_cache(D, y, 'mid', forward_kwargs={'sigma': 0.2})
     assert torch.allclose(f[PIXELS], y) and torch.allclose(f['mid'], c['mid'], atol=1e-6) and list(f) == ['mid', PIXELS]
+
+def test_conditional_unet_with_fixed_conditioning(images):
+    torch.manual_seed(0)
+    net = diffusers.UNet2DConditionModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(8, 16),
+                                         down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
+                                         cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4).eval()
+    text = torch.randn(1, 4, 8, generator=torch.Generator().manual_seed(0))        # e.g. an empty-prompt embedding, batch 1
+    D = as_denoiser(net, diffusers.DDIMScheduler(), extra={'encoder_hidden_states': text})
+    assert D.blocks == ('enc1', 'enc2', 'mid', 'dec2', 'dec1')
+    f = phi(D, images, 0.1, n_noise=2, generator=torch.Generator().manual_seed(0))
+    g = phi(as_denoiser(net, diffusers.DDIMScheduler(), extra={'encoder_hidden_states': -text}), images, 0.1, n_noise=2,
+            generator=torch.Generator().manual_seed(0))
+    assert f.shape == (4, 16) and not torch.allclose(f, g)                        # the conditioning reaches the middle block
+    t = int(D.timestep(0.1)[0]); a = D.alphas_cumprod[t].float()
+    z = draw_noise(images, 2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = torch.stack([run_with_cache(net, a.sqrt() * (2 * (images + 0.1 * z[:, j]) - 1), 'mid_block',
+                                          forward_kwargs={'timestep': t, 'encoder_hidden_states': text.expand(4, -1, -1)})[1]['mid_block'].mean((2, 3))
+                           for j in range(2)]).mean(0)
+    assert torch.allclose(f, ref, atol=1e-5)
