@@ -9,6 +9,7 @@ cfg = cfg['DEFAULT']
 
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+diffusers_requirements = cfg.get('diffusers_requirements', '').split()  # optional: diffusers and EDM-style models (sparsediff.adapters)
 scripts = [s.strip() for s in cfg.get('console_scripts', '').split() if s.strip()]
 readme = Path(__file__).parent / 'README.md'
 
@@ -25,7 +26,7 @@ setuptools.setup(
     include_package_data=True,
     package_data={cfg['lib_name']: ['weights/*/*.safetensors', 'weights/*/*.json', 'weights/*/*.csv', 'weights/judges/*/*.safetensors', 'weights/judges/*/*.json']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'diffusers': diffusers_requirements},
     python_requires='>=' + cfg['min_python'],
     entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,

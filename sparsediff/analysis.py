@@ -59,9 +59,9 @@ def live_channels(a, rel_tol: float = 1e-3) -> np.ndarray:
     peak = np.abs(as_numpy(a)).max(0)
     return peak > rel_tol * peak.max() if peak.max() > 0 else np.zeros(len(peak), bool)
 
-def block_sparsity(model: nn.Module, x: torch.Tensor, sigma: float = 0.1, blocks=BLOCKS, which: str = 'both', n_noise: int = 1,
+def block_sparsity(model: nn.Module, x: torch.Tensor, sigma: float = 0.1, blocks=None, which: str = 'both', n_noise: int = 1,
                    seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
-    "PR of ā at the input and/or output of each block for every image of `x` at noise σ, over all channels (pr) and over the live ones (pr_live): columns image, block, which, channels, live, sigma, pr, pr_live."
+    "PR of ā at the input and/or output of each block (default: every block of the UNet or adapter) for every image of `x` at noise σ, over all channels (pr) and over the live ones (pr_live): columns image, block, which, channels, live, sigma, pr, pr_live."
     means = noisy_block_means(model, x, sigma, n_noise, blocks, which, make_generator(seed), batch_size)  # {key: (B, C)}
     tables = []
     for key, a in means.items():
@@ -112,8 +112,8 @@ def centred(a) -> np.ndarray:
     return a - a.mean(0, keepdims=True)
 
 def noise_stability(model: nn.Module, x: torch.Tensor, sigmas=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0),
-                    sigma_ref: float = 0.5, blocks=BLOCKS, n_noise: int = 1, seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
-    "Cosine of ā(x + σ_ref·z) and ā(x + σ·z′) per block, image and σ, independent draws, raw (cosine) and with each side's mean over the images removed (cosine_centred)."
+                    sigma_ref: float = 0.5, blocks=None, n_noise: int = 1, seed: int = 0, batch_size: int = 256) -> pd.DataFrame:
+    "Cosine of ā(x + σ_ref·z) and ā(x + σ·z′) per block (default: every block of the UNet or adapter), image and σ, independent draws, raw (cosine) and with each side's mean over the images removed (cosine_centred)."
     if not len(sigmas): raise ValueError('sigmas is empty; give at least one noise level, e.g. sigmas=(0.1, 0.2)')
     check_sigma(list(sigmas), 'sigmas'); check_sigma(sigma_ref, 'sigma_ref'); check_positive_int(n_noise, 'n_noise')
     g, tables = make_generator(seed), []

@@ -52,6 +52,7 @@ def resolve(model: nn.Module, patterns) -> list[str]:
     names = module_names(model); known = set(names); out = []
     for p in patterns:
         if not isinstance(p, str) or not p: raise ModuleNameError(f'module names must be non-empty strings, got {p!r}; list them with module_names(model)')
+        if p not in known and not _is_glob(p) and hasattr(model, 'canonical_name') and model.canonical_name(p) in known: p = model.canonical_name(p)  # an adapter's native name
         hits = [n for n in names if glob_regex(p).match(n)] if _is_glob(p) else [p] if p in known else []
         if not hits: raise ModuleNameError(_suggest(p, names))
         out += [h for h in hits if h not in out]

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from .core import hash_state_dict, write_json, read_json, check_images, check_sigma, check_positive_int, model_device
 from .hooks import capture, resolve, resolve_one, forward
 from .unet import BLOCKS, UNet, check_image_batch
+from .adapters import is_denoiser, describe_noise, describe_denoiser, default_blocks
 
 # %% auto #0
 __all__ = ['WHICH', 'AMPS', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'block_keys', 'evaluating', 'block_means',
@@ -38,15 +39,21 @@ def evaluating(model: nn.Module):
     finally: model.train(was)
 
 # %% ../nbs/05_phi.ipynb #c007
-def block_means(model: nn.Module, y: torch.Tensor, blocks=BLOCKS, which: str = 'output', grad: bool = False,
+def _main(v):
+    "A block's main tensor: the first item of a tuple (diffusers down blocks return (h, skips)) or of a keyword-argument dict."
+    while isinstance(v, (tuple, list, dict)): v = next(iter(v.values())) if isinstance(v, dict) else v[0]
+    return v
+
+def block_means(model: nn.Module, y: torch.Tensor, blocks=None, which: str = 'output', grad: bool = False,
                 call: Callable | None = None, forward_kwargs: dict | None = None) -> dict:
-    "Spatial means ā of the outputs/inputs of `blocks` for a batch `y`, in one forward pass: {key: (B, C)}."
+    "Spatial means ā of the outputs/inputs of `blocks` (default: every block of the UNet or adapter) for a batch `y`, in one forward pass: {key: (B, C)}."
+    if blocks is None: blocks = default_blocks(model)
     names = resolve(model, blocks); keys = block_keys(names, which)
     ctx = contextlib.nullcontext() if grad else torch.no_grad()
     with ctx, evaluating(model), capture(model, names, inputs=which != 'output', outputs=which != 'input',
                                           reduce='mean', stop=True, detach=not grad) as cache:
         forward(model, y, call, forward_kwargs)
-    return {k: cache[k] for k in keys}
+    return {k: _main(cache[k]) for k in keys}
 
 # %% ../nbs/05_phi.ipynb #c012
 def _sigmas(sigma, n: int, device) -> torch.Tensor:
@@ -116,7 +123,7 @@ def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8
                       call: Callable | None = None, forward_kwargs: dict | None = None, noise: torch.Tensor | None = None,
                       amp: str = 'auto', compile: bool = False) -> dict:
     "ā of `blocks` at x + σz averaged over `n_noise` draws z (or the given `noise` (B, n, C, H, W)), on the model's device: {key: (B, C)}."
-    x = check_phi_args(model, x, sigma, n_noise); names = resolve(model, blocks); keys = block_keys(names, which)
+    x = check_phi_args(model, x, sigma, n_noise); names = resolve(model, default_blocks(model) if blocks is None else blocks); keys = block_keys(names, which)
     dev = model_device(model, x.device)
     x = x.to(dev); sig = _sigmas(sigma, len(x), dev)
     if noise is not None and noise.shape != (len(x), n_noise, *x.shape[1:]):
@@ -125,6 +132,7 @@ def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8
     if compile and fast is None: warnings.warn('compile=True applies to a UNet\'s encoder/middle outputs without `call`; running eagerly', RuntimeWarning)
     last = isinstance(model, UNet) and call is None and x.ndim == 4  # channels-last input for the UNet's convolutions
     per = max(1, (batch_size or default_rows(dev)) // n_noise)  # images per forward pass
+    told = is_denoiser(model) and call is None                 # an adapter is called as model(y, sigma=σ of each row)
     outs = {k: [] for k in keys}
     with autocast_for(dev, amp), contextlib.nullcontext() if grad else torch.no_grad():
         for i in range(0, len(x), per):
@@ -135,7 +143,9 @@ def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8
             if fast is not None:
                 if model.check_inputs: check_image_batch(y, model.cfg.in_channels)   # what UNet.forward checks
                 with evaluating(model): a = fast(y)
-            else: a = block_means(model, y, names, which, grad, call, forward_kwargs)
+            else:
+                fk = {**(forward_kwargs or {}), 'sigma': sig[i:i+per].repeat_interleave(n_noise)} if told else forward_kwargs   # (b·n,)
+                a = block_means(model, y, names, which, grad, call, fk)
             for k in keys: outs[k].append(a[k].float().view(b, n_noise, -1).mean(1))    # (b·n, C) -> (b, C)
     return {k: torch.cat(v) for k, v in outs.items()}
 
@@ -153,6 +163,7 @@ def phi_clean(model: nn.Module, x: torch.Tensor, block: str = 'mid', call: Calla
               forward_kwargs: dict | None = None) -> torch.Tensor:
     "Differentiable spatial mean of `block`'s output at x itself (no noise): (B, C, H, W) -> (B, C)."
     x = check_phi_args(model, x, block=block)
+    if is_denoiser(model) and call is None: forward_kwargs = {'sigma': 0.0, **(forward_kwargs or {})}   # an adapter at its lowest noise level
     return next(iter(block_means(model, x.to(model_device(model, x.device)), (block,), 'output', True, call, forward_kwargs).values()))
 
 # %% ../nbs/05_phi.ipynb #c023
@@ -204,7 +215,7 @@ class ChunkedData:
 
 # %% ../nbs/05_phi.ipynb #c026
 MANIFEST, LABELS, LOCK, FORMAT = 'manifest.json', 'labels.npy', '.lock', 'sparsediff.phi/2'
-IDENTITY = ('format', 'model_hash', 'data', 'sigmas', 'n_noise', 'seed', 'blocks', 'which', 'chunk', 'forward_kwargs', 'tag')
+IDENTITY = ('format', 'model_hash', 'data', 'sigmas', 'n_noise', 'seed', 'blocks', 'which', 'chunk', 'forward_kwargs', 'tag', 'denoiser')
 
 def chunk_generator(seed: int, chunk_index: int, device='cpu') -> torch.Generator:
     "A generator on `device` seeded from `(seed, chunk_index)`, so every chunk's noise is fixed whatever ran before."
@@ -366,6 +377,7 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
     sigmas = [float(s) for s in ([sigmas] if isinstance(sigmas, (int, float)) else sigmas)]
     if not sigmas: raise ValueError('give at least one σ in sigmas, e.g. sigmas=(0.2,)')
     check_sigma(sigmas, 'sigmas')
+    noise = [describe_noise(model, s) for s in sigmas]   # requested σ, timestep used, its exact σ; an adapter refuses σ outside its range here
     if len({f'{s:g}' for s in sigmas}) < len(sigmas): raise ValueError(f'sigmas {sigmas} holds values that print alike (they would share one file); give distinct σ')
     src, names = ChunkedData(data), resolve(model, blocks)
     if not names: raise ValueError("blocks is empty; give at least one block, e.g. blocks=('mid',)")
@@ -374,15 +386,16 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
     path.mkdir(parents=True, exist_ok=True)
     with store_lock(path):
         return _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback,
-                        overwrite, tag, call, forward_kwargs, repair, workers, amp, compile)
+                        overwrite, tag, call, forward_kwargs, repair, workers, amp, compile, noise)
 
 def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback, overwrite, tag,
-             call, forward_kwargs, repair, workers=None, amp='auto', compile=False) -> 'PhiStore':
+             call, forward_kwargs, repair, workers=None, amp='auto', compile=False, noise=None) -> 'PhiStore':
     "The body of `extract_phi`, run while holding the folder's lock."
     n = len(src)
     ident = dict(format=FORMAT, model_hash=hash_state_dict(model.state_dict()),
                  data=dict(name=src.name, length=n, fingerprint=src.fingerprint()), sigmas=sigmas, n_noise=int(n_noise),
-                 seed=int(seed), blocks=names, which=which, chunk=int(chunk), forward_kwargs=repr(forward_kwargs), tag=tag)
+                 seed=int(seed), blocks=names, which=which, chunk=int(chunk), forward_kwargs=repr(forward_kwargs), tag=tag,
+                 denoiser=describe_denoiser(model))
     man, start, redo = None, 0, []
     if (path/MANIFEST).exists():
         old = _read_manifest(path, overwrite)
@@ -414,7 +427,7 @@ def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk,
                 vals.update({(s, k): v.cpu().numpy().astype(np.float32) for k, v in out.items()})
             if create:
                 files = {f'{s:g}|{k}': phi_file(s, k) for s in sigmas for k in keys}
-                man = dict(ident, classes=src.classes, keys=keys, files=files, n_chunks=n_chunks, chunks_done=0, complete=False,
+                man = dict(ident, noise=noise, classes=src.classes, keys=keys, files=files, n_chunks=n_chunks, chunks_done=0, complete=False,
                            channels={k: int(vals[(sigmas[0], k)].shape[1]) for k in keys}, chunk_sums={})
                 specs = _specs(man); need = sum(int(np.prod(sh)) * np.dtype(dt).itemsize for dt, sh in specs.values())
                 if need > (free := shutil.disk_usage(path).free): raise OSError(errno.ENOSPC, f'the store needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free')

@@ -15,6 +15,7 @@ from .core import model_device
 from .hooks import capture, resolve, forward
 from .train import add_noise
 from .scenes import Scenes, TASKS
+from .adapters import is_denoiser, noise_table, table_sigmas, sigma_to_timestep, _diffusers
 
 # %% auto #0
 __all__ = ['PIXELS', 'POSITION', 'METRIC_NAMES', 'BlindNoise', 'DDPMNoise', 'to_map', 'position_map', 'capture_maps',
@@ -38,15 +39,15 @@ class BlindNoise:
     def __repr__(self): return 'BlindNoise()'
 
 class DDPMNoise:
-    "Noise for a diffusers ε-model: `encode(x)` (default 2x − 1), then y = √ᾱ_t·e + √(1−ᾱ_t)·z at the timestep t whose σ is nearest; called as `model(y, t, **extra)`."
+    "Noise for a diffusers ε-model in its own input space (latents via `encode`): y = √ᾱ_t·encode(x) + √(1−ᾱ_t)·z, called as `model(y, t, **extra)`; pixel models: use `as_denoiser`."
     def __init__(self, alphas_cumprod=None, extra: dict | None = None, encode: Callable | None = None,
                  num_train_timesteps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012):
-        if alphas_cumprod is None:  # Stable Diffusion's 'scaled_linear' schedule
-            betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=torch.float64) ** 2
-            alphas_cumprod = torch.cumprod(1 - betas, 0)
+        if alphas_cumprod is None:  # Stable Diffusion's 'scaled_linear' schedule, from diffusers' own scheduler
+            alphas_cumprod = noise_table(_diffusers().DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule='scaled_linear',
+                                                                    beta_start=beta_start, beta_end=beta_end))
         self.alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
         self.extra, self.encode = extra or {}, encode or (lambda x: 2 * x - 1)
-        self.sigmas = 0.5 * ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()   # (T,) noise std in [0, 1] image units
+        self.sigmas = table_sigmas(self.alphas_cumprod)   # (T,) noise std in [0, 1] image units
 
     @classmethod
     def from_scheduler(cls, scheduler, extra: dict | None = None, encode: Callable | None = None) -> 'DDPMNoise':
@@ -54,8 +55,8 @@ class DDPMNoise:
         return cls(scheduler.alphas_cumprod, extra, encode)
 
     def timestep(self, sigma: float) -> int:
-        "The training timestep whose noise level (in [0, 1] image units) is nearest to σ."
-        return int((self.sigmas - sigma).abs().argmin())
+        "The training timestep whose noise level (in [0, 1] image units) is nearest to σ (`adapters.sigma_to_timestep`)."
+        return int(sigma_to_timestep(sigma, self.alphas_cumprod)[0])
 
     def sigma(self, timestep) -> float:
         "The noise level of a timestep, in [0, 1] image units: σ_t = ½·√((1 − ᾱ_t)/ᾱ_t)."
@@ -101,12 +102,13 @@ def position_map(n: int, size: tuple) -> torch.Tensor:
 def capture_maps(model: nn.Module | None, images: torch.Tensor, sigma: float, names, noise=None, seed: int = 0,
                  batch_size: int = 64, device=None) -> dict:
     "Feature maps {name: (N, C, h, w)} of modules `names` (and the pseudo-layers 'pixels', 'position') for images at noise σ."
-    noise = noise or BlindNoise(); names = [names] if isinstance(names, str) else list(names)
+    noise = noise or (model if is_denoiser(model) else BlindNoise()); names = [names] if isinstance(names, str) else list(names)
     real = [n for n in names if n not in (PIXELS, POSITION)]
     if real and model is None: raise ValueError(f'a model is needed to capture {real}')
     real = resolve(model, real) if real else []
     if device is None: device = model_device(model) if model is not None else torch.device('cpu')   # follow the model
-    g = torch.Generator().manual_seed(seed); out = {n: [] for n in names}
+    g = torch.Generator().manual_seed(seed)
+    out = {m: [] for n in names for m in ([n] if n in (PIXELS, POSITION) else resolve(model, n))}   # keyed by module name (an adapter's native names resolve to canonical ones)
     size = tuple(images.shape[-2:])
     was = model.training if model is not None else False
     if model is not None: model.eval()
@@ -291,7 +293,7 @@ def probe_sweep(models: dict, train: Scenes, test: Scenes, layers, sigmas, tasks
                 capture_batch: int = 64, device=None, progress: bool = True, **fit_kw) -> pd.DataFrame:
     "Probe every (model, layer, σ) on `train` scenes and score on held-out `test` scenes; controls run once per σ: one row each."
     from tqdm.auto import tqdm
-    noise = noise or BlindNoise(); layers = [layers] if isinstance(layers, str) else list(layers)
+    layers = [layers] if isinstance(layers, str) else list(layers)
     sigmas = [float(s) for s in (np.atleast_1d(sigmas))]
     for c in controls:
         if c not in (PIXELS, POSITION): raise ValueError(f'Unknown control {c!r}; choose from {(PIXELS, POSITION)}')
@@ -299,12 +301,13 @@ def probe_sweep(models: dict, train: Scenes, test: Scenes, layers, sigmas, tasks
     rows = []
     bar = tqdm(total=sum(len(j[3]) for j in jobs), disable=not progress, desc='probes')
     for sigma, name, model, names in jobs:
-        f_tr = capture_maps(model, train.images, sigma, names, noise, seed=seed, batch_size=capture_batch, device=device)
-        f_te = capture_maps(model, test.images, sigma, names, noise, seed=seed + 1, batch_size=capture_batch, device=device)
+        nz = noise or (model if is_denoiser(model) else BlindNoise())     # an adapter is its own noise: y = x + σz, called with σ
+        f_tr = capture_maps(model, train.images, sigma, names, nz, seed=seed, batch_size=capture_batch, device=device)
+        f_te = capture_maps(model, test.images, sigma, names, nz, seed=seed + 1, batch_size=capture_batch, device=device)
         for layer in names:
             probe = fit_probe(f_tr[layer], train, tasks, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, **fit_kw)
             c, h, w = f_tr[layer].shape[1:]
-            rows.append({'model': name, 'layer': layer, **noise.describe(sigma), 'channels': c, 'resolution': f'{h}x{w}',
+            rows.append({'model': name, 'layer': layer, **nz.describe(sigma), 'channels': c, 'resolution': f'{h}x{w}',
                          **evaluate_probe(probe, f_te[layer], test)})
             bar.update()
         del f_tr, f_te
