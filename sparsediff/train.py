@@ -20,7 +20,7 @@ __all__ = ['SIGMA_DISTS', 'AMP_MODES', 'CKPT_FORMAT', 'CURRENT', 'STEPS', 'HEALT
            'add_noise', 'TrainConfig', 'lr_at', 'cosine_lr', 'save_checkpoint', 'load_checkpoint', 'evaluate_psnr',
            'dead_channels', 'live_pr', 'centred_cosine', 'channel_health', 'revive_dead_channels', 'step_generator',
            'NoisyBatches', 'batch_stream', 'train_step', 'image_flops', 'conv_peak', 'peak_flops', 'resume_configs',
-           'raise_diverged', 'train', 'read_log', 'export_run', 'pretrained_log', 'plot_training',
+           'raise_diverged', 'train', 'read_log', 'export_run', 'ship_run', 'pretrained_log', 'plot_training',
            'plot_channel_health']
 
 # %% ../nbs/03_train.ipynb #c006
@@ -482,6 +482,15 @@ def export_run(run, dest, eval_images=None) -> Path:
     return dest
 
 # %% ../nbs/03_train.ipynb #c031
+def ship_run(run, name: str, eval_images, health_images, health_labels, recipe: dict) -> Path:
+    "A run's latest model as `load_pretrained(name)`: its files, log, PSNR on `eval_images`, channel health on labelled held-out images and its recipe."
+    from sparsediff.unet import pretrained_dir
+    dest = export_run(run, pretrained_dir(name), eval_images=eval_images)
+    write_json(channel_health(load_model(dest), health_images, np.asarray(health_labels)), dest/'channel_health.json')   # dead channels, PR, stability, φ vs pixel kNN
+    cfg = read_json(dest/'config.json'); cfg['recipe'] = recipe
+    write_json(cfg, dest/'config.json')
+    return dest
+
 def pretrained_log(name: str = 'default') -> pd.DataFrame:
     "The training log shipped with a pretrained model."
     from sparsediff.unet import pretrained_dir

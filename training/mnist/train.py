@@ -18,19 +18,12 @@ RECIPE = dict(batch_size=64, lr=1e-3, warmup_steps=500, halve_every=8_000,
 
 
 def ship(run=RUN, name: str = 'mnist'):
-    "Copy the run's model into the package as `load_pretrained(name)`, with its log, PSNR on the test digits and its manifest."
-    import json, subprocess, sys
-    from sparsediff.train import export_run
-    from sparsediff.unet import pretrained_dir
-    from sparsediff.train import channel_health
-    from sparsediff.unet import load_model
+    "Ship the run's model as `load_pretrained(name)` (log, PSNR and channel health on test digits, recipe), then rewrite the manifests."
+    import subprocess, sys
+    from sparsediff.train import ship_run
     test = load_mnist('test', channels=1)
-    dest = export_run(run, pretrained_dir(name), eval_images=test.images[:256])
-    health = channel_health(load_model(dest), test.images[::2], test.labels[::2].numpy())   # every other test digit (sorted by class): dead channels, PR, stability, φ vs pixel kNN
-    (dest/'channel_health.json').write_text(json.dumps(health, indent=1) + '\n')
-    cfg = json.loads((dest/'config.json').read_text())
-    cfg['recipe'] = dict(script='training/mnist/train.py', data="DigitsMixture ('mnist'): MNIST-5k training split, augmented")
-    (dest/'config.json').write_text(json.dumps(cfg, indent=2))
+    dest = ship_run(run, name, test.images[:256], test.images[::2], test.labels[::2].numpy(),   # every other test digit (sorted by class)
+                    dict(script='training/mnist/train.py', data="DigitsMixture ('mnist'): MNIST-5k training split, augmented"))
     subprocess.run([sys.executable, str(Path(__file__).parents[2]/'tools'/'write_manifests.py')], check=True)
     return dest
 

@@ -23,19 +23,13 @@ def start_model():
 
 
 def ship(run=RUN, name: str = 'scenes'):
-    "Copy the run's model into the package as `load_pretrained(name)`, with its log, PSNR on held-out scenes and its manifest."
-    import json, subprocess, sys
-    from sparsediff.train import export_run, channel_health
-    from sparsediff.unet import pretrained_dir, load_model
-    held = render_scenes(256, seed=PROBE_SEED + 1)
-    dest = export_run(run, pretrained_dir(name), eval_images=held.images)
+    "Ship the run's model as `load_pretrained(name)` (log, PSNR and channel health on held-out scenes by object count, recipe), then rewrite the manifests."
+    import subprocess, sys
+    from sparsediff.train import ship_run
     from sparsediff.judges import scene_labels
-    counts, _ = scene_labels(held)                                 # visible-object count: the labels of the health probe
-    health = channel_health(load_model(dest), held.images, counts.numpy())
-    (dest/'channel_health.json').write_text(json.dumps(health, indent=1) + '\n')
-    cfg = json.loads((dest/'config.json').read_text())
-    cfg['recipe'] = dict(script='training/scenes/train.py', data='SceneStream: rendered scenes, an infinite stream', warm_start='scenes (12,000 steps, σ log-uniform [0.01, 1])')
-    (dest/'config.json').write_text(json.dumps(cfg, indent=2))
+    held = render_scenes(256, seed=PROBE_SEED + 1)
+    dest = ship_run(run, name, held.images, held.images, scene_labels(held)[0].numpy(),
+                    dict(script='training/scenes/train.py', data='SceneStream: rendered scenes, an infinite stream', warm_start='scenes (12,000 steps, σ log-uniform [0.01, 1])'))
     subprocess.run([sys.executable, str(Path(__file__).parents[2]/'tools'/'write_manifests.py')], check=True)
     return dest
 
