@@ -433,7 +433,7 @@ def _check_targets(targets) -> torch.Tensor:
 
 def image_channels(model: nn.Module) -> int | None:
     "The image channels a model takes, from our UNet's or an adapted network's config; None when it does not say."
-    net = model.net if adapters.is_denoiser(model) else model
+    net = getattr(model, 'net', model) if adapters.is_denoiser(model) else model
     conf = getattr(net, 'cfg', None) or getattr(net, 'config', None)
     return (conf.get('in_channels') if isinstance(conf, dict) else getattr(conf, 'in_channels', None))
 
