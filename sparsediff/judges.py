@@ -13,6 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 from .core import write_json, read_json, atomic_path, model_device, check_images
 from .data import load_mnist, augment_digits
+from .adapters import Denoiser, denoise, describe_noise
 
 # %% auto #0
 __all__ = ['JUDGES_DIR', 'conv_block', 'DigitClassifier', 'non_digits', 'train_digit_classifier', 'save_judge', 'load_judge',
@@ -224,13 +225,17 @@ def per_target(values, target_index, n_targets: int) -> torch.Tensor:
     return total / torch.bincount(idx, minlength=n_targets).clamp_min(1)
 
 # %% ../nbs/08a_judges.ipynb #0e0127a6
-class SwappedPhi(nn.Module):
-    "A denoiser whose clean estimate comes from `denoiser` while guidance reads its blocks from `phi_net` (block names 'phi_net.<block>')."
+class SwappedPhi(Denoiser):
+    "A denoiser D(y, σ) whose clean estimate comes from `denoiser` while guidance reads its blocks from `phi_net` (block names 'phi_net.<block>'); each is told σ if it is an adapter."
     def __init__(self, denoiser: nn.Module, phi_net: nn.Module):
-        super().__init__(); self.denoiser, self.phi_net = denoiser, phi_net
-    def forward(self, y):
-        self.phi_net(y)                                   # only so that hooks on phi_net's blocks fire
-        return self.denoiser(y)
+        nn.Module.__init__(self); self.denoiser, self.phi_net, self.aliases, self.extra = denoiser, phi_net, {}, {}
+    def forward(self, y, sigma=None):
+        denoise(self.phi_net, y, sigma)                   # only so that hooks on phi_net's blocks fire
+        return denoise(self.denoiser, y, sigma)
+    def canonical_name(self, name: str) -> str: return name
+    def describe(self, sigma: float) -> dict: return describe_noise(self.denoiser, sigma)
+    def description(self) -> dict:
+        return dict(kind='swapped-phi', net=type(self.denoiser).__name__, phi_net=type(self.phi_net).__name__, blocks={})
 
 # %% ../nbs/08a_judges.ipynb #bb506b9e
 def judge_unconditional(model: nn.Module, judge: nn.Module, train, test, n: int = 64, config=None, seed: int = 0,

@@ -18,13 +18,14 @@ __all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'M
            'FLAT_RATIO', 'GENERATES', 'MARGIN_NA', 'Section', 'plotly_js', 'table_html', 'fit_figure', 'safe_text',
            'section_html', 'render_html', 'to_jsonable', 'write_report', 'step_key', 'safe_name', 'inside', 'encode',
            'decode', 'cached', 'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section',
-           'load_report_model', 'validation_photos', 'held_out_scenes', 'overlap_notes', 'load_report_data',
-           'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table', 'named_metrics', 'scores_table',
-           'semantics_section', 'reconstruction_section', 'judge_for', 'judge_name', 'class_hits', 'same_class_rate',
-           'sparsity_runs', 'as_np', 'guided_targets', 'sampling_run', 'fig7_figures', 'dataset_scores',
-           'source_identity_sets', 'source_identity_run', 'controls_section', 'pass_fail_verdict', 'reproduction_table',
-           'claims_markdown', 'model_manifest', 'in_channels', 'data_hash', 'run_report', 'architecture_key',
-           'report_plan', 'report_sections', 'analyse', 'readable_claims', 'claims_summary', 'analyse_parts', 'demo']
+           'is_diffusers_folder', 'load_report_model', 'validation_photos', 'held_out_scenes', 'overlap_notes',
+           'load_report_data', 'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table', 'named_metrics',
+           'scores_table', 'semantics_section', 'reconstruction_section', 'judge_for', 'judge_name', 'class_hits',
+           'same_class_rate', 'sparsity_runs', 'as_np', 'guided_targets', 'sampling_run', 'fig7_figures',
+           'dataset_scores', 'source_identity_sets', 'source_identity_run', 'controls_section', 'pass_fail_verdict',
+           'reproduction_table', 'claims_markdown', 'model_manifest', 'in_channels', 'data_hash', 'run_report',
+           'architecture_key', 'report_plan', 'report_sections', 'analyse', 'readable_claims', 'claims_summary',
+           'analyse_parts', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -270,10 +271,19 @@ def selectivity_section(phi: np.ndarray, data: ImageSet, cfg: ReportConfig) -> S
                     'threshold': a['threshold'], 'bimodality': a['bimodality']})
 
 # %% ../nbs/13_report.ipynb #c021
+def is_diffusers_folder(path) -> bool:
+    "Whether `path` is a diffusers `save_pretrained` folder: a pipeline's `model_index.json`, or a model's `config.json` naming its `_class_name`."
+    p = Path(str(path))
+    if (p/'model_index.json').is_file(): return True
+    try: return (p/'config.json').is_file() and '_class_name' in json.loads((p/'config.json').read_text())
+    except (OSError, ValueError): return False
+
 def load_report_model(model, device='auto'):
     "A model from a shipped name, a checkpoint folder, or a module; errors say what is wrong."
     from sparsediff.unet import load_pretrained
+    from sparsediff.adapters import load_denoiser
     if isinstance(model, torch.nn.Module): return model.to(as_device(device)).eval()
+    if is_diffusers_folder(model): return load_denoiser(model, device=as_device(device)).eval()   # a diffusers save_pretrained folder, with its scheduler
     return load_pretrained(str(model), device=as_device(device))
 
 # %% ../nbs/13_report.ipynb #c022
@@ -353,13 +363,15 @@ def class_plan(data: ImageSet, min_per_class: int = 5) -> dict:
 
 # %% ../nbs/13_report.ipynb #c025
 def phi_features(model, data: ImageSet, folder, cfg: ReportConfig, progress: bool = True, seed: int | None = None) -> dict:
-    "φ and enc3's ā at σ for every image of `data`, one noise seed (default `cfg.seed`), from (or into) a resumable store in `folder`."
+    "φ and the last encoder block's ā ('enc3', enc3 on our UNet) at σ for every image of `data`, one noise seed (default `cfg.seed`), from (or into) a resumable store in `folder`."
     from sparsediff.phi import extract_phi
+    from sparsediff.adapters import default_blocks
+    enc = [b for b in default_blocks(model) if b.startswith('enc')][-1]                   # enc3 on our UNet, enc2 on a two-level diffusers UNet
     seed = cfg.seed if seed is None else seed
     name = f'phi-{safe_name(data.name)}' + ('' if seed == cfg.seed else f'-seed{seed}')
     store = extract_phi(model, data, inside(folder, Path(folder)/name), sigmas=(cfg.sigma,), n_noise=cfg.n_noise, seed=seed,
-                        blocks=('enc3', 'mid'), progress=progress, overwrite=True)
-    return {'phi': np.asarray(store.phi(cfg.sigma, 'mid')), 'enc3': np.asarray(store.phi(cfg.sigma, 'enc3'))}
+                        blocks=(enc, 'mid'), progress=progress, overwrite=True)
+    return {'phi': np.asarray(store.phi(cfg.sigma, 'mid')), 'enc3': np.asarray(store.phi(cfg.sigma, enc))}
 
 # %% ../nbs/13_report.ipynb #c026
 def cluster_comparison(reps: dict, n_clusters: int, seed: int = 0) -> pd.DataFrame:
@@ -706,7 +718,8 @@ def pass_fail_verdict(trained_pass: list, control_pass: list) -> str:
 
 def _sparsity_rows(sp: dict, part: str, suffix: str) -> list:
     "The two sparsity rows (mid vs encoders and untrained; decoders vs encoders) for one part of the PR numbers: a data set or 'mixed'."
-    enc, dec = ('enc1', 'enc2', 'enc3'), ('dec3', 'dec2', 'dec1')
+    blocks = list(sp['trained'][0][part]['pr_live'])                    # enc1…enc3, mid, dec3…dec1 on our UNet; an adapter's own
+    enc, dec = [b for b in blocks if b.startswith('enc')], [b for b in blocks if b.startswith('dec')]
     boot = lambda f, b, v: float(np.mean([d[part][f'{v}_sd'][b] for d in sp[f]])) if f'{v}_sd' in sp[f][0][part] else None
     pr = lambda f, b, v='pr_live': _seeds([d[part][v][b] for d in sp[f]], boot(f, b, v))
     mean_of = lambda f, blocks, v='pr_live': _seeds([np.mean([d[part][v][b] for b in blocks]) for d in sp[f]],
@@ -860,7 +873,9 @@ def model_manifest(model) -> dict | None:
     except FileNotFoundError: return None
 
 def in_channels(net) -> int:
-    "The image channels a model takes: its config's `in_channels`, else its first convolution's, else 3."
+    "The image channels a model takes (an adapter's network's): its config's `in_channels`, else its first convolution's, else 3."
+    from sparsediff.adapters import is_denoiser
+    if is_denoiser(net): net = net.net
     conf = getattr(net, 'config', None)
     if isinstance(conf, dict) and 'in_channels' in conf: return int(conf['in_channels'])
     if hasattr(conf, 'in_channels'): return int(conf.in_channels)

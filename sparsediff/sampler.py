@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_sampler.ipynb #c003
 from __future__ import annotations
-import math, time, warnings
+import inspect, math, time, warnings
 from dataclasses import dataclass, asdict, replace
 from typing import Callable
 import torch
@@ -12,13 +12,15 @@ from torch import nn
 from tqdm.auto import tqdm
 from .core import make_generator, show_images, check_images, as_device, model_device, quiet
 from .hooks import capture, resolve
-from .phi import block_means, evaluating, phi
+from .phi import block_means, evaluating, phi, _main
+from . import adapters
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'GUIDANCES', 'SPACINGS', 'PRESETS', 'step_size', 'noise_scale', 'estimate_sigma', 'SamplerConfig',
-           'Counter', 'denoise', 'block_mean', 'denoise_with_block', 'match_target', 'relative_error', 'gradient_step',
-           'gradient_match', 'adam_match', 'guide', 'SamplerStep', 'SampleResult', 'sample', 'reconstruct', 'phi_error',
-           'phi_identification', 'noise_level_check']
+           'Counter', 'told', 'denoise', 'block_mean', 'denoise_with_block', 'match_target', 'relative_error',
+           'gradient_step', 'gradient_match', 'adam_match', 'guide', 'SamplerStep', 'SampleResult', 'noise_record',
+           'image_channels', 'sample', 'reconstruct', 'phi_error', 'phi_identification', 'noise_level_check',
+           'loop_scheduler', 'scheduler_samples']
 
 # %% ../nbs/08_sampler.ipynb #c006
 def step_size(t: int, h0: float, ramp: bool = True) -> float:
@@ -122,24 +124,33 @@ class Counter(dict):
         "Forward passes, whole or partial."
         return self['denoiser'] + self['encoder']
 
-def denoise(model: nn.Module, y: torch.Tensor, counter: Counter | None = None) -> torch.Tensor:
-    "Clean estimate x̂(y), without gradients."
-    with torch.no_grad(), evaluating(model): out = model(y)
+def told(model: nn.Module, sigma) -> dict | None:
+    "The keyword arguments that tell an adapter the noise level σ (a float or (B,)); None for a blind network, which reads σ off y."
+    if not adapters.is_denoiser(model): return None
+    if sigma is None: raise ValueError(f'{type(model).__name__} is called as D(y, σ): give the noise level sigma')
+    return {'sigma': sigma}
+
+def denoise(model: nn.Module, y: torch.Tensor, counter: Counter | None = None, sigma=None) -> torch.Tensor:
+    "Clean estimate x̂(y) without gradients; an adapter is told the noise level σ (a float or (B,)), a blind network ignores it."
+    told(model, sigma)                                                  # an adapter without σ fails here, clearly
+    with torch.no_grad(), evaluating(model): out = adapters.denoise(model, y, sigma)
     if counter is not None: counter['denoiser'] += len(y)
     return out
 
-def block_mean(model: nn.Module, y: torch.Tensor, block: str, counter: Counter | None = None, grad: bool = False) -> torch.Tensor:
-    "Spatial mean ā of `block` with the forward pass stopped there: (B, C, H, W) -> (B, D)."
-    a = block_means(model, y, (block,), grad=grad)[block]
+def block_mean(model: nn.Module, y: torch.Tensor, block: str, counter: Counter | None = None, grad: bool = False,
+               sigma=None) -> torch.Tensor:
+    "Spatial mean ā of `block` with the forward pass stopped there, an adapter told σ: (B, C, H, W) -> (B, D)."
+    a = next(iter(block_means(model, y, (block,), grad=grad, forward_kwargs=told(model, sigma)).values()))
     if counter is not None: counter['encoder'] += len(y)
     return a
 
-def denoise_with_block(model: nn.Module, y: torch.Tensor, block: str, counter: Counter | None = None):
-    "One whole forward pass giving x̂(y) (detached) and ā of `block` (differentiable in y): (B, C, H, W), (B, D)."
+def denoise_with_block(model: nn.Module, y: torch.Tensor, block: str, counter: Counter | None = None, sigma=None):
+    "One whole forward pass giving x̂(y) (detached) and ā of `block` (differentiable in y), an adapter told σ: (B, C, H, W), (B, D)."
+    told(model, sigma)
     with torch.enable_grad(), evaluating(model), capture(model, [block], reduce='mean', detach=False) as cache:
-        out = model(y)
+        out = adapters.denoise(model, y, sigma)
     if counter is not None: counter['denoiser'] += len(y)
-    return out.detach(), cache[block]
+    return out.detach(), _main(cache[resolve(model, block)[0]])
 
 # %% ../nbs/08_sampler.ipynb #c015
 def _randn(shape, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -152,7 +163,8 @@ def match_target(model: nn.Module, x_c: torch.Tensor, sigma: torch.Tensor, block
     b = len(x_c)
     z = _randn((b, n_noise, *x_c.shape[1:]), generator).to(x_c)   # (B, n, C, H, W)
     y = (x_c[:, None] + sigma.view(b, 1, 1, 1, 1).to(x_c) * z).flatten(0, 1)    # (B·n, C, H, W)
-    return block_mean(model, y, block, counter).view(b, n_noise, -1).mean(1)      # (B·n, D) -> (B, D)
+    told_sigma = sigma.repeat_interleave(n_noise) if adapters.is_denoiser(model) else None      # (B·n,) for an adapter
+    return block_mean(model, y, block, counter, sigma=told_sigma).view(b, n_noise, -1).mean(1)  # (B·n, D) -> (B, D)
 
 def relative_error(a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     "‖a − target‖/‖target‖ per row: (B, D) -> (B,)."
@@ -177,14 +189,14 @@ def gradient_match(model: nn.Module, y: torch.Tensor, target: torch.Tensor, sigm
     for _ in range(cfg.guidance_steps):
         xg = x.requires_grad_(True)
         with torch.enable_grad():
-            a = block_mean(model, xg, cfg.block, counter, grad=True)
+            a = block_mean(model, xg, cfg.block, counter, grad=True, sigma=sigma)
             if err is None: err = relative_error(a.detach(), target)
             x = (x + gradient_step(a, target, xg, sigma, cfg.eta, cfg.trust)).detach()
         counter['backward'] += len(y)
     return x, err
 
 def adam_match(model: nn.Module, y: torch.Tensor, target: torch.Tensor, cfg: SamplerConfig, counter: Counter,
-               betas=(0.9, 0.999), eps: float = 1e-8) -> tuple:
+               betas=(0.9, 0.999), eps: float = 1e-8, sigma: torch.Tensor | None = None) -> tuple:
     "The authors' rule: Adam on y until each image's φ loss < tol × its start, ≤ guidance_steps iterations: (matched y, mismatch before)."
     (b1, b2), x = betas, y.detach().clone()
     m, v = torch.zeros_like(x), torch.zeros_like(x)
@@ -193,7 +205,7 @@ def adam_match(model: nn.Module, y: torch.Tensor, target: torch.Tensor, cfg: Sam
         idx = active.nonzero().squeeze(1)
         xg = x[idx].requires_grad_(True)
         with torch.enable_grad():
-            a = block_mean(model, xg, cfg.block, counter, grad=True)
+            a = block_mean(model, xg, cfg.block, counter, grad=True, sigma=None if sigma is None else sigma[idx])
             loss = (a - target[idx]).pow(2).sum(1)                          # (b,)
             if start is None: start, err = loss.detach(), relative_error(a.detach(), target)
             done = loss.detach() <= cfg.tol * start[idx]
@@ -209,7 +221,7 @@ def adam_match(model: nn.Module, y: torch.Tensor, target: torch.Tensor, cfg: Sam
 
 def guide(model: nn.Module, y: torch.Tensor, target: torch.Tensor, sigma: torch.Tensor, cfg: SamplerConfig, counter: Counter) -> tuple:
     "Move y so that ā(y) approaches `target` with the configured rule: (matched y, relative mismatch before)."
-    if cfg.guidance == 'adam': return adam_match(model, y, target, cfg, counter)
+    if cfg.guidance == 'adam': return adam_match(model, y, target, cfg, counter, sigma=sigma)
     return gradient_match(model, y, target, sigma, cfg, counter)
 
 # %% ../nbs/08_sampler.ipynb #c020
@@ -239,6 +251,7 @@ class SampleResult:
     message: str
     config: dict
     target_index: torch.Tensor | None = None  # (B,) which target each sample reconstructs
+    noise: dict | None = None         # an adapter's σ told at each step, the timestep used and its exact σ: {'sigma', 'timestep', 'sigma_t'}, (T, B) each
 
     @property
     def steps(self) -> int: return len(self.sigma)
@@ -293,14 +306,14 @@ class SampleResult:
         return quiet(fig)
 
 # %% ../nbs/08_sampler.ipynb #c023
-def _score_step(model, y, x_c, sigma_target, cfg: SamplerConfig, gen, counter: Counter) -> tuple:
-    "Residual step core: returns (y seen by the denoiser, x̂(y), σ measured, guidance δ, relative φ mismatch or None)."
+def _score_step(model, y, x_c, sigma_target, cfg: SamplerConfig, gen, counter: Counter, sigma_in=None) -> tuple:
+    "Residual step core, an adapter told σ = `sigma_in` (B,): returns (y seen by the denoiser, x̂(y), σ measured, guidance δ, relative φ mismatch or None)."
     if x_c is None or cfg.guidance == 'none':
-        xh = denoise(model, y, counter)
+        xh = denoise(model, y, counter, sigma_in)
         return y, xh, estimate_sigma(y - xh), torch.zeros_like(y), None
     if cfg.shares_forward:
         yg = y.detach().requires_grad_(True)
-        xh, a = denoise_with_block(model, yg, cfg.block, counter)
+        xh, a = denoise_with_block(model, yg, cfg.block, counter, sigma_in)
         sigma = estimate_sigma(y - xh)
         s = sigma if sigma_target is None else sigma_target
         target = match_target(model, x_c, s, cfg.block, cfg.target_noise, gen, counter)
@@ -308,21 +321,31 @@ def _score_step(model, y, x_c, sigma_target, cfg: SamplerConfig, gen, counter: C
         return y, xh, sigma, delta, relative_error(a.detach(), target)
     target = match_target(model, x_c, sigma_target, cfg.block, cfg.target_noise, gen, counter)
     y, err = guide(model, y, target, sigma_target, cfg, counter)
-    xh = denoise(model, y, counter)
+    xh = denoise(model, y, counter, sigma_in)
     return y, xh, estimate_sigma(y - xh), torch.zeros_like(y), err
 
 # %% ../nbs/08_sampler.ipynb #c024
+def noise_record(model: nn.Module, sigma: torch.Tensor) -> dict | None:
+    "For an adapter, the σ told at each step (T, B), the timestep used (−1 where none: stopped, or a σ-conditioned network) and its exact σ; None for a blind network."
+    if not adapters.is_denoiser(model) or sigma is None: return None
+    sigma = sigma.detach().cpu().double(); ok = torch.isfinite(sigma)
+    t, s = torch.full(sigma.shape, -1, dtype=torch.long), torch.full(sigma.shape, math.nan, dtype=torch.float64)
+    for v in sigma[ok].unique().tolist():                                  # one look-up per distinct level
+        d = adapters.describe_noise(model, v); at = sigma == v
+        t[at], s[at] = -1 if d['timestep'] is None else d['timestep'], d['sigma_t']
+    return {'sigma': sigma, 'timestep': t, 'sigma_t': s}
+
 class _Run:
     "Mutable state of one sampler run: logs, guards and the callback."
     def __init__(self, B, cfg, callback, progress, total):
         self.B, self.cfg, self.callback, self.counter = B, cfg, callback, Counter()
-        self.sigmas, self.errors, self.status, self.message = [], [], 'converged', ''
+        self.sigmas, self.errors, self.told, self.status, self.message = [], [], [], 'converged', ''
         self.best, self.since = torch.full((B,), math.inf, device='cpu'), torch.zeros(B, dtype=torch.long, device='cpu')
         self.bar = tqdm(total=total, disable=not progress, desc=f'sampling ({cfg.schedule})', leave=False)
 
-    def log(self, idx, sigma, err):
-        "Record σ and the mismatch of images `idx`, NaN for the others."
-        for store, v in ((self.sigmas, sigma), (self.errors, err)):
+    def log(self, idx, sigma, err, told=None):
+        "Record σ measured, the mismatch and the σ told to the denoiser of images `idx`, NaN for the others."
+        for store, v in ((self.sigmas, sigma), (self.errors, err), (self.told, told)):
             if v is None: continue
             row = torch.full((self.B,), math.nan, device='cpu'); row[idx.cpu()] = v.detach().float().cpu(); store.append(row)
 
@@ -351,12 +374,13 @@ class _Run:
             return self.stop('cancelled', f'cancelled by the callback at step {step.step}')
         return False
 
-    def result(self, samples, denoised, target_index, seconds) -> SampleResult:
+    def result(self, samples, denoised, target_index, seconds, model=None) -> SampleResult:
         self.bar.close()
         if self.status in ('diverged', 'max_steps'): warnings.warn(f'sampler stopped: {self.message}; returning the partial result', RuntimeWarning)
         stack = lambda v: torch.stack(v) if v else torch.empty(0, self.B, device='cpu')
         return SampleResult(samples.detach().cpu(), denoised.detach().cpu(), stack(self.sigmas), stack(self.errors) if self.errors else None,
-                            dict(self.counter), seconds, self.status, self.message, self.cfg.to_dict(), target_index)
+                            dict(self.counter), seconds, self.status, self.message, self.cfg.to_dict(), target_index,
+                            noise_record(model, stack(self.told)))
 
 # %% ../nbs/08_sampler.ipynb #c025
 def _nan_rows(x, idx, rows):
@@ -367,19 +391,20 @@ def _adaptive(model, y, x_c, cfg: SamplerConfig, gen, run: _Run):
     "The adaptive loop of Kadkhodaie & Simoncelli with optional φ guidance: (final y, last x̂)."
     B, dev = len(y), y.device
     active, denoised = torch.ones(B, dtype=torch.bool, device=dev), y.clone()
-    sig_prev = torch.full((B,), cfg.sigma0, device=dev)
+    sig_prev = torch.full((B,), cfg.sigma0, device=dev)    # also the σ an adapter is told: the level last measured (σ0 at first)
     for t in range(1, cfg.max_steps + 1):
         idx = active.nonzero().squeeze(1)
         h = step_size(t, cfg.h0, cfg.ramp)
         seen, xh, sigma, delta, err = _score_step(model, y[idx], None if x_c is None else x_c[idx],
-                                                  None if cfg.shares_forward else sig_prev[idx], cfg, gen, run.counter)
+                                                  None if cfg.shares_forward else sig_prev[idx], cfg, gen, run.counter, sig_prev[idx])
+        told_sigma = sig_prev[idx].clone()
         z = _randn(y.shape, gen).to(y)[idx]        # drawn for the whole batch: reproducible whoever is active
         gamma = noise_scale(sigma, h, cfg.beta).view(-1, 1, 1, 1)
         done = sigma < cfg.sigma_final
         y[idx] = torch.where(done.view(-1, 1, 1, 1), seen, seen + delta - h * (seen - xh) + gamma * z)
         denoised[idx], sig_prev[idx] = xh, sigma
         active[idx[done]] = False
-        run.log(idx, sigma, err)
+        run.log(idx, sigma, err, told_sigma)
         if run.guard(t, idx, sigma): break
         step = SamplerStep(t, y.clone(), denoised.clone(), _nan_rows(y, idx, seen), run.sigmas[-1], run.errors[-1] if err is not None else None,
                            active.clone(), run.counter.evaluations)
@@ -393,9 +418,9 @@ def _fixed(model, x, x_c, cfg: SamplerConfig, gen, run: _Run):
     for t, s in enumerate(cfg.levels(), 1):
         level = torch.full((B,), s, device=x.device)
         y = x + s * _randn(x.shape, gen).to(x)
-        seen, xh, sigma, delta, err = _score_step(model, y, x_c, level, cfg, gen, run.counter)
+        seen, xh, sigma, delta, err = _score_step(model, y, x_c, level, cfg, gen, run.counter, level)
         x = xh + delta
-        run.log(idx, sigma, err)
+        run.log(idx, sigma, err, level)
         if run.guard(t, idx, sigma): break
         if run.report(SamplerStep(t, x, xh, seen, run.sigmas[-1], run.errors[-1] if err is not None else None,
                                   torch.full((B,), t < cfg.n_levels, device=x.device), run.counter.evaluations)): break
@@ -406,10 +431,16 @@ def _check_targets(targets) -> torch.Tensor:
     "Targets as a float (M, C, H, W) batch, with clear errors for anything else."
     return check_images(targets, 'targets')
 
+def image_channels(model: nn.Module) -> int | None:
+    "The image channels a model takes, from our UNet's or an adapted network's config; None when it does not say."
+    net = getattr(model, 'net', model) if adapters.is_denoiser(model) else model
+    conf = getattr(net, 'cfg', None) or getattr(net, 'config', None)
+    return (conf.get('in_channels') if isinstance(conf, dict) else getattr(conf, 'in_channels', None))
+
 def _check_model(model: nn.Module, shape, cfg: SamplerConfig, guided: bool):
     "Fail early on a missing block or an image shape the model cannot take."
     if guided: resolve(model, cfg.block)
-    channels = getattr(getattr(model, 'cfg', None), 'in_channels', None)
+    channels = image_channels(model)
     if channels is not None and shape[1] != channels:
         raise ValueError(f'the model takes {channels}-channel images, got shape {tuple(shape)}')
 
@@ -425,7 +456,7 @@ def _sample(model, shape, x_c, cfg: SamplerConfig, seed, device, callback, progr
             y = cfg.init_mean + cfg.sigma0 * _randn(shape, gen).to(device)
             out, den = _adaptive(model, y, x_c, cfg, gen, run)
         else: out, den = _fixed(model, torch.full(shape, cfg.init_mean, device=device), x_c, cfg, gen, run)
-    return run.result(out, den, target_index, time.time() - t0)
+    return run.result(out, den, target_index, time.time() - t0, model)
 
 # %% ../nbs/08_sampler.ipynb #c028
 def sample(model: nn.Module, n: int = 1, shape=(3, 32, 32), config: SamplerConfig | None = None, seed: int | None = 0,
@@ -483,6 +514,56 @@ def noise_level_check(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, 
         y = x + s * _randn(x.shape, gen).to(dev)                   # (B, C, H, W) at noise level s
         target = match_target(model, targets, level, cfg.block, cfg.target_noise, gen)
         matched, _ = guide(model, y, target, level, cfg, Counter())
-        before, after = (estimate_sigma(v - denoise(model, v)) for v in (y, matched))
+        before, after = (estimate_sigma(v - denoise(model, v, sigma=level)) for v in (y, matched))
         rows += [dict(sigma=s, image=i, before=float(b), after=float(a)) for i, (b, a) in enumerate(zip(before, after))]
     return pd.DataFrame(rows)
+
+# %% ../nbs/08_sampler.ipynb #aa83bcb0
+def loop_scheduler(model: nn.Module, scheduler=None):
+    "A fresh copy of a VP adapter's scheduler, or of `scheduler` (an instance or a class) on the adapter's noise table, set to its prediction type."
+    if not isinstance(model, adapters.VPDenoiser):
+        raise ValueError(f'scheduler sampling needs a scheduler-based model (as_denoiser(unet, scheduler)), got {type(model).__name__}')
+    base = model.scheduler if scheduler is None else scheduler
+    config = model.scheduler.config if isinstance(base, type) else base.config
+    sched = (base if isinstance(base, type) else type(base)).from_config(config, prediction_type=model.prediction_type)
+    table = adapters.noise_table(sched)
+    if table.shape != model.alphas_cumprod.shape or not torch.allclose(table, model.alphas_cumprod):
+        raise ValueError(f"{type(sched).__name__}'s noise table differs from the one the model was trained with; give it the model's scheduler config")
+    return sched
+
+def _step_kwargs(sched, generator) -> dict:
+    "The generator for a scheduler whose `step` draws noise (DDPM, Euler ancestral…), nothing for one that takes none (PNDM)."
+    return {'generator': generator} if 'generator' in inspect.signature(sched.step).parameters else {}
+
+def scheduler_samples(model: nn.Module, n: int = 1, steps: int = 50, scheduler=None, shape=None, seed: int | None = 0,
+                      device=None, progress: bool = True) -> SampleResult:
+    "Unconditional samples from a VP adapter by its own scheduler's `step` loop (or `scheduler`'s): the control for `sample`, on [0, 1] images."
+    if n < 1 or steps < 1: raise ValueError(f'n and steps must be at least 1, got n={n}, steps={steps}')
+    sched, net = loop_scheduler(model, scheduler), model.net
+    if device is None: device = model_device(model)
+    else: device = as_device(device); model = model.to(device)
+    if shape is None:
+        conf = dict(getattr(net, 'config', None) or {}); size = conf.get('sample_size')
+        if size is None or 'in_channels' not in conf: raise ValueError(f'{type(net).__name__} has no sample_size/in_channels config: give shape=(C, H, W)')
+        shape = (conf['in_channels'], *(size if isinstance(size, (tuple, list)) else (size, size)))
+    shape = (n, *shape)                                                        # (B, C, H, W)
+    gen, table, t0 = make_generator(seed), adapters.table_sigmas(model.alphas_cumprod), time.time()
+    sched.set_timesteps(steps)
+    x = _randn(shape, gen).to(device) * sched.init_noise_sigma                # the model's units: x_T on [−1, 1] data
+    pred, ts = None, []
+    with torch.no_grad(), evaluating(model):
+        for t in tqdm(sched.timesteps, disable=not progress, desc=f'sampling ({type(sched).__name__})', leave=False):
+            t_in = torch.as_tensor(t, device=device).expand(n)                    # (B,)
+            out = adapters.net_output(net(sched.scale_model_input(x, t), t_in, **model.net_kwargs(n, device)))
+            res = sched.step(out, t, x, **_step_kwargs(sched, gen))
+            x, pred = res.prev_sample, getattr(res, 'pred_original_sample', None)
+            ts.append(min(max(int(round(float(t))), 0), len(table) - 1))
+    t_used = torch.tensor(ts).view(-1, 1).expand(-1, n)                         # (T, B)
+    sig = table[t_used]                                                         # (T, B) exact σ_t in image units
+    samples = ((x + 1) / 2).detach().cpu()
+    config = dict(schedule='scheduler', guidance='none', scheduler=type(sched).__name__, steps=int(steps),
+                  prediction_type=model.prediction_type, sigma_final=float(sig[-1, 0]))
+    return SampleResult(samples, samples if pred is None else ((pred + 1) / 2).detach().cpu(), sig.float(), None,
+                        dict(denoiser=n * len(ts), encoder=0, backward=0), time.time() - t0, 'converged',
+                        f'{len(ts)} steps of {type(sched).__name__}', config, None,
+                        {'sigma': sig.clone(), 'timestep': t_used.clone(), 'sigma_t': sig.clone()})

@@ -23,14 +23,16 @@ from .semantics import cosine_knn, kmeans, pixel_features
 from .sampler import reconstruct, SamplerConfig, PRESETS
 from .data import ImageSet, load_mnist
 from .hooks import capture, resolve
-from .phi import ChunkedData, PhiStore, evaluating, extract_phi
+from .phi import ChunkedData, PhiStore, evaluating, extract_phi, _main
+from .adapters import denoise, default_blocks, describe_noise
 from .unet import BLOCKS, UNet, load_pretrained, check_image_batch
 
 # %% auto #0
 __all__ = ['KIND_COLOURS', 'DEAD_BAR', 'default_data', 'as_imageset', 'setup_model', 'fixed_noise', 'unet_views', 'sigma_view',
-           'rgb', 'grid_rgb', 'png_source', 'trace_image', 'static_figure', 'FigureWidget', 'on_kernel_thread',
-           'check_index', 'index_box', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi', 'activation_map',
-           'ChannelExplorer', 'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel', 'Dashboard', 'dashboard']
+           'noise_label', 'rgb', 'grid_rgb', 'png_source', 'trace_image', 'static_figure', 'FigureWidget',
+           'on_kernel_thread', 'check_index', 'index_box', 'Panel', 'SigmaExplorer', 'phi_store', 'dataset_phi',
+           'activation_map', 'ChannelExplorer', 'NeighbourBrowser', 'progress_fraction', 'ReconstructionPanel',
+           'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #c006
 def default_data(n: int = 500) -> ImageSet:
@@ -75,11 +77,11 @@ def unet_views(model: nn.Module, y: torch.Tensor, n_decode: int | None = None) -
 
 _compiled_views = None   # torch.compile(unet_views), made on first use
 
-def sigma_view(model: nn.Module, x: torch.Tensor, z: torch.Tensor, sigma: float, blocks=BLOCKS, block: str = 'mid',
+def sigma_view(model: nn.Module, x: torch.Tensor, z: torch.Tensor, sigma: float, blocks=None, block: str = 'mid',
                compile: bool = False, decode_all: bool = False) -> dict:
-    "Noisy and denoised image (first draw), φ (mean over draws) and each block's PR at σ, in one pass on the model's device: x (C, H, W), z (n, C, H, W)."
+    "Noisy and denoised image (first draw), φ (mean over draws), each block's PR (default: every block) and the timestep used at σ, in one pass: x (C, H, W), z (n, C, H, W)."
     global _compiled_views
-    names = resolve(model, blocks); key = resolve(model, block)[0]
+    names = resolve(model, default_blocks(model) if blocks is None else blocks); key = resolve(model, block)[0]
     dev = model_device(model, x.device); x, z = x.to(dev), z.to(dev)
     y = x[None] + float(sigma) * z                                        # (n, C, H, W)
     fast = isinstance(model, UNet) and type(model).forward is UNet.forward and set(names + [key]) <= set(BLOCKS)
@@ -90,10 +92,17 @@ def sigma_view(model: nn.Module, x: torch.Tensor, z: torch.Tensor, sigma: float,
             n_decode = None if decode_all else 1      # the decoder (¾ of the FLOPs) only for the image shown: 3× less work
             xhat, cache = (_compiled_views if compile else unet_views)(model, y.contiguous(memory_format=torch.channels_last), n_decode)
         else:
-            with capture(model, list(dict.fromkeys(names + [key])), reduce='mean') as cache: xhat = model(y)   # (n, C, H, W)
-    pr = {n: _nanmean(participation_ratio(cache[n])) for n in names}     # (n or 1, C_n) -> mean PR over the draws that reached the block
-    return dict(sigma=float(sigma), noisy=y[0].cpu(), denoised=xhat[0].contiguous().cpu(), phi=cache[key].float().mean(0).cpu().numpy(),
-                pr=pr, psnr_noisy=float(psnr(y[:1].clamp(0, 1), x[None])), psnr_denoised=float(psnr(xhat[:1].clamp(0, 1), x[None])))
+            with capture(model, list(dict.fromkeys(names + [key])), reduce='mean') as cache: xhat = denoise(model, y, float(sigma))   # (n, C, H, W)
+    pr = {n: _nanmean(participation_ratio(_main(cache[n]))) for n in names}   # (n or 1, C_n) -> mean PR over the draws that reached the block
+    noise = describe_noise(model, float(sigma))                           # an adapter's timestep and its exact σ; None and σ for a blind model
+    return dict(sigma=float(sigma), timestep=noise['timestep'], sigma_t=noise['sigma_t'], noisy=y[0].cpu(), denoised=xhat[0].contiguous().cpu(),
+                phi=_main(cache[key]).float().mean(0).cpu().numpy(), pr=pr,
+                psnr_noisy=float(psnr(y[:1].clamp(0, 1), x[None])), psnr_denoised=float(psnr(xhat[:1].clamp(0, 1), x[None])))
+
+def noise_label(v: dict) -> str:
+    "σ of a view, with the timestep used and its exact σ when the model is scheduler-based: 'σ = 0.20 (t = 87, σ_t = 0.201)'."
+    t = v.get('timestep')
+    return f"σ = {v['sigma']:.2f}" + ('' if t is None else f" (t = {t}, σ_t = {v['sigma_t']:.3g})")
 
 # %% ../nbs/12_widgets.ipynb #c012
 def rgb(x: torch.Tensor) -> np.ndarray:
@@ -227,12 +236,12 @@ class Panel(widgets.VBox):
 class SigmaExplorer(Panel):
     "Slide σ to see the noisy image, the denoised image, φ and each block's PR; views are cached per (image, σ) and the next `prefetch` slider steps either side computed ahead."
     def __init__(self, model: nn.Module | None = None, data=None, image: int = 0, sigma: float = 0.2, n_noise: int = 8,
-                 block: str = 'mid', blocks=BLOCKS, seed: int = 0, device=None, sigma_max: float = 1.0, step: float = 0.01,
+                 block: str = 'mid', blocks=None, seed: int = 0, device=None, sigma_max: float = 1.0, step: float = 0.01,
                  cache_size: int = 2048, compile: bool = False, prefetch: int = 2):
         self.model, self.device = setup_model(model, device)
         self.data = as_imageset(data)
         if n_noise < 1: raise ValueError(f'n_noise must be at least 1, got {n_noise}')
-        self.blocks, self.block = resolve(self.model, blocks), resolve(self.model, block)[0]
+        self.blocks, self.block = resolve(self.model, default_blocks(self.model) if blocks is None else blocks), resolve(self.model, block)[0]
         self.n_noise, self.seed, self.cache_size, self.compile = int(n_noise), int(seed), int(cache_size), bool(compile)
         self.cache, self.last_ms = OrderedDict(), float('nan')
         if prefetch < 0: raise ValueError(f'prefetch must be 0 (off) or more slider steps, got {prefetch}')
@@ -240,13 +249,14 @@ class SigmaExplorer(Panel):
         self.sigma = widgets.FloatSlider(value=sigma, min=0.0, max=sigma_max, step=step, description='σ', readout_format='.2f',
                                          continuous_update=True, layout=widgets.Layout(width='420px'))
         self.image = index_box(image, len(self.data))
+        self.timestep = widgets.Label()        # the timestep beside σ for a scheduler-based model
         self._init_status()
         self.figure = self._make_figure(self.view(image, sigma))
         self.update()
         self.sigma.observe(self.safely(lambda ch: self.update()), 'value')
         self.image.observe(self.safely(lambda ch: self.update()), 'value')
         self.open_figures()                     # after the first drawing: the browser gets it in the opening message
-        super().__init__([widgets.HBox([self.image, self.sigma]), self.figure, self.status])
+        super().__init__([widgets.HBox([self.image, self.sigma, self.timestep]), self.figure, self.status])
 
     def _compute(self, index: int, sigma: float) -> dict:
         "`sigma_view` of image `index` at `sigma`, its two pictures already encoded for the browser."
@@ -325,7 +335,8 @@ class SigmaExplorer(Panel):
             f.data[2].y, f.data[3].y = v['phi'], [v['pr'][n] for n in self.blocks]
             _set_title(f, 0, f"noisy, σ = {v['sigma']:.2f} ({v['psnr_noisy']:.1f} dB)")
             _set_title(f, 1, f"denoised ({v['psnr_denoised']:.1f} dB)")
-            f.layout.title.text = f"σ explorer: image {index} (class {label}) at σ = {v['sigma']:.2f}"
+            f.layout.title.text = f"σ explorer: image {index} (class {label}) at {noise_label(v)}"
+        self.timestep.value = '' if v.get('timestep') is None else f"t = {v['timestep']} (σ_t = {v['sigma_t']:.3g})"
         self.last_ms = (time.perf_counter() - t0) * 1000
         self.note(f"image {index}, σ = {v['sigma']:.2f}: {self.last_ms:.0f} ms{' (cached)' if cached else ' (computed ahead)' if ahead else ''}")
         self.prefetch_near(index, sigma)
@@ -362,8 +373,8 @@ def activation_map(model: nn.Module, x: torch.Tensor, z: torch.Tensor, sigma: fl
     "Output of `block` on x + σz averaged over the draws, every channel: x (C, H, W), z (n, C, H, W) -> (C', h, w)."
     key = resolve(model, block)[0]
     with torch.no_grad(), evaluating(model), capture(model, [key], stop=True) as cache:
-        model(x[None] + float(sigma) * z)
-    return cache[key].float().mean(0).cpu()                                 # (n, C', h, w) -> (C', h, w)
+        denoise(model, x[None] + float(sigma) * z, float(sigma))
+    return _main(cache[key]).float().mean(0).cpu()                                 # (n, C', h, w) -> (C', h, w)
 
 # %% ../nbs/12_widgets.ipynb #c026
 KIND_COLOURS = dict(specialized='#2780e3', common='#e37d27', dead='#bbbbbb', selected='#e3272d')
