@@ -245,7 +245,7 @@ def stability_section(st: dict, cfg: ReportConfig) -> Section:
         best_c, best_r = max(nets, key=cen.get), max(nets, key=raw.get)
         lines.append(f'{name}: most stable block by centred cosine <b>{best_c}</b> ({cen[best_c]:.3f}; middle block {cen["mid"]:.3f}), '
                      f'by raw cosine {best_r} ({raw[best_r]:.3f}; middle block {raw["mid"]:.3f})')
-        figs.append(plot_noise_stability(s['table'], sigma_ref=0.5).update_layout(title=f'{name}: cosine of ā at σ = 0.5 with ā at σ (first noise draw; pixels and mean colour as controls)'))
+        figs.append(plot_noise_stability(s['table'], sigma_ref=0.5).update_layout(title=f'{name}: cosine with ā at σ = 0.5 (first draw)'))
     text = (f'Mean cosine between ā(x + 0.5z) and ā(x + σz′), over {st[next(iter(st))]["n_images"]} images per data set and {len(st[next(iter(st))]["cosine"]["mid"])} noise draws; '
             f'"worst" is the lowest mean over σ ∈ {[g for g in cfg.stability_sigmas if g >= cfg.stability_min_sigma]} (σ ≥ {cfg.stability_min_sigma}). '
             f'Raw cosines of non-negative features are high even between different images, so the claims table uses the centred cosine (each side\'s mean ā removed); '
@@ -405,6 +405,7 @@ def scores_table(long: pd.DataFrame) -> pd.DataFrame:
     "Metrics (rows, in words) × representations (columns) as 'mean ± spread': the numbers the claims table reads."
     from sparsediff.controls import score_table
     t = score_table(named_metrics(long)).T
+    t = t.reindex([m for m in METRIC_NAMES.values() if m in t.index] + [m for m in t.index if m not in METRIC_NAMES.values()])   # the metrics in reading order
     t = t.map(lambda v: 'n/a: too few images per held-out cluster' if str(v).startswith('nan') else v)   # separation needs 5+ images in two clusters
     t.columns.name = None
     return t.rename_axis('metric').reset_index()
