@@ -124,10 +124,10 @@ def fit_preprocess(train, mode: str = 'centre'):
 
 def knn_hits(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> np.ndarray:
     "Whether each row (leave-one-out) or each query gets its own label from a k-nearest-neighbour cosine vote, after `fit_preprocess` fitted on `features`: (n,) bool."
-    x = as_matrix(features); y = check_labels(labels, len(x)); prep = fit_preprocess(x, preprocess); x = prep(x)
+    x = as_matrix(features, finite=True); y = check_labels(labels, len(x)); prep = fit_preprocess(x, preprocess); x = prep(x)
     if queries is None: idx, sims = cosine_knn(x, k=k, **kw); truth = y
     else:
-        q = prep(as_matrix(queries, 'queries')); truth = check_labels(query_labels, len(q), 'query_labels')
+        q = prep(as_matrix(queries, 'queries', finite=True)); truth = check_labels(query_labels, len(q), 'query_labels')
         idx, sims = cosine_knn(q, x, k=k, **kw)
     return knn_vote(y[idx], sims, int(max(y.max(), truth.max())) + 1) == truth
 
@@ -145,7 +145,7 @@ def readout_folds(labels, folds: int = 5, seed: int = 0) -> list:
 
 def knn_cv_hits(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', **kw) -> np.ndarray:
     "Cross-validated kNN: whether each row is voted its label by its cosine neighbours in the other folds, `preprocess` fitted on those folds only: (N,) bool."
-    x = as_matrix(features); y = check_labels(labels, len(x)); hits = np.zeros(len(y), bool)
+    x = as_matrix(features, finite=True); y = check_labels(labels, len(x)); hits = np.zeros(len(y), bool)
     for tr, te in readout_folds(y, folds, seed):
         hits[te] = knn_hits(x[tr], y[tr], min(k, len(tr)), x[te], y[te], preprocess=preprocess, **kw)
     return hits
