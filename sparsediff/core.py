@@ -188,7 +188,7 @@ def check_sigma(sigma, name: str = 'sigma', allow_zero: bool = True):
 def check_positive_int(v, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     "`v` as an int if it is an integer (not a float, not a bool) in [`minimum`, `maximum`], else an error naming it."
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f'{name} must be an integer >= {minimum}, got {v!r}' + (f'; write {int(v)}' if isinstance(v, float) and v.is_integer() else ''))
+        raise TypeError(f'{name} must be a whole number >= {minimum} (an int, not a float), got {v!r}' + (f'; write {int(v)}' if isinstance(v, float) and v.is_integer() else ''))
     if int(v) < minimum: raise ValueError(f'{name} must be >= {minimum}, got {v}')
     if maximum is not None and int(v) > maximum: raise ValueError(f'{name} must be <= {maximum}, got {v}')
     return int(v)

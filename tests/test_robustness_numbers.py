@@ -40,11 +40,11 @@ def test_phi_from_threads_leaves_a_training_model_in_train_mode(model):
 @pytest.mark.parametrize('call,msg', [
     (lambda m: phi(None, X, 0.1), 'model must be a torch.nn.Module'),
     (lambda m: phi(m, torch.rand(1, 3, 0, 0), 0.1), 'empty dimension'),
-    (lambda m: phi(m, X, 0.1, n_noise=2.0), r'n_noise must be an integer.*write 2'),
-    (lambda m: reconstruct(m, X[:1], n_samples=1.5, progress=False), 'n_samples must be an integer'),
-    (lambda m: sample(m, 1, (3, 16, 16), seed=1.5, progress=False), 'seed must be an integer'),
+    (lambda m: phi(m, X, 0.1, n_noise=2.0), r'n_noise must be a whole number.*write 2'),
+    (lambda m: reconstruct(m, X[:1], n_samples=1.5, progress=False), 'n_samples must be a whole number'),
+    (lambda m: sample(m, 1, (3, 16, 16), seed=1.5, progress=False), 'seed must be a whole number'),
     (lambda m: sample(m, 1, (3, 16, 16), seed=2**70, progress=False), 'seed must be <='),
-    (lambda m: extract_phi(m, X, 'unused', seed=1.5, progress=False), 'seed must be an integer'),
+    (lambda m: extract_phi(m, X, 'unused', seed=1.5, progress=False), 'seed must be a whole number'),
 ])
 def test_arguments_are_refused_with_their_name(model, call, msg, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
