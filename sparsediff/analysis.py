@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from .core import make_generator, show_images, check_sigma, check_positive_int
+from .core import make_generator, show_images, check_sigma, check_positive_int, escape_text
 from .phi import noisy_block_means
 from .unet import BLOCKS
 
@@ -357,7 +357,7 @@ def plot_channel_scatter(features, channels, labels=None, class_names=None, max_
     fig, classes = go.Figure(), np.unique(lab[rows])
     for l, colour in zip(classes, palette(len(classes))):
         r = rows[lab[rows] == l]
-        name = 'images' if labels is None else str(class_names[l]) if class_names is not None else str(l)
+        name = 'images' if labels is None else escape_text(class_names[l] if class_names is not None else l)
         pts = dict(x=f[r, channels[0]], y=f[r, channels[1]], mode='markers', name=name, marker=dict(size=4, opacity=0.7, color=colour))
         fig.add_trace(go.Scatter3d(z=f[r, channels[2]], **pts) if len(channels) == 3 else go.Scatter(**pts))
     axes = {f'{a}axis': dict(title=f'φ channel {c} (activation)') for a, c in zip('xyz', channels)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .core import atomic_path, write_json, hash_state_dict, as_device
+from .core import atomic_path, write_json, hash_state_dict, as_device, escape_text
 from .data import ImageSet, load_mnist, load_textures, image_folder, fit_images
 
 # %% auto #0
@@ -245,7 +245,7 @@ def selectivity_section(phi: np.ndarray, data: ImageSet, cfg: ReportConfig) -> S
     t = channel_selectivity(phi); g = channel_groups(t); a = t.attrs
     chans = list(g['specialized'][:3]) + list(g['common'][:1])
     figs = [plot_selectivity(t)]
-    if chans: figs.append(plot_top_activating(data, phi, chans, k=8, title=f'{data.name}: top-8 images of 3 specialized channels and 1 common channel'))
+    if chans: figs.append(plot_top_activating(data, phi, chans, k=8, title=f'{escape_text(data.name)}: top-8 images of 3 specialized channels and 1 common channel'))
     text = (f'Selectivity of channel i is the PR of (φ(x₁)[i], …, φ(x_n)[i]) over the {len(phi)} images of {data.name} at σ = {cfg.sigma}. '
             f'{a["n_dead"]} of {len(t)} channels are dead ({a["n_zero"]} zero on every image, {a["n_near_dead"]} near-dead: top value under 10⁻³ of the largest channel\'s) and are excluded. '
             f'Of the live channels, {len(g["specialized"])} are specialized and {len(g["common"])} common (split at {a["threshold"]:.2f}, Otsu); '
@@ -386,9 +386,9 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig) -> Section
     colour, names, legend = (y, data.classes, 'class') if data.labelled else (assign, [f'cluster {c}' for c in range(n_clusters)], 'KMeans cluster')
     figs = [plot_neighbours(data.images, {'φ': live, 'pixels': pix}, queries, k=cfg.k_neighbours,
                             labels=y if data.labelled else None, class_names=data.classes, scale=3),
-            plot_separation(sep, title=f'{data.name}: separation of adjacent groups in φ' + (', KMeans clusters vs human classes' if labelled else ', KMeans clusters')),
-            plot_embedding(emb, colour[erows], names, title=f't-SNE of φ on {data.name}, coloured by {legend}', legend=legend)]
-    if labelled: figs.insert(0, plot_comparison(tab, title=f'{data.name}: how well each representation groups the labelled classes'))
+            plot_separation(sep, title=f'{escape_text(data.name)}: separation of adjacent groups in φ' + (', KMeans clusters vs human classes' if labelled else ', KMeans clusters')),
+            plot_embedding(emb, colour[erows], names, title=f't-SNE of φ on {escape_text(data.name)}, coloured by {legend}', legend=legend)]
+    if labelled: figs.insert(0, plot_comparison(tab, title=f'{escape_text(data.name)}: how well each representation groups the labelled classes'))
     r = tab.round(3); n_lab = len(rows)
     head = f'{data.name}, {len(data)} images, φ at σ = {cfg.sigma} averaged over {cfg.n_noise} noise draws. '
     if labelled:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from .core import as_device, show_images
+from .core import as_device, show_images, escape_text
 from .analysis import as_numpy, as_matrix, row_chunks, palette
 
 # %% auto #0
@@ -297,7 +297,7 @@ def plot_embedding(embedding, labels, class_names=None, title: str = 't-SNE of Ï
     e = as_numpy(embedding); y = as_numpy(labels, np.int64)
     classes = np.unique(y)
     fig = go.Figure([go.Scattergl(x=e[y == l, 0], y=e[y == l, 1], mode='markers', marker=dict(size=5, opacity=0.8, color=c),
-                                  name=str(class_names[l]) if class_names is not None else str(l)) for l, c in zip(classes, palette(len(classes)))])
+                                  name=escape_text(class_names[l] if class_names is not None else l)) for l, c in zip(classes, palette(len(classes)))])
     fig.update_layout(title=title, xaxis_title='t-SNE 1 (arbitrary units)', yaxis_title='t-SNE 2 (arbitrary units)',
                       legend_title_text=legend, height=480, width=620)
     return fig
@@ -309,7 +309,7 @@ def plot_neighbours(images, features: dict, queries, k: int = 5, labels=None, sc
     x = as_images(images)
     queries = np.atleast_1d(np.asarray(queries, dtype=np.int64))
     lab = None if labels is None else as_numpy(labels, np.int64)
-    name = lambda j: '' if lab is None else '<br>' + (str(class_names[lab[j]]) if class_names is not None else str(lab[j]))[:max_name]
+    name = lambda j: '' if lab is None else '<br>' + escape_text((str(class_names[lab[j]]) if class_names is not None else str(lab[j]))[:max_name])
     near = {}
     for rep, f in features.items():
         f = as_matrix(f)
