@@ -16,9 +16,9 @@ __all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'HIGH_DEPTH', 'MAX_CLASSES', 'DAT
            'MIXTURES', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices', 'mnist5k_path', 'load_mnist',
            'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid', 'random_crops', 'load_crops',
            'load_textures', 'decode_image', 'pil_to_tensor', 'DataWarning', 'image_files', 'image_folder',
-           'from_hf_dataset', 'is_hf_dataset_dir', 'check_hf_folder', 'hf_from_disk', 'get_dataset', 'TrainingMixture',
-           'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image', 'NaturalMixture',
-           'heldout_crops', 'make_mixture', 'augment_digits', 'DigitsMixture']
+           'from_hf_dataset', 'is_hf_dataset_dir', 'check_hf_folder', 'hf_from_disk', 'warn_shadowed', 'get_dataset',
+           'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image',
+           'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits', 'DigitsMixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -353,9 +353,15 @@ def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int =
 # %% ../nbs/01_data.ipynb #c028
 DATASETS = {'mnist': load_mnist, 'textures': load_textures, 'photos': load_crops, 'lfw': load_lfw, 'digits': load_digits}
 
+def warn_shadowed(name: str):
+    "Warn that `name` loads the built-in dataset although a folder of that name exists here, and how to load the folder instead."
+    warnings.warn(f"'{name}' is the built-in dataset, so the folder ./{name} here is not used: pass ./{name} (a path) to analyse that folder", DataWarning)
+
 def get_dataset(name: str, split: str = 'test', size: int = 32, **kw) -> ImageSet:
     "A dataset by name (see `DATASETS`), a Hugging Face dataset saved to disk, or an ImageFolder, by path."
-    if name in DATASETS: return DATASETS[name](split=split, size=size, **kw)
+    if name in DATASETS:
+        if Path(name).is_dir(): warn_shadowed(name)
+        return DATASETS[name](split=split, size=size, **kw)
     if is_hf_dataset_dir(name): return hf_from_disk(name, size=size, **kw)
     if Path(name).is_dir(): return image_folder(name, size=size, **kw)
     raise ValueError(f'Unknown dataset {name!r}: use one of {sorted(DATASETS)} or a path to an image folder or a saved Hugging Face dataset')

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .core import atomic_path, write_json, hash_state_dict, as_device, escape_text
+from .core import atomic_path, write_json, hash_state_dict, as_device, escape_text, check_regular_file
 from .data import ImageSet, load_mnist, load_textures, image_folder, fit_images
 
 # %% auto #0
@@ -177,6 +177,7 @@ def cached(folder, name: str, key: str, fn):
     "The stored result of step `name` with settings `key` (JSON, never pickle), computing and storing it first if needed."
     f = inside(folder, Path(folder)/f'{safe_name(name)}-{key}.json')
     if f.exists():
+        check_regular_file(f, 'report cache entry')   # a FIFO or a folder there is refused, not read (a FIFO would block) nor deleted
         try:
             d = json.loads(f.read_text())
             if d.get('format') == CACHE_FORMAT: return decode(d['result'])
@@ -289,10 +290,12 @@ MIN_IMAGES = 20
 
 def load_report_data(data, size: int = 32, channels: int = 3, model='default') -> dict:
     "Named datasets (`'demo'` = MNIST test + textures), an image folder or a saved Hugging Face dataset, as {name: ImageSet}, checked before any compute."
-    from sparsediff.data import is_hf_dataset_dir, hf_from_disk
+    from sparsediff.data import is_hf_dataset_dir, hf_from_disk, warn_shadowed
     if isinstance(data, ImageSet): sets = {data.name: data}
     elif data in (None, 'demo'): sets = {k: DEMO_DATA[k](model) for k in ('mnist', 'textures')}
-    elif str(data) in DEMO_DATA: sets = {str(data): DEMO_DATA[str(data)](model)}
+    elif str(data) in DEMO_DATA:
+        if Path(data).is_dir(): warn_shadowed(str(data))   # a local folder of the same name is not what is loaded: say so
+        sets = {str(data): DEMO_DATA[str(data)](model)}
     else:
         p = Path(data)
         if not p.exists(): raise FileNotFoundError(f'No dataset named {str(data)!r} and no folder at {p}: give demo, {", ".join(DEMO_DATA)}, '

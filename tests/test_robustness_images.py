@@ -69,3 +69,10 @@ def test_hf_state_json_cannot_name_files_outside_its_folder(tmp_path):
     st = json.loads((tmp_path/'d'/'state.json').read_text())
     st['_data_files'][0]['filename'] = '../other/' + st['_data_files'][0]['filename']; (tmp_path/'d'/'state.json').write_text(json.dumps(st))
     with pytest.raises(ValueError, match="field '_data_files' names '../other/"): hf_from_disk(tmp_path/'d')
+
+def test_a_local_folder_named_like_a_builtin_dataset_is_not_silently_shadowed(tmp_path, monkeypatch):
+    from sparsediff.report import load_report_data
+    import sparsediff.report as report
+    (tmp_path/'mnist').mkdir(); monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(report.DEMO_DATA, 'mnist', lambda model: (_ for _ in ()).throw(RuntimeError('built-in loaded')))
+    with pytest.warns(DataWarning, match=r'pass \./mnist'), pytest.raises(RuntimeError, match='built-in loaded'): load_report_data('mnist')
