@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['IMAGE_RANGE', 'SEED_MAX', 'default_device', 'as_device', 'available_devices', 'model_device', 'seed_everything',
-           'make_generator', 'atomic_path', 'write_json', 'read_json', 'check_regular_file', 'refuse_link',
-           'open_nofollow', 'folder_lock', 'cache_dir', 'hash_state_dict', 'check_images', 'check_sigma',
-           'check_positive_int', 'check_seed', 'escape_text', 'psnr', 'to_uint8', 'image_grid', 'quiet', 'show_images']
+__all__ = ['SEED_MAX', 'IMAGE_RANGE', 'default_device', 'as_device', 'available_devices', 'model_device', 'check_positive_int',
+           'check_seed', 'seed_everything', 'make_generator', 'check_regular_file', 'refuse_link', 'open_nofollow',
+           'folder_lock', 'atomic_path', 'write_json', 'read_json', 'cache_dir', 'hash_state_dict', 'check_images',
+           'check_sigma', 'escape_text', 'psnr', 'to_uint8', 'image_grid', 'quiet', 'show_images']
 
 # %% ../nbs/00_core.ipynb #c006
 def default_device() -> torch.device:
@@ -46,6 +46,21 @@ def model_device(model, default='cpu') -> torch.device:
     return torch.device(default)
 
 # %% ../nbs/00_core.ipynb #c008
+def check_positive_int(v, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    "`v` as an int if it is an integer (not a float, not a bool) in [`minimum`, `maximum`], else an error naming it."
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f'{name} must be a whole number >= {minimum} (an int, not a float), got {v!r}' + (f'; write {int(v)}' if isinstance(v, float) and v.is_integer() else ''))
+    if int(v) < minimum: raise ValueError(f'{name} must be >= {minimum}, got {v}')
+    if maximum is not None and int(v) > maximum: raise ValueError(f'{name} must be <= {maximum}, got {v}')
+    return int(v)
+
+SEED_MAX = 2**63 - 1   # what torch.manual_seed and numpy's SeedSequence both take
+
+def check_seed(seed, name: str = 'seed', allow_none: bool = False) -> int | None:
+    "`seed` as an int in [0, 2**63 − 1] (or `None` when allowed); a float such as 1.5 is refused, not truncated."
+    if seed is None and allow_none: return None
+    return check_positive_int(seed, name, 0, SEED_MAX)
+
 def seed_everything(seed: int = 0):
     "Seed Python, NumPy and PyTorch so a run can be repeated."
     seed = check_seed(seed); random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -57,41 +72,6 @@ def make_generator(seed: int | None, device='cpu') -> torch.Generator | None:
     g = torch.Generator(device=device)
     g.manual_seed(check_seed(seed))
     return g
-
-# %% ../nbs/00_core.ipynb #c013
-@contextlib.contextmanager
-def atomic_path(path):
-    "Yield a temporary path beside `path`; on success move it onto `path` atomically."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0); os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give the final file the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
-# %% ../nbs/00_core.ipynb #c014
-def write_json(obj, path):
-    "Write `obj` as indented JSON to `path` atomically."
-    with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=_json_default))
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, torch.Tensor): return o.tolist()
-    if isinstance(o, Path): return str(o)
-    raise TypeError(f'{type(o).__name__} is not JSON serializable')
-
-# %% ../nbs/00_core.ipynb #c015
-def read_json(path):
-    "Read a JSON file (a regular file: a FIFO or a device is refused, not waited on)."
-    path = check_regular_file(path)
-    try: return json.loads(path.read_text())
-    except UnicodeDecodeError: raise ValueError(f'{path} is not a JSON file (it is not UTF-8 text)') from None
 
 # %% ../nbs/00_core.ipynb #7bc7904f
 def check_regular_file(path, what: str = 'file') -> Path:
@@ -131,6 +111,41 @@ def folder_lock(path, what: str = 'folder', name: str = '.lock'):
         os.ftruncate(fd, 0); os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally: os.close(fd)  # closing releases the lock (so does a crash)
+
+# %% ../nbs/00_core.ipynb #c013
+@contextlib.contextmanager
+def atomic_path(path):
+    "Yield a temporary path beside `path`; on success move it onto `path` atomically."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0); os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give the final file the usual permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
+
+# %% ../nbs/00_core.ipynb #c014
+def write_json(obj, path):
+    "Write `obj` as indented JSON to `path` atomically."
+    with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=_json_default))
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)): return int(o)
+    if isinstance(o, (np.floating,)): return float(o)
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, torch.Tensor): return o.tolist()
+    if isinstance(o, Path): return str(o)
+    raise TypeError(f'{type(o).__name__} is not JSON serializable')
+
+# %% ../nbs/00_core.ipynb #c015
+def read_json(path):
+    "Read a JSON file (a regular file: a FIFO or a device is refused, not waited on)."
+    path = check_regular_file(path)
+    try: return json.loads(path.read_text())
+    except UnicodeDecodeError: raise ValueError(f'{path} is not a JSON file (it is not UTF-8 text)') from None
 
 # %% ../nbs/00_core.ipynb #c018
 def cache_dir() -> Path:
@@ -184,21 +199,6 @@ def check_sigma(sigma, name: str = 'sigma', allow_zero: bool = True):
     if (s < 0).any() or (not allow_zero and (s == 0).any()):
         raise ValueError(f'{name} must be {">= 0" if allow_zero else "> 0"}, got {sigma!r}')
     return sigma
-
-def check_positive_int(v, name: str, minimum: int = 1, maximum: int | None = None) -> int:
-    "`v` as an int if it is an integer (not a float, not a bool) in [`minimum`, `maximum`], else an error naming it."
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f'{name} must be a whole number >= {minimum} (an int, not a float), got {v!r}' + (f'; write {int(v)}' if isinstance(v, float) and v.is_integer() else ''))
-    if int(v) < minimum: raise ValueError(f'{name} must be >= {minimum}, got {v}')
-    if maximum is not None and int(v) > maximum: raise ValueError(f'{name} must be <= {maximum}, got {v}')
-    return int(v)
-
-SEED_MAX = 2**63 - 1   # what torch.manual_seed and numpy's SeedSequence both take
-
-def check_seed(seed, name: str = 'seed', allow_none: bool = False) -> int | None:
-    "`seed` as an int in [0, 2**63 − 1] (or `None` when allowed); a float such as 1.5 is refused, not truncated."
-    if seed is None and allow_none: return None
-    return check_positive_int(seed, name, 0, SEED_MAX)
 
 def escape_text(s) -> str:
     "`s` as text that plotly and HTML show literally: `<a href=...>` in a folder name stays text, not a link."
