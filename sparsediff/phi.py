@@ -113,7 +113,9 @@ def compiled_means(model: nn.Module, names, which: str = 'output', call=None, fo
 def check_phi_args(model: nn.Module, x, sigma=0.0, n_noise: int = 1, block=None) -> torch.Tensor:
     "`x` as images for `model` (see `check_images`) after checking σ ≥ 0 and finite, `n_noise` ≥ 1 and that `block` names one module."
     if not isinstance(model, nn.Module): raise TypeError(f'model must be a torch.nn.Module (e.g. load_pretrained()), got {type(model).__name__}')
-    if block is not None: resolve_one(model, block)
+    if block is not None:
+        if not isinstance(block, str): raise TypeError(f"block must be a module name such as 'mid', got {block!r}; list them with module_names(model)")
+        resolve_one(model, block)
     check_sigma(sigma); check_positive_int(n_noise, 'n_noise')
     p = next(model.parameters(), None)
     return check_images(x, 'x', getattr(getattr(model, 'cfg', None), 'in_channels', None),

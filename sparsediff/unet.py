@@ -21,9 +21,9 @@ __all__ = ['NORMS', 'MAX_WIDTH', 'MAX_LAYERS', 'MAX_CHANNELS', 'BLOCKS', 'WEIGHT
 # %% ../nbs/02_unet.ipynb #c006
 def std_stats(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     "1/√(Var + eps) of each image over (C, H, W), from E[x²] − E[x]² accumulated in float32 (any input dtype): (B, C, H, W) -> (B, 1, 1, 1)."
-    n = x[0].numel()
-    s1 = x.sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float32)                                          # Σx
-    s2 = torch.linalg.vector_norm(x, 2, dim=(1, 2, 3), keepdim=True, dtype=torch.float32).square()        # Σx²
+    n, acc = x[0].numel(), torch.float64 if x.dtype == torch.float64 else torch.float32   # a model.double() keeps its precision
+    s1 = x.sum(dim=(1, 2, 3), keepdim=True, dtype=acc)                                                    # Σx
+    s2 = torch.linalg.vector_norm(x, 2, dim=(1, 2, 3), keepdim=True, dtype=acc).square()                  # Σx²
     return (s2 / n - (s1 / n).square()).clamp_min(0).add(eps).rsqrt()
 
 class StdLayerNorm(nn.Module):

@@ -40,6 +40,7 @@ def test_phi_from_threads_leaves_a_training_model_in_train_mode(model):
 @pytest.mark.parametrize('call,msg', [
     (lambda m: phi(None, X, 0.1), 'model must be a torch.nn.Module'),
     (lambda m: phi(m, torch.rand(1, 3, 0, 0), 0.1), 'empty dimension'),
+    (lambda m: phi(m, X, 0.1, block=3), "block must be a module name"),
     (lambda m: phi(m, X, 0.1, n_noise=2.0), r'n_noise must be a whole number.*write 2'),
     (lambda m: reconstruct(m, X[:1], n_samples=1.5, progress=False), 'n_samples must be a whole number'),
     (lambda m: sample(m, 1, (3, 16, 16), seed=1.5, progress=False), 'seed must be a whole number'),
@@ -60,3 +61,8 @@ def test_failed_sampling_restores_the_models_mode_and_device(model):
     def stop(*a): raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt): sample(model, 1, (3, 16, 16), device='cpu', callback=stop, progress=False)
     assert model.training and next(model.parameters()).device.type == 'cpu'
+
+def test_a_double_model_gives_phi_in_its_precision(model):
+    g = lambda: torch.Generator().manual_seed(0)
+    a = phi(model, X, 0.1, n_noise=2, generator=g()); b = phi(model.double(), X, 0.1, n_noise=2, generator=g())
+    assert torch.allclose(a.double(), b.double(), atol=1e-5)
