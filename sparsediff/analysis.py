@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from .core import make_generator, show_images, check_sigma, check_positive_int
+from .core import make_generator, show_images, check_sigma, check_positive_int, escape_text
 from .phi import noisy_block_means
 from .unet import BLOCKS
 
@@ -26,13 +26,17 @@ def as_numpy(a, dtype=np.float64) -> np.ndarray:
     if isinstance(a, torch.Tensor): a = a.detach().cpu().numpy()
     return np.asarray(a, dtype=dtype)
 
-def as_matrix(a, name: str = 'features', dtype=np.float32) -> np.ndarray:
-    "`a` as an (N, C) array (no copy for a memory map when `dtype` is None or matches), with a clear error for any other shape."
+def as_matrix(a, name: str = 'features', dtype=np.float32, finite: bool = False) -> np.ndarray:
+    "`a` as an (N, C) array (no copy for a memory map when `dtype` is None or matches), with a clear error for any other shape (or, with `finite`, any NaN/inf)."
     if isinstance(a, torch.Tensor): a = a.detach().cpu().numpy()
     if not isinstance(a, np.ndarray): a = np.asarray(a)
     if a.ndim != 2: raise ValueError(f'{name} must be an (N, C) array of N vectors, got shape {a.shape}')
     if len(a) == 0: raise ValueError(f'{name} is empty')
-    return a if dtype is None else a.astype(dtype, copy=False)
+    a = a if dtype is None else a.astype(dtype, copy=False)
+    if finite and a.dtype.kind in 'fc' and not np.isfinite(a).all():
+        rows = np.flatnonzero(~np.isfinite(a).all(1))
+        raise ValueError(f'{name} holds NaN or inf in {len(rows)} of {len(a)} rows (e.g. {rows[:5].tolist()}); a score on them would mean nothing: drop or recompute those rows')
+    return a
 
 def palette(n: int) -> list[str]:
     "`n` distinct qualitative colours (D3's 10 when enough, else Dark24/Alphabet, cycled); the first four differ in hue."
@@ -353,7 +357,7 @@ def plot_channel_scatter(features, channels, labels=None, class_names=None, max_
     fig, classes = go.Figure(), np.unique(lab[rows])
     for l, colour in zip(classes, palette(len(classes))):
         r = rows[lab[rows] == l]
-        name = 'images' if labels is None else str(class_names[l]) if class_names is not None else str(l)
+        name = 'images' if labels is None else escape_text(class_names[l] if class_names is not None else l)
         pts = dict(x=f[r, channels[0]], y=f[r, channels[1]], mode='markers', name=name, marker=dict(size=4, opacity=0.7, color=colour))
         fig.add_trace(go.Scatter3d(z=f[r, channels[2]], **pts) if len(channels) == 3 else go.Scatter(**pts))
     axes = {f'{a}axis': dict(title=f'φ channel {c} (activation)') for a, c in zip('xyz', channels)}

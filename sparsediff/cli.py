@@ -53,7 +53,8 @@ def train_parser(sub):
 
 # %% ../nbs/14_cli.ipynb #df0280a9
 FLAG_NAMES = dict(width_div='--width-div', batch_size='--batch-size', warmup_steps='--warmup', halve_every='--halve-every',
-                  sigma_lo='--sigma-lo', sigma_hi='--sigma-hi', ckpt_every='--ckpt-every', eval_every='--eval-every', steps='--steps', lr='--lr')
+                  sigma_lo='--sigma-lo', sigma_hi='--sigma-hi', ckpt_every='--ckpt-every', eval_every='--eval-every', steps='--steps', lr='--lr',
+                  seed='--seed', workers='--workers', accumulate='--accumulate')
 
 def as_flags(msg: str) -> str:
     "An error message about config fields, in the command line's option names."
@@ -69,9 +70,13 @@ def check_device(device: str):
 def check_options(a):
     "Refuse option values no command can use, naming the option."
     check_device(a.device)
+    if not a.out.strip(): raise ValueError("--out is empty; give a folder, e.g. --out runs/mine (the current folder is never used by default)")
     out = Path(a.out)
     if out.exists() and not out.is_dir(): raise ValueError(f'--out {a.out} is an existing file; give a folder')
+    most = 4 * (__import__('os').cpu_count() or 1)
     if getattr(a, 'threads', None) is not None and a.threads < 1: raise ValueError(f'--threads must be >= 1, got {a.threads}')
+    if getattr(a, 'threads', None) is not None and a.threads > most:
+        raise ValueError(f'--threads must be <= {most} (4 × the {most // 4} CPUs of this machine), got {a.threads}')
 
 def monitor_images(data: str):
     "Images the training log's PSNR and channel counts are measured on: training digits for 'mnist' (test digits stay unseen), held-out crops otherwise."
@@ -82,10 +87,10 @@ def run_train(a):
     "Run `sparsediff train` from parsed arguments."
     import torch
     from sparsediff.unet import UNetConfig
-    from sparsediff.train import TrainConfig, train
+    from sparsediff.train import TrainConfig, train, check_run_folder, check_batch_memory
     from sparsediff.data import load_crops
-    if a.threads: torch.set_num_threads(a.threads)
     check_options(a)
+    if a.threads: torch.set_num_threads(a.threads)
     from sparsediff.core import as_device
     device = as_device(a.device)
     if 'WORLD_SIZE' in __import__('os').environ and int(__import__('os').environ['WORLD_SIZE']) > 1:
@@ -96,7 +101,9 @@ def run_train(a):
                            sigma_dist=a.sigma_dist, sigma_lo=a.sigma_lo, sigma_hi=a.sigma_hi, seed=a.seed,
                            ckpt_every=a.ckpt_every, eval_every=a.eval_every, accumulate=a.accumulate, compile=a.compile,
                            workers=a.workers, amp=a.amp, data=a.data)
+        check_batch_memory(mcfg, tcfg, device)   # before any data is built
     except (TypeError, ValueError) as e: raise ValueError(as_flags(str(e))) from None
+    check_run_folder(a.out)
     eval_x = monitor_images(a.data)
     train(a.out, mcfg, tcfg, eval_images=eval_x, device=device)
     print(f'model written to {a.out} (load with sparsediff.unet.load_model)')

@@ -4,15 +4,16 @@
 
 # %% ../nbs/00_core.ipynb #c003
 from __future__ import annotations
-import os, random, tempfile, contextlib, functools, json, hashlib, math, numbers, warnings
+import os, random, tempfile, contextlib, functools, json, hashlib, math, numbers, warnings, stat, errno, fcntl, html
 from pathlib import Path
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['IMAGE_RANGE', 'default_device', 'as_device', 'available_devices', 'model_device', 'seed_everything', 'make_generator',
-           'atomic_path', 'write_json', 'read_json', 'cache_dir', 'hash_state_dict', 'check_images', 'check_sigma',
-           'check_positive_int', 'psnr', 'to_uint8', 'image_grid', 'quiet', 'show_images']
+__all__ = ['SEED_MAX', 'IMAGE_RANGE', 'default_device', 'as_device', 'available_devices', 'model_device', 'check_positive_int',
+           'check_seed', 'seed_everything', 'make_generator', 'check_regular_file', 'refuse_link', 'open_nofollow',
+           'folder_lock', 'atomic_path', 'write_json', 'read_json', 'cache_dir', 'hash_state_dict', 'check_images',
+           'check_sigma', 'escape_text', 'psnr', 'to_uint8', 'image_grid', 'quiet', 'show_images']
 
 # %% ../nbs/00_core.ipynb #c006
 def default_device() -> torch.device:
@@ -27,6 +28,8 @@ def as_device(device='auto') -> torch.device:
     if device is None or (isinstance(device, str) and device == 'auto'): return default_device()
     try: device = torch.device(device)
     except (RuntimeError, ValueError): raise ValueError(f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
+    if device.type not in ('cpu', 'cuda', 'mps'):   # 'meta' holds no data: moving a model there loses its weights
+        raise ValueError(f"device={str(device)!r} cannot run a model; use 'auto', 'cpu', 'cuda' or 'mps'")
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' was requested but no CUDA GPU is visible to PyTorch; use device='cpu' or device='auto'.")
     if device.type == 'mps' and not (getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()):
@@ -43,17 +46,71 @@ def model_device(model, default='cpu') -> torch.device:
     return torch.device(default)
 
 # %% ../nbs/00_core.ipynb #c008
+def check_positive_int(v, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    "`v` as an int if it is an integer (not a float, not a bool) in [`minimum`, `maximum`], else an error naming it."
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f'{name} must be a whole number >= {minimum} (an int, not a float), got {v!r}' + (f'; write {int(v)}' if isinstance(v, float) and v.is_integer() else ''))
+    if int(v) < minimum: raise ValueError(f'{name} must be >= {minimum}, got {v}')
+    if maximum is not None and int(v) > maximum: raise ValueError(f'{name} must be <= {maximum}, got {v}')
+    return int(v)
+
+SEED_MAX = 2**63 - 1   # what torch.manual_seed and numpy's SeedSequence both take
+
+def check_seed(seed, name: str = 'seed', allow_none: bool = False) -> int | None:
+    "`seed` as an int in [0, 2**63 − 1] (or `None` when allowed); a float such as 1.5 is refused, not truncated."
+    if seed is None and allow_none: return None
+    return check_positive_int(seed, name, 0, SEED_MAX)
+
 def seed_everything(seed: int = 0):
     "Seed Python, NumPy and PyTorch so a run can be repeated."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+    seed = check_seed(seed); random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #c009
 def make_generator(seed: int | None, device='cpu') -> torch.Generator | None:
     "A `torch.Generator` seeded with `seed`, or `None` when `seed` is `None`."
     if seed is None: return None
     g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
+    g.manual_seed(check_seed(seed))
     return g
+
+# %% ../nbs/00_core.ipynb #7bc7904f
+def check_regular_file(path, what: str = 'file') -> Path:
+    "`path` if it is an existing regular file (links to one are followed), else a one-line error naming it."
+    path = Path(path)
+    try: st = os.stat(path)
+    except FileNotFoundError: raise FileNotFoundError(f'{path} is missing') from None
+    if not stat.S_ISREG(st.st_mode): raise ValueError(f'{path} is not a regular file (a folder, FIFO or device); a {what} must be a plain file')
+    return path
+
+def refuse_link(path, what: str = 'output folder') -> Path:
+    "`path` unless it is a symbolic link, which we never write through nor delete the target of."
+    path = Path(path)
+    if path.is_symlink(): raise ValueError(f'{path} is a symbolic link; sparsediff does not write through links in its {what}: remove it or use another folder')
+    return path
+
+def open_nofollow(path, flags: int, mode: int = 0o644) -> int:
+    "`os.open` that refuses a symbolic link at `path` (O_NOFOLLOW) and any file that is not regular."
+    try: fd = os.open(path, flags | os.O_NOFOLLOW | getattr(os, 'O_NONBLOCK', 0), mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP: refuse_link(path); raise ValueError(f'{path} is a symbolic link') from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd); raise ValueError(f'{path} is not a regular file (a folder, FIFO or device); remove it or use another folder')
+    if hasattr(os, 'O_NONBLOCK'): os.set_blocking(fd, True)
+    return fd
+
+@contextlib.contextmanager
+def folder_lock(path, what: str = 'folder', name: str = '.lock'):
+    "Hold the advisory write lock of folder `path` (file `name`, never through a link), or fail at once naming the process that holds it."
+    fd = open_nofollow(Path(path)/name, os.O_RDWR | os.O_CREAT)
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            who = ''.join(c for c in os.pread(fd, 20, 0).decode(errors='replace') if c.isdigit()) or '?'
+            raise RuntimeError(f'the {what} {path} is being written by another process (pid {who}); wait for it to finish or use another folder') from None
+        os.ftruncate(fd, 0); os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally: os.close(fd)  # closing releases the lock (so does a crash)
 
 # %% ../nbs/00_core.ipynb #c013
 @contextlib.contextmanager
@@ -85,8 +142,10 @@ def _json_default(o):
 
 # %% ../nbs/00_core.ipynb #c015
 def read_json(path):
-    "Read a JSON file."
-    return json.loads(Path(path).read_text())
+    "Read a JSON file (a regular file: a FIFO or a device is refused, not waited on)."
+    path = check_regular_file(path)
+    try: return json.loads(path.read_text())
+    except UnicodeDecodeError: raise ValueError(f'{path} is not a JSON file (it is not UTF-8 text)') from None
 
 # %% ../nbs/00_core.ipynb #c018
 def cache_dir() -> Path:
@@ -114,6 +173,7 @@ def check_images(x, name: str = 'x', channels: int | None = None, dtype=torch.fl
     if x.ndim == 3: x = x[None]
     if x.ndim != 4: raise ValueError(f'{name} must have shape (B, C, H, W) or (C, H, W), got {tuple(x.shape)}')
     if len(x) == 0: raise ValueError(f'{name} is an empty batch (shape {tuple(x.shape)}); pass at least one image')
+    if min(x.shape[1:]) == 0: raise ValueError(f'{name} has an empty dimension (shape {tuple(x.shape)}); images need at least one channel and one pixel')
     if x.is_complex() or x.dtype == torch.bool or not x.is_floating_point():
         raise TypeError(f'{name} must hold floats in [0, 1], got dtype {x.dtype}; convert with {name}.float() / 255')
     if channels is not None and x.shape[1] != channels:
@@ -140,12 +200,9 @@ def check_sigma(sigma, name: str = 'sigma', allow_zero: bool = True):
         raise ValueError(f'{name} must be {">= 0" if allow_zero else "> 0"}, got {sigma!r}')
     return sigma
 
-def check_positive_int(v, name: str, minimum: int = 1) -> int:
-    "`v` as an int if it is a whole number ≥ `minimum`, else an error naming it."
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) and not (isinstance(v, float) and v.is_integer()):
-        raise TypeError(f'{name} must be a whole number >= {minimum}, got {v!r}')
-    if int(v) < minimum: raise ValueError(f'{name} must be >= {minimum}, got {v}')
-    return int(v)
+def escape_text(s) -> str:
+    "`s` as text that plotly and HTML show literally: `<a href=...>` in a folder name stays text, not a link."
+    return html.escape(str(s), quote=False)
 
 # %% ../nbs/00_core.ipynb #c021
 def psnr(x: torch.Tensor, y: torch.Tensor, max_val: float = 1.0) -> torch.Tensor:

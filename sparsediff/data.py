@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #c003
 from __future__ import annotations
-import os, math, warnings
+import os, math, warnings, stat
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'DATASETS', 'HELDOUT_PHOTOS', 'NATURAL_PHOTOS', 'MIXTURES', 'ImageSet',
-           'to_float_images', 'fit_images', 'split_indices', 'mnist5k_path', 'load_mnist', 'load_lfw', 'load_digits',
-           'load_photo', 'photo_region', 'image_pyramid', 'random_crops', 'load_crops', 'load_textures',
-           'pil_to_tensor', 'DataWarning', 'image_folder', 'from_hf_dataset', 'is_hf_dataset_dir', 'hf_from_disk',
-           'get_dataset', 'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves',
-           'smooth_image', 'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits', 'DigitsMixture']
+__all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'HIGH_DEPTH', 'MAX_CLASSES', 'DATASETS', 'HELDOUT_PHOTOS', 'NATURAL_PHOTOS',
+           'MIXTURES', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices', 'mnist5k_path', 'load_mnist',
+           'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid', 'random_crops', 'load_crops',
+           'load_textures', 'decode_image', 'pil_to_tensor', 'DataWarning', 'image_files', 'image_folder',
+           'from_hf_dataset', 'is_hf_dataset_dir', 'check_hf_folder', 'hf_from_disk', 'warn_shadowed', 'get_dataset',
+           'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image',
+           'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits', 'DigitsMixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -186,9 +187,24 @@ def load_textures(split: str = 'test', n: int = 1500, size: int = 32, seed: int 
 # %% ../nbs/01_data.ipynb #c023
 IMAGE_EXTS = {'.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp'}
 
+HIGH_DEPTH = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')   # 16-bit, 32-bit integer and float grey images
+
+def decode_image(img, channels: int = 3):
+    "A PIL image decoded exactly, in a mode that resizes without loss: EXIF orientation applied; 16-bit/float grey as 'F' in [0, 1]; palette, CMYK and alpha as 'RGB'/'L' (transparency over white)."
+    from PIL import Image, ImageOps
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in HIGH_DEPTH:
+        a = np.asarray(img, dtype=np.float64)
+        scale = 1.0 if img.mode == 'F' else 65535.0 if img.mode.startswith('I;16') or a.max(initial=0) <= 65535 else 2.0**31 - 1
+        return Image.fromarray((a / scale).astype(np.float32), mode='F')   # 16-bit 32768 -> 0.5, float 0.5 -> 0.5 (not clipped to 8 bits)
+    if img.mode == 'P': img = img.convert('RGBA')   # the palette's transparency becomes alpha
+    if 'A' in img.mode or 'a' in img.mode: img = Image.alpha_composite(Image.new('RGBA', img.size, (255, 255, 255, 255)), img.convert('RGBA'))
+    if img.mode not in ('RGB', 'L'): img = img.convert('RGB')   # CMYK, YCbCr, LAB, 1-bit
+    return img.convert('RGB' if channels == 3 else 'L')
+
 def pil_to_tensor(img, size: int = 32, channels: int = 3) -> torch.Tensor:
-    "A PIL image, resized on its short side and centre-cropped to `size`, as `(C, size, size)` in [0, 1]."
-    img = img.convert('RGB' if channels == 3 else 'L')
+    "A PIL image, decoded exactly (`decode_image`), resized on its short side and centre-cropped to `size`, as `(C, size, size)` in [0, 1]."
+    img = decode_image(img, channels)
     w, h = img.size
     if min(w, h) < size: raise ValueError(f'image of {w}x{h} pixels is smaller than the model input {size}x{size}')
     s = size / min(w, h)
@@ -196,8 +212,9 @@ def pil_to_tensor(img, size: int = 32, channels: int = 3) -> torch.Tensor:
     img = img.resize((max(size, round(w*s)), max(size, round(h*s))), Image.BICUBIC)
     w, h = img.size; l, t = (w - size)//2, (h - size)//2
     img = img.crop((l, t, l + size, t + size))
-    a = np.asarray(img, dtype=np.float32) / 255
-    return torch.from_numpy(a).permute(2, 0, 1) if a.ndim == 3 else torch.from_numpy(a)[None]
+    a = np.asarray(img, dtype=np.float32).clip(0, 1) if img.mode == 'F' else np.asarray(img, dtype=np.float32) / 255
+    if img.mode == 'F' and channels == 3: a = np.repeat(a[..., None], 3, -1)   # a grey high-depth image as colour
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1) if a.ndim == 3 else torch.from_numpy(a)[None]
 
 # %% ../nbs/01_data.ipynb #c023w
 class DataWarning(UserWarning):
@@ -211,12 +228,23 @@ def _format_warning(message, category, filename, lineno, line=None, _plain=warni
 warnings.formatwarning = _format_warning
 
 # %% ../nbs/01_data.ipynb #c024
+def image_files(root: Path) -> tuple[list, list]:
+    "Image files under `root` (sorted) and the sub-folders skipped with why: links are not followed, unreadable folders are named."
+    files, skipped = [], []
+    def unreadable(e): skipped.append(f'{Path(e.filename).relative_to(root).as_posix() or "."} cannot be read ({e.strerror})')
+    for d, dirs, names in os.walk(root, onerror=unreadable):
+        for s in [s for s in dirs if os.path.islink(os.path.join(d, s))]:
+            skipped.append(f'{Path(d, s).relative_to(root).as_posix()} is a symbolic link (not followed)'); dirs.remove(s)
+        files += [Path(d, n) for n in names if Path(n).suffix.lower() in IMAGE_EXTS and os.path.isfile(os.path.join(d, n))]
+    return sorted(files), skipped
+
 def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None = None) -> ImageSet:
     "Load an ImageFolder (class sub-folders, or a flat folder: then `labelled` is False) as an `ImageSet`."
     from PIL import Image, UnidentifiedImageError
     root = Path(path)
     if not root.is_dir(): raise FileNotFoundError(f'No image folder at {root}')
-    files = sorted(p for p in root.rglob('*') if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    files, skipped = image_files(root)
+    if skipped: warnings.warn(f'skipped {len(skipped)} sub-folder{"s" * (len(skipped) > 1)} of {root}: {"; ".join(skipped[:5])}{" …" * (len(skipped) > 5)}', DataWarning)
     if not files: raise ValueError(f'{root} contains no images ({", ".join(sorted(IMAGE_EXTS))}): put image files in it, or in one sub-folder per class')
     files = files[:max_images] if max_images else files
     folder = lambda p: p.parent.relative_to(root).as_posix()
@@ -227,7 +255,8 @@ def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None
             with Image.open(p) as im:
                 if min(im.size) < size: small.append(f'{p.relative_to(root)} ({im.size[0]}x{im.size[1]})'); continue
                 xs.append(pil_to_tensor(im, size, channels))
-        except (UnidentifiedImageError, OSError): bad.append(p.relative_to(root).as_posix()); continue
+        except Image.DecompressionBombError: bad.append(f'{p.relative_to(root).as_posix()} (too many pixels for a safe decode)'); continue
+        except (UnidentifiedImageError, OSError, ValueError): bad.append(p.relative_to(root).as_posix()); continue
         ys.append(classes.index(folder(p)))
     if small: raise ValueError(f'{len(small)} of the {len(files)} images in {root} are smaller than the model input {size}x{size} '
                                f'(e.g. {", ".join(small[:3])}): remove them or enlarge them to at least {size} pixels on the short side')
@@ -247,6 +276,8 @@ def _hf_columns(ds, image_key, label_key):
     if label_key == 'auto': label_key = next((k for k, f in feats.items() if kind(f) == 'ClassLabel'), 'label' if 'label' in feats else None)
     return image_key, label_key
 
+MAX_CLASSES = 10_000   # labels without class names must be below this (a crafted label of 10**12 would ask for 10**12 class names)
+
 def from_hf_dataset(ds, image_key: str | None = 'image', label_key: str | None = 'label', size: int = 32, channels: int = 3,
                     max_images: int | None = None, name: str = 'hf') -> ImageSet:
     "An `ImageSet` from a loaded Hugging Face dataset (or any sequence of dicts holding PIL images); no label column gives `labelled=False`."
@@ -254,6 +285,8 @@ def from_hf_dataset(ds, image_key: str | None = 'image', label_key: str | None =
     n = len(ds) if max_images is None else min(len(ds), max_images)
     if n == 0: raise ValueError('the dataset is empty')
     xs, ys, has_label, small = [], [], True, []
+    feats = getattr(ds, 'features', None)
+    names = list(getattr(feats.get(label_key), 'names', None) or []) if feats is not None and label_key else []
     for i in range(n):
         row = ds[i]
         if image_key not in row: raise KeyError(f'no column {image_key!r}; columns are {list(row)}')
@@ -261,6 +294,8 @@ def from_hf_dataset(ds, image_key: str | None = 'image', label_key: str | None =
         xs.append(pil_to_tensor(row[image_key], size, channels))
         has_label &= bool(label_key) and label_key in row and row[label_key] is not None and int(row[label_key]) >= 0
         ys.append(int(row[label_key]) if has_label else 0)
+        if ys[-1] >= (limit := len(names) or MAX_CLASSES):
+            raise ValueError(f'{name} row {i}: label {ys[-1]} is out of range [0, {limit})' + (f' ({len(names)} class names)' if names else f' (at most {MAX_CLASSES} classes)'))
     if small: raise ValueError(f'{len(small)} of the {n} images of {name} are smaller than the model input {size}x{size} '
                                f'(e.g. {", ".join(small[:3])}): drop those rows or enlarge them to at least {size} pixels on the short side')
     if not has_label: ys = [0] * len(xs)
@@ -274,11 +309,34 @@ def is_hf_dataset_dir(path) -> bool:
     p = Path(path)
     return p.is_dir() and ((p/'state.json').exists() and (p/'dataset_info.json').exists() or (p/'dataset_dict.json').exists())
 
+def _inside(folder: Path, name, where: str) -> Path:
+    "`folder/name` if `name` is a plain file or folder name (no '/', '..' or absolute path) that is no link, else an error naming `where`."
+    if not isinstance(name, str) or not name or name in ('.', '..') or '/' in name or '\\' in name or os.path.isabs(name):
+        raise ValueError(f'{where} names {name!r}, which is not a name inside {folder}; this saved dataset is malformed or crafted')
+    p = folder/name
+    if p.is_symlink(): raise ValueError(f'{where} names {name!r}, a symbolic link; sparsediff reads only files inside {folder}')
+    return p
+
+def check_hf_folder(path):
+    "Refuse a saved Hugging Face dataset whose `state.json` or `dataset_dict.json` names files outside its folder, links or non-regular files."
+    from sparsediff.core import read_json, check_regular_file
+    path = Path(path); folders = [path]
+    if (path/'dataset_dict.json').exists():
+        splits = read_json(path/'dataset_dict.json').get('splits') if isinstance(read_json(path/'dataset_dict.json'), dict) else None
+        if not isinstance(splits, list): raise ValueError(f"{path/'dataset_dict.json'}: field 'splits' is not a list of split names")
+        folders = [_inside(path, s, f"{path/'dataset_dict.json'} field 'splits'") for s in splits]
+    for f in folders:
+        state = read_json(f/'state.json')
+        files = state.get('_data_files') if isinstance(state, dict) else None
+        if not isinstance(files, list) or not all(isinstance(e, dict) for e in files): raise ValueError(f"{f/'state.json'}: field '_data_files' is not a list of files")
+        for e in files: check_regular_file(_inside(f, e.get('filename'), f"{f/'state.json'} field '_data_files'"), 'dataset file')
+
 def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int = 3, max_images: int | None = None,
                  image_key: str | None = None, label_key: str | None = 'auto') -> ImageSet:
     "A Hugging Face dataset saved with `save_to_disk` as an `ImageSet` (a `DatasetDict` gives `split`, else its test split, else the first)."
     try: import datasets
     except ImportError as e: raise ImportError(f'{path} is a Hugging Face dataset; reading it needs the datasets package: pip install datasets') from e
+    check_hf_folder(path)
     ds = datasets.load_from_disk(str(path))
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
@@ -295,9 +353,15 @@ def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int =
 # %% ../nbs/01_data.ipynb #c028
 DATASETS = {'mnist': load_mnist, 'textures': load_textures, 'photos': load_crops, 'lfw': load_lfw, 'digits': load_digits}
 
+def warn_shadowed(name: str):
+    "Warn that `name` loads the built-in dataset although a folder of that name exists here, and how to load the folder instead."
+    warnings.warn(f"'{name}' is the built-in dataset, so the folder ./{name} here is not used: pass ./{name} (a path) to analyse that folder", DataWarning)
+
 def get_dataset(name: str, split: str = 'test', size: int = 32, **kw) -> ImageSet:
     "A dataset by name (see `DATASETS`), a Hugging Face dataset saved to disk, or an ImageFolder, by path."
-    if name in DATASETS: return DATASETS[name](split=split, size=size, **kw)
+    if name in DATASETS:
+        if Path(name).is_dir(): warn_shadowed(name)
+        return DATASETS[name](split=split, size=size, **kw)
     if is_hf_dataset_dir(name): return hf_from_disk(name, size=size, **kw)
     if Path(name).is_dir(): return image_folder(name, size=size, **kw)
     raise ValueError(f'Unknown dataset {name!r}: use one of {sorted(DATASETS)} or a path to an image folder or a saved Hugging Face dataset')

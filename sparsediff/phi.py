@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_phi.ipynb #c003
 from __future__ import annotations
-import contextlib, hashlib, math, shutil, warnings, os, io, errno, fcntl
+import contextlib, hashlib, math, shutil, warnings, os, io, errno, threading, json
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -12,15 +12,17 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import hash_state_dict, write_json, read_json, check_images, check_sigma, check_positive_int, model_device
+from .core import (hash_state_dict, write_json, read_json, check_images, check_sigma, check_positive_int, check_seed, model_device,
+                   open_nofollow, refuse_link, folder_lock)
 from .hooks import capture, resolve, resolve_one, forward
 from .unet import BLOCKS, UNet, check_image_batch
 from .adapters import is_denoiser, describe_noise, describe_denoiser, default_blocks
 
 # %% auto #0
-__all__ = ['WHICH', 'AMPS', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'block_keys', 'evaluating', 'block_means',
-           'draw_noise', 'default_rows', 'autocast_for', 'compiled_means', 'check_phi_args', 'noisy_block_means', 'phi',
-           'phi_clean', 'ChunkedData', 'chunk_generator', 'phi_file', 'store_lock', 'stream_chunks', 'StoreDamaged',
+__all__ = ['WHICH', 'AMPS', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'MAX_ROWS', 'MAX_CHANNELS', 'block_keys',
+           'evaluating', 'block_means', 'draw_noise', 'default_rows', 'autocast_for', 'compiled_means',
+           'check_phi_args', 'noisy_block_means', 'check_finite_phi', 'phi', 'phi_clean', 'ChunkedData',
+           'chunk_generator', 'phi_file', 'store_lock', 'stream_chunks', 'StoreDamaged', 'check_manifest',
            'verify_store', 'extract_phi', 'PhiStore']
 
 # %% ../nbs/05_phi.ipynb #c006
@@ -31,12 +33,18 @@ def block_keys(names, which: str = 'output') -> list[str]:
     if which not in WHICH: raise ValueError(f'which must be one of {WHICH}, got {which!r}')
     return [k for n in names for k in ([n + ':in'] if which != 'output' else []) + ([n] if which != 'input' else [])]
 
+_MODES, _MODES_LOCK = {}, threading.Lock()   # id(model) -> [mode before the first entry, entries still open]
+
 @contextlib.contextmanager
 def evaluating(model: nn.Module):
-    "Put `model` in eval mode inside the block, restoring its previous mode after."
-    was = model.training; model.eval()
+    "Put `model` in eval mode inside the block, restoring its previous mode after the last block open on it closes (safe across threads)."
+    with _MODES_LOCK:
+        rec = _MODES.setdefault(id(model), [model.training, 0]); rec[1] += 1; model.eval()
     try: yield model
-    finally: model.train(was)
+    finally:
+        with _MODES_LOCK:
+            rec[1] -= 1
+            if rec[1] == 0: del _MODES[id(model)]; model.train(rec[0])
 
 # %% ../nbs/05_phi.ipynb #c007
 def _main(v):
@@ -111,7 +119,10 @@ def compiled_means(model: nn.Module, names, which: str = 'output', call=None, fo
 # %% ../nbs/05_phi.ipynb #c012v
 def check_phi_args(model: nn.Module, x, sigma=0.0, n_noise: int = 1, block=None) -> torch.Tensor:
     "`x` as images for `model` (see `check_images`) after checking σ ≥ 0 and finite, `n_noise` ≥ 1 and that `block` names one module."
-    if block is not None: resolve_one(model, block)
+    if not isinstance(model, nn.Module): raise TypeError(f'model must be a torch.nn.Module (e.g. load_pretrained()), got {type(model).__name__}')
+    if block is not None:
+        if not isinstance(block, str): raise TypeError(f"block must be a module name such as 'mid', got {block!r}; list them with module_names(model)")
+        resolve_one(model, block)
     check_sigma(sigma); check_positive_int(n_noise, 'n_noise')
     p = next(model.parameters(), None)
     return check_images(x, 'x', getattr(getattr(model, 'cfg', None), 'in_channels', None),
@@ -147,7 +158,18 @@ def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8
                 fk = {**(forward_kwargs or {}), 'sigma': sig[i:i+per].repeat_interleave(n_noise)} if told else forward_kwargs   # (b·n,)
                 a = block_means(model, y, names, which, grad, call, fk)
             for k in keys: outs[k].append(a[k].float().view(b, n_noise, -1).mean(1))    # (b·n, C) -> (b, C)
-    return {k: torch.cat(v) for k, v in outs.items()}
+    out = {k: torch.cat(v) for k, v in outs.items()}
+    for k, v in out.items(): check_finite_phi(v, k, sigma)
+    return out
+
+def check_finite_phi(v: torch.Tensor, key: str, sigma) -> torch.Tensor:
+    "`v` unless it holds NaN or inf, which would pass for numbers downstream: then an error saying which rows and why."
+    bad = ~torch.isfinite(v.detach())
+    if bad.any():
+        rows = bad.any(1).nonzero().flatten().tolist()
+        raise FloatingPointError(f'φ of block {key!r} is NaN or inf for {len(rows)} of {len(v)} images (e.g. rows {rows[:5]}) at σ = {sigma}: '
+                                 f'the activations overflowed; use σ on the scale of [0, 1] images (e.g. 0.2) and check the weights are finite and not scaled up')
+    return v
 
 # %% ../nbs/05_phi.ipynb #c015
 def phi(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8, block: str = 'mid', generator: torch.Generator | None = None,
@@ -243,10 +265,14 @@ def _read_header(f) -> tuple:
     if fortran: raise ValueError('Fortran-ordered array')
     return shape, dtype, f.tell()
 
-def _create(file: Path, dtype, shape):
-    "Create `.npy` file `file` for an array of `shape`, its blocks allocated now, so a full disk fails here with ENOSPC, not later."
+def _create(file: Path, dtype, shape, replace: bool = False):
+    "Create `.npy` file `file` for an array of `shape`, its blocks allocated now (a full disk fails here with ENOSPC); never through a link, and only `replace` a regular file."
     head, nbytes = _header(dtype, shape), int(np.prod(shape)) * np.dtype(dtype).itemsize
-    with open(file, 'wb') as f:
+    refuse_link(file, 'φ store')
+    if replace and file.exists(): file.unlink()
+    try: fd = open_nofollow(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError: raise FileExistsError(f'{file} already exists and this φ store did not write it; move it away or extract into another folder') from None
+    with os.fdopen(fd, 'wb') as f:
         f.write(head); f.flush()
         try: os.posix_fallocate(f.fileno(), len(head), max(nbytes, 1))
         except OSError as e:
@@ -258,7 +284,7 @@ def _checksum(b: bytes) -> str: return hashlib.blake2b(b, digest_size=16).hexdig
 def _write_rows(file: Path, rows: np.ndarray, i0: int) -> str:
     "Write `rows` at row `i0` of `.npy` file `file` with plain file I/O (no memory map), fsync, and return their checksum."
     data = np.ascontiguousarray(rows).tobytes(); row = int(np.prod(rows.shape[1:])) * rows.dtype.itemsize
-    with open(file, 'r+b') as f:
+    with os.fdopen(open_nofollow(file, os.O_RDWR), 'r+b') as f:
         _, _, off = _read_header(f)
         f.seek(off + i0 * row); f.write(data); f.flush(); os.fsync(f.fileno())
     return _checksum(data)
@@ -267,23 +293,26 @@ def _plain_name(f) -> bool:
     "Whether `f` is a bare file name (no folder part, not hidden), so that no manifest can point outside its store."
     return isinstance(f, str) and f == Path(f).name and not f.startswith('.') and f not in ('', '..')
 
-def _clear(path: Path, manifest: dict):
-    "Remove the files of a previous extraction from `path` (only bare names inside it)."
-    for f in [MANIFEST, LABELS, *manifest.get('files', {}).values()]:
-        if _plain_name(f): (path/f).unlink(missing_ok=True)
+def _clear(path: Path, manifest: dict) -> list[str]:
+    "Remove the files of a previous extraction that it could have written (regular `.npy` files its sparsediff manifest names) and the manifest; the names kept."
+    kept = []
+    for f in {LABELS, *manifest.get('files', {}).values()}:
+        p = path/f
+        if not _plain_name(f) or not (p.exists() or p.is_symlink()): continue
+        if p.is_symlink() or not _is_npy(p): kept.append(f)   # not provably ours: left alone
+        else: p.unlink()
+    (path/MANIFEST).unlink(missing_ok=True)
+    return kept
 
-@contextlib.contextmanager
-def store_lock(path: Path):
-    "Hold the advisory write lock of φ store folder `path`, or fail at once naming the process that holds it."
-    fd = os.open(path/LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+def _is_npy(file: Path) -> bool:
+    "Whether `file` is a regular `.npy` array file (not a link, a FIFO or anything else a store never writes)."
     try:
-        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            who = os.pread(fd, 64, 0).decode(errors='replace').strip() or '?'
-            raise RuntimeError(f'the φ store {path} is being written by another process (pid {who}); wait for it to finish or use another folder') from None
-        os.ftruncate(fd, 0); os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally: os.close(fd)  # closing releases the lock (so does a crash)
+        with os.fdopen(open_nofollow(file, os.O_RDONLY), 'rb') as f: _read_header(f); return True
+    except Exception: return False
+
+def store_lock(path: Path):
+    "Hold the advisory write lock of φ store folder `path` (never through a link), or fail at once naming the process that holds it."
+    return folder_lock(path, 'φ store', LOCK)
 
 # %% ../nbs/05_phi.ipynb #c027b
 class _ChunkSet(torch.utils.data.Dataset):
@@ -309,15 +338,51 @@ class StoreDamaged(ValueError):
     "A φ store whose files disagree with their manifest; `.chunks` lists the damaged chunk indices."
     def __init__(self, msg, chunks): super().__init__(msg); self.chunks = chunks
 
-def _read_manifest(path: Path, overwrite: bool = False) -> dict:
-    try:
-        m = read_json(path/MANIFEST)
-        if not isinstance(m, dict): raise ValueError('not a JSON object')
-        if any(not _plain_name(f) for f in dict(m.get('files', {})).values()): raise ValueError('it names files outside its folder')
-        return m
-    except Exception as e:
-        if overwrite: return {}
-        raise ValueError(f'{path/MANIFEST} is not a valid φ store manifest ({e}); pass overwrite=True to extract again into {path}') from None
+MAX_ROWS, MAX_CHANNELS = 10**10, 10**6   # bounds on what a manifest may claim, so a crafted one cannot make us loop or allocate for ever
+
+def _field(m: dict, key: str, kind, where: str, lo=None, hi=None):
+    "Field `key` of dict `m` if it has type `kind` (an int is not a bool) and lies in [lo, hi]; else a one-line error naming the field."
+    v = m.get(key) if isinstance(m, dict) else None
+    ok = isinstance(v, kind) and not (kind is not bool and isinstance(v, bool))
+    if ok and lo is not None: ok = (lo <= v) and (hi is None or v <= hi)
+    if not ok: raise ValueError(f'{where}: field {key!r} is {v!r}, expected {getattr(kind, "__name__", kind)}' + (f' in [{lo}, {hi}]' if lo is not None else ''))
+    return v
+
+def check_manifest(m, where: str = MANIFEST) -> dict:
+    "`m` if it is a consistent φ store manifest of this format (types, bounds, file names inside the folder), else an error naming the field."
+    if not isinstance(m, dict): raise ValueError(f'{where}: not a JSON object')
+    if m.get('format') != FORMAT: return m     # an older format: PhiStore says so and how to redo it
+    data = _field(m, 'data', dict, where)
+    n, chunk = _field(data, 'length', int, f'{where} data', 1, MAX_ROWS), _field(m, 'chunk', int, where, 1, MAX_ROWS)
+    n_chunks = _field(m, 'n_chunks', int, where, -(-n // chunk), -(-n // chunk))
+    done = _field(m, 'chunks_done', int, where, 0, n_chunks)
+    if _field(m, 'complete', bool, where) != (done == n_chunks): raise ValueError(f"{where}: field 'complete' is {m['complete']} but {done} of {n_chunks} chunks are done")
+    sigmas, keys = _field(m, 'sigmas', list, where), _field(m, 'keys', list, where)
+    if not sigmas or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s >= 0 for s in sigmas):
+        raise ValueError(f"{where}: field 'sigmas' is {sigmas!r}, expected a list of finite σ >= 0")
+    if not keys or not all(isinstance(k, str) for k in keys): raise ValueError(f"{where}: field 'keys' is {keys!r}, expected a list of block names")
+    files, channels = _field(m, 'files', dict, where), _field(m, 'channels', dict, where)
+    want = {f'{s:g}|{k}' for s in sigmas for k in keys}
+    if set(files) != want or not all(_plain_name(f) and f.endswith('.npy') and f not in (LABELS, MANIFEST) for f in files.values()) or len(set(files.values())) != len(files):
+        raise ValueError(f"{where}: field 'files' must name one .npy file inside the store per (σ, block), got {files!r}")
+    for k in keys: _field(channels, k, int, f'{where} channels', 1, MAX_CHANNELS)
+    for k in ('n_noise', 'seed'): _field(m, k, int, where, 0, 2**63 - 1)
+    sums = _field(m, 'chunk_sums', dict, where)
+    for ci in range(done):
+        rec = sums.get(str(ci))
+        if rec is None: continue   # verify_store reports it as a damaged chunk
+        rows = rec.get('rows') if isinstance(rec, dict) else None
+        if rows != [ci * chunk, min(n, (ci + 1) * chunk)] or not isinstance(rec.get('sums'), dict):
+            raise ValueError(f"{where}: field 'chunk_sums' of chunk {ci} is {str(rec)[:80]}, expected rows {[ci * chunk, min(n, (ci + 1) * chunk)]} and checksums")
+    return m
+
+def _read_manifest(path: Path) -> dict:
+    "The validated manifest of the φ store in `path`, or a one-line error naming the file and the field."
+    refuse_link(path/MANIFEST, 'φ store')
+    try: m = read_json(path/MANIFEST)
+    except (json.JSONDecodeError, ValueError) as e: raise ValueError(f'{path/MANIFEST} is not a φ store manifest ({str(e)[:120]}); '
+                                                                   f'sparsediff leaves a folder it did not write alone: remove that file yourself or use another folder') from None
+    return check_manifest(m, str(path/MANIFEST))
 
 def _specs(man: dict) -> dict:
     "{file name: (dtype, shape)} of every data file a manifest names."
@@ -326,10 +391,11 @@ def _specs(man: dict) -> dict:
 
 def _check_file(file: Path, dtype, shape) -> str | None:
     "Why `.npy` file `file` does not hold a whole array of `dtype` and `shape`, or `None`."
+    if file.is_symlink(): return 'is a symbolic link (a store keeps its own files)'
     if not file.exists(): return 'is missing'
     try:
-        with open(file, 'rb') as f: s, dt, off = _read_header(f)
-    except Exception as e: return f'has an unreadable header ({e})'
+        with os.fdopen(open_nofollow(file, os.O_RDONLY), 'rb') as f: s, dt, off = _read_header(f)
+    except Exception as e: return 'is not a regular file' if 'regular file' in str(e) else 'has an unreadable header (not a .npy array file)'
     if dt != np.dtype(dtype) or tuple(s) != tuple(shape): return f'holds {dt} {tuple(s)}, expected {np.dtype(dtype)} {tuple(shape)}'
     size, want = file.stat().st_size, off + int(np.prod(shape)) * np.dtype(dtype).itemsize
     if size != want: return f'is {size} bytes, expected {want} (truncated or extended)'
@@ -370,9 +436,12 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
                 call: Callable | None = None, forward_kwargs: dict | None = None, repair: bool = False, workers: int | None = None,
                 amp: str = 'auto', compile: bool = False) -> 'PhiStore':
     "Stream `data` through `model` (on its device), writing noise-averaged block means per (σ, block) to `.npy` files in folder `path`; resumable, locked, checksummed."
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip(): raise ValueError(f'path={path!r} is not a folder name; give a folder for the φ store, e.g. path="phi_store"')
     path = Path(path)
     if path.exists() and not path.is_dir(): raise ValueError(f'path={str(path)!r} is a file; give a folder for the φ store')
+    if path.is_symlink(): raise ValueError(f'path={str(path)!r} is a symbolic link; give the φ store a folder of its own')
     n_noise, chunk = (check_positive_int(v, k) for k, v in (('n_noise', n_noise), ('chunk', chunk)))
+    seed = check_seed(seed)
     if batch_size is not None: batch_size = check_positive_int(batch_size, 'batch_size')
     sigmas = [float(s) for s in ([sigmas] if isinstance(sigmas, (int, float)) else sigmas)]
     if not sigmas: raise ValueError('give at least one σ in sigmas, e.g. sigmas=(0.2,)')
@@ -394,20 +463,24 @@ def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk,
     n = len(src)
     ident = dict(format=FORMAT, model_hash=hash_state_dict(model.state_dict()),
                  data=dict(name=src.name, length=n, fingerprint=src.fingerprint()), sigmas=sigmas, n_noise=int(n_noise),
-                 seed=int(seed), blocks=names, which=which, chunk=int(chunk), forward_kwargs=repr(forward_kwargs), tag=tag,
+                 seed=seed, blocks=names, which=which, chunk=int(chunk), forward_kwargs=repr(forward_kwargs), tag=tag,
                  denoiser=describe_denoiser(model))
     man, start, redo = None, 0, []
+    for f in (MANIFEST, LABELS): refuse_link(path/f, 'φ store')
     if (path/MANIFEST).exists():
-        old = _read_manifest(path, overwrite)
+        old = _read_manifest(path)
+        if not (isinstance(old.get('format'), str) and old['format'].startswith('sparsediff.phi/') and isinstance(old.get('files'), dict)):
+            raise ValueError(f'{path/MANIFEST} is not a manifest sparsediff wrote (format {old.get("format")!r}), so even overwrite=True leaves '
+                             f'that folder alone: remove its files yourself or use another folder')
         if diff := _identity_diff(old, ident):
             if not overwrite: raise ValueError(f'{path} holds a different φ extraction ({"; ".join(diff)}); pass overwrite=True or use another folder')
-            _clear(path, old)
+            if kept := _clear(path, old): warnings.warn(f'overwrite=True left {kept[:5]} in {path}: they are not files this φ store wrote', RuntimeWarning)
         else:
             man, start = old, old['chunks_done']
             if bad := verify_store(path, man):
                 if not repair: raise _damaged(path, bad, man)
                 for f, (dt, sh) in _specs(man).items():
-                    if _check_file(path/f, dt, sh): _create(path/f, dt, sh)  # a file of the wrong size or dtype is rebuilt
+                    if _check_file(path/f, dt, sh): _create(path/f, dt, sh, replace=True)  # a file of the wrong size or dtype is rebuilt (never a link)
                 redo = sorted(bad)
     n_chunks = -(-n // chunk)
     if man is not None and man['complete'] and not redo: return PhiStore(path, verify=False)
@@ -431,7 +504,7 @@ def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk,
                            channels={k: int(vals[(sigmas[0], k)].shape[1]) for k in keys}, chunk_sums={})
                 specs = _specs(man); need = sum(int(np.prod(sh)) * np.dtype(dt).itemsize for dt, sh in specs.values())
                 if need > (free := shutil.disk_usage(path).free): raise OSError(errno.ENOSPC, f'the store needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free')
-                for f, (dt, sh) in specs.items(): _create(path/f, dt, sh)
+                for f, (dt, sh) in specs.items(): _create(path/f, dt, sh, replace=_check_file(path/f, dt, sh) is None)  # only our own leftover of a crash is replaced
             sums = {man['files'][f'{s:g}|{k}']: _write_rows(path/man['files'][f'{s:g}|{k}'], v, i0) for (s, k), v in vals.items()}
             sums[LABELS] = _write_rows(path/LABELS, y.numpy().astype(np.int64), i0)
             man['chunk_sums'][str(ci)] = {'rows': [i0, i0 + len(x)], 'sums': sums}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .core import atomic_path, write_json, hash_state_dict, as_device
+from .core import atomic_path, write_json, hash_state_dict, as_device, escape_text, check_regular_file
 from .data import ImageSet, load_mnist, load_textures, image_folder, fit_images
 
 # %% auto #0
@@ -182,6 +182,7 @@ def cached(folder, name: str, key: str, fn):
     "The stored result of step `name` with settings `key` (JSON, never pickle), computing and storing it first if needed."
     f = inside(folder, Path(folder)/f'{safe_name(name)}-{key}.json')
     if f.exists():
+        check_regular_file(f, 'report cache entry')   # a FIFO or a folder there is refused, not read (a FIFO would block) nor deleted
         try:
             d = json.loads(f.read_text())
             if d.get('format') == CACHE_FORMAT: return decode(d['result'])
@@ -245,7 +246,7 @@ def stability_section(st: dict, cfg: ReportConfig) -> Section:
         best_c, best_r = max(nets, key=cen.get), max(nets, key=raw.get)
         lines.append(f'{name}: most stable block by centred cosine <b>{best_c}</b> ({cen[best_c]:.3f}; middle block {cen["mid"]:.3f}), '
                      f'by raw cosine {best_r} ({raw[best_r]:.3f}; middle block {raw["mid"]:.3f})')
-        figs.append(plot_noise_stability(s['table'], sigma_ref=0.5).update_layout(title=f'{name}: cosine with ā at σ = 0.5 (first draw)'))
+        figs.append(plot_noise_stability(s['table'], sigma_ref=0.5).update_layout(title=f'{escape_text(name)}: cosine with ā at σ = 0.5 (first draw)'))
     text = (f'Mean cosine between ā(x + 0.5z) and ā(x + σz′), over {st[next(iter(st))]["n_images"]} images per data set and {len(st[next(iter(st))]["cosine"]["mid"])} noise draws; '
             f'"worst" is the lowest mean over σ ∈ {[g for g in cfg.stability_sigmas if g >= cfg.stability_min_sigma]} (σ ≥ {cfg.stability_min_sigma}). '
             f'Raw cosines of non-negative features are high even between different images, so the claims table uses the centred cosine (each side\'s mean ā removed); '
@@ -261,7 +262,7 @@ def selectivity_section(phi: np.ndarray, data: ImageSet, cfg: ReportConfig) -> S
     t = channel_selectivity(phi); g = channel_groups(t); a = t.attrs
     chans = list(g['specialized'][:3]) + list(g['common'][:1])
     figs = [plot_selectivity(t)]
-    if chans: figs.append(plot_top_activating(data, phi, chans, k=8, title=f'{data.name}: top-8 images of 3 specialized channels and 1 common channel'))
+    if chans: figs.append(plot_top_activating(data, phi, chans, k=8, title=f'{escape_text(data.name)}: top-8 images of 3 specialized channels and 1 common channel'))
     text = (f'Selectivity of channel i is the PR of (φ(x₁)[i], …, φ(x_n)[i]) over the {len(phi)} images of {data.name} at σ = {cfg.sigma}. '
             f'{a["n_dead"]} of {len(t)} channels are dead ({a["n_zero"]} zero on every image, {a["n_near_dead"]} near-dead: top value under 10⁻³ of the largest channel\'s) and are excluded. '
             f'Of the live channels, {len(g["specialized"])} are specialized and {len(g["common"])} common (split at {a["threshold"]:.2f}, Otsu); '
@@ -323,10 +324,12 @@ MIN_IMAGES = 20
 
 def load_report_data(data, size: int = 32, channels: int = 3, model='default') -> dict:
     "Named datasets (`'demo'` = MNIST test + textures), an image folder or a saved Hugging Face dataset, as {name: ImageSet}, checked before any compute."
-    from sparsediff.data import is_hf_dataset_dir, hf_from_disk
+    from sparsediff.data import is_hf_dataset_dir, hf_from_disk, warn_shadowed
     if isinstance(data, ImageSet): sets = {data.name: data}
     elif data in (None, 'demo'): sets = {k: DEMO_DATA[k](model) for k in ('mnist', 'textures')}
-    elif str(data) in DEMO_DATA: sets = {str(data): DEMO_DATA[str(data)](model)}
+    elif str(data) in DEMO_DATA:
+        if Path(data).is_dir(): warn_shadowed(str(data))   # a local folder of the same name is not what is loaded: say so
+        sets = {str(data): DEMO_DATA[str(data)](model)}
     else:
         p = Path(data)
         if not p.exists(): raise FileNotFoundError(f'No dataset named {str(data)!r} and no folder at {p}: give demo, {", ".join(DEMO_DATA)}, '
@@ -434,14 +437,14 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig, scores: di
     colour, names, legend = (y, data.classes, 'class') if data.labelled else (assign, [f'cluster {c}' for c in range(n_clusters)], 'KMeans cluster')
     figs = [plot_neighbours(data.images, {'φ': live, 'pixels': pix}, queries, k=cfg.k_neighbours,
                             labels=y if data.labelled else None, class_names=data.classes, scale=3),
-            plot_separation(sep, title=f'{data.name}: separation of adjacent groups in φ' + (', KMeans clusters vs human classes' if labelled else ', KMeans clusters')),
-            plot_embedding(emb, colour[erows], names, title=f't-SNE of φ on {data.name}, coloured by {legend}', legend=legend)]
+            plot_separation(sep, title=f'{escape_text(data.name)}: separation of adjacent groups in φ' + (', KMeans clusters vs human classes' if labelled else ', KMeans clusters')),
+            plot_embedding(emb, colour[erows], names, title=f't-SNE of φ on {escape_text(data.name)}, coloured by {legend}', legend=legend)]
     head = f'{data.name}, {len(data)} images, φ at σ = {cfg.sigma} averaged over {cfg.n_noise} noise draws. '
     if labelled:
         long, k = scores['scores'], scores['n_clusters']
         s = lambda m, r=TRAINED: _score_text(long, m, r)
         figs.insert(0, plot_controls(named_metrics(long), metrics=[METRIC_NAMES[m] for m in ('knn_acc', 'linear_acc', 'frac_gt_2std')],
-                                     title=f'{data.name}: trained φ against its controls (mean ± spread over seeds and resampled data; {k} KMeans clusters)'))
+                                     title=f'{escape_text(data.name)}: trained φ against its controls (mean ± spread over seeds and resampled data; {k} KMeans clusters)'))
         text = head + (f'Class-based scores on {len(rows)} images of {len(plan["classes"])} classes, mean ± spread over {len(cfg.noise_seeds)} noise seeds '
                        f'(random-init copies: {len(cfg.init_seeds)} init seeds) and resampled images and splits: the same numbers as the claims table. '
                        f'kNN (k = {cfg.k_neighbours}, cosine) accuracy: φ {s("knn_acc")}, random-init φ {s("knn_acc", RANDOM)}, pixels {s("knn_acc", "pixels")}, '
@@ -640,6 +643,7 @@ def fig7_figures(images: dict, n_samples: int, data: str) -> list:
     "Fig. 7 of the paper on this model: targets beside their φ-guided samples, and unguided samples."
     from sparsediff.judges import guided_grid
     from sparsediff.core import show_images
+    data = escape_text(data)
     return [guided_grid(images['targets'], images['guided'], n_samples, per_row=4, title=f'Fig. 7: {data} targets (first of each group) and their φ-guided samples'),
             show_images(images['unguided'], ncol=8, title=f'Unguided samples from the same model (the prior alone): do they look like {data}?')]
 

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import make_generator, show_images, check_images, as_device, model_device, quiet
+from .core import make_generator, show_images, check_images, as_device, model_device, quiet, check_seed, check_positive_int
 from .hooks import capture, resolve
 from .phi import block_means, evaluating, phi, _main
 from . import adapters
@@ -445,17 +445,21 @@ def _check_model(model: nn.Module, shape, cfg: SamplerConfig, guided: bool):
         raise ValueError(f'the model takes {channels}-channel images, got shape {tuple(shape)}')
 
 def _sample(model, shape, x_c, cfg: SamplerConfig, seed, device, callback, progress, target_index=None) -> SampleResult:
-    "Run the configured schedule on a batch of `shape`, guided towards `x_c` when given."
-    if device is None: device = model_device(model)        # None: wherever the model is; otherwise the model is moved there
-    else: device = as_device(device); model = model.to(device)
-    gen = make_generator(seed)  # None: PyTorch's global generator (CPU draws, moved to the device: the same samples on every device)
-    x_c = None if x_c is None else x_c.to(device)
-    run, t0 = _Run(shape[0], cfg, callback, progress, cfg.n_levels if cfg.schedule == 'fixed' else None), time.time()
-    with evaluating(model):
-        if cfg.schedule == 'adaptive':
-            y = cfg.init_mean + cfg.sigma0 * _randn(shape, gen).to(device)
-            out, den = _adaptive(model, y, x_c, cfg, gen, run)
-        else: out, den = _fixed(model, torch.full(shape, cfg.init_mean, device=device), x_c, cfg, gen, run)
+    "Run the configured schedule on a batch of `shape`, guided towards `x_c` when given; a model moved to `device` goes back if the run fails."
+    home = model_device(model)
+    gen = make_generator(check_seed(seed, allow_none=True))  # None: PyTorch's global generator (CPU draws, moved to the device: the same samples on every device)
+    device = home if device is None else as_device(device)   # None: wherever the model is; otherwise the model is moved there
+    try:
+        model = model.to(device)
+        x_c = None if x_c is None else x_c.to(device)
+        run, t0 = _Run(shape[0], cfg, callback, progress, cfg.n_levels if cfg.schedule == 'fixed' else None), time.time()
+        with evaluating(model):
+            if cfg.schedule == 'adaptive':
+                y = cfg.init_mean + cfg.sigma0 * _randn(shape, gen).to(device)
+                out, den = _adaptive(model, y, x_c, cfg, gen, run)
+            else: out, den = _fixed(model, torch.full(shape, cfg.init_mean, device=device), x_c, cfg, gen, run)
+    except BaseException:
+        model.to(home); raise   # the caller's model is where it was
     return run.result(out, den, target_index, time.time() - t0, model)
 
 # %% ../nbs/08_sampler.ipynb #c028
@@ -463,8 +467,7 @@ def sample(model: nn.Module, n: int = 1, shape=(3, 32, 32), config: SamplerConfi
            device=None, callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
     "Draw `n` unconditional samples of `shape` (C, H, W) from the denoiser's prior."
     cfg = replace(config or SamplerConfig(), **{**overrides, 'guidance': 'none'})
-    if n < 1: raise ValueError(f'n must be at least 1, got {n}')
-    shape = (n, *shape)
+    n = check_positive_int(n, 'n'); shape = (n, *shape)
     if len(shape) != 4: raise ValueError(f'shape must be (C, H, W), got {shape[1:]}')
     _check_model(model, shape, cfg, False)
     return _sample(model, shape, None, cfg, seed, device, callback, progress)
@@ -474,7 +477,7 @@ def reconstruct(model: nn.Module, targets: torch.Tensor, n_samples: int = 1, con
     "Stochastic reconstructions from φ: `n_samples` guided samples of each target image (M, C, H, W), target-major."
     cfg = replace(config or SamplerConfig(), **overrides)
     targets = _check_targets(targets)
-    if n_samples < 1: raise ValueError(f'n_samples must be at least 1, got {n_samples}')
+    n_samples = check_positive_int(n_samples, 'n_samples')
     x_c = targets.repeat_interleave(n_samples, 0)                          # (M, ...) -> (M·n, ...)
     _check_model(model, x_c.shape, cfg, cfg.guidance != 'none')
     index = torch.arange(len(targets), device='cpu').repeat_interleave(n_samples)

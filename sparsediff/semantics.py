@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from .core import as_device, show_images
+from .core import as_device, show_images, escape_text
 from .analysis import as_numpy, as_matrix, row_chunks, palette
 
 # %% auto #0
@@ -124,10 +124,10 @@ def fit_preprocess(train, mode: str = 'centre'):
 
 def knn_hits(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> np.ndarray:
     "Whether each row (leave-one-out) or each query gets its own label from a k-nearest-neighbour cosine vote, after `fit_preprocess` fitted on `features`: (n,) bool."
-    x = as_matrix(features); y = check_labels(labels, len(x)); prep = fit_preprocess(x, preprocess); x = prep(x)
+    x = as_matrix(features, finite=True); y = check_labels(labels, len(x)); prep = fit_preprocess(x, preprocess); x = prep(x)
     if queries is None: idx, sims = cosine_knn(x, k=k, **kw); truth = y
     else:
-        q = prep(as_matrix(queries, 'queries')); truth = check_labels(query_labels, len(q), 'query_labels')
+        q = prep(as_matrix(queries, 'queries', finite=True)); truth = check_labels(query_labels, len(q), 'query_labels')
         idx, sims = cosine_knn(q, x, k=k, **kw)
     return knn_vote(y[idx], sims, int(max(y.max(), truth.max())) + 1) == truth
 
@@ -145,7 +145,7 @@ def readout_folds(labels, folds: int = 5, seed: int = 0) -> list:
 
 def knn_cv_hits(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', **kw) -> np.ndarray:
     "Cross-validated kNN: whether each row is voted its label by its cosine neighbours in the other folds, `preprocess` fitted on those folds only: (N,) bool."
-    x = as_matrix(features); y = check_labels(labels, len(x)); hits = np.zeros(len(y), bool)
+    x = as_matrix(features, finite=True); y = check_labels(labels, len(x)); hits = np.zeros(len(y), bool)
     for tr, te in readout_folds(y, folds, seed):
         hits[te] = knn_hits(x[tr], y[tr], min(k, len(tr)), x[te], y[te], preprocess=preprocess, **kw)
     return hits
@@ -297,7 +297,7 @@ def plot_embedding(embedding, labels, class_names=None, title: str = 't-SNE of Ï
     e = as_numpy(embedding); y = as_numpy(labels, np.int64)
     classes = np.unique(y)
     fig = go.Figure([go.Scattergl(x=e[y == l, 0], y=e[y == l, 1], mode='markers', marker=dict(size=5, opacity=0.8, color=c),
-                                  name=str(class_names[l]) if class_names is not None else str(l)) for l, c in zip(classes, palette(len(classes)))])
+                                  name=escape_text(class_names[l] if class_names is not None else l)) for l, c in zip(classes, palette(len(classes)))])
     fig.update_layout(title=title, xaxis_title='t-SNE 1 (arbitrary units)', yaxis_title='t-SNE 2 (arbitrary units)',
                       legend_title_text=legend, height=480, width=620)
     return fig
@@ -309,7 +309,7 @@ def plot_neighbours(images, features: dict, queries, k: int = 5, labels=None, sc
     x = as_images(images)
     queries = np.atleast_1d(np.asarray(queries, dtype=np.int64))
     lab = None if labels is None else as_numpy(labels, np.int64)
-    name = lambda j: '' if lab is None else '<br>' + (str(class_names[lab[j]]) if class_names is not None else str(lab[j]))[:max_name]
+    name = lambda j: '' if lab is None else '<br>' + escape_text((str(class_names[lab[j]]) if class_names is not None else str(lab[j]))[:max_name])
     near = {}
     for rep, f in features.items():
         f = as_matrix(f)

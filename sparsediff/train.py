@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_train.ipynb #c003
 from __future__ import annotations
-import math, os, time, json, shutil, tempfile, dataclasses, warnings
+import math, os, time, json, shutil, tempfile, dataclasses, warnings, contextlib
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 import numpy as np
@@ -12,16 +12,17 @@ import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import atomic_path, write_json, read_json, as_device, psnr, check_positive_int
+from .core import atomic_path, write_json, read_json, as_device, psnr, check_positive_int, check_regular_file, folder_lock, refuse_link
 from .unet import UNet, UNetConfig, save_model, load_model, WEIGHTS_NAME, CONFIG_NAME
 
 # %% auto #0
-__all__ = ['SIGMA_DISTS', 'AMP_MODES', 'CKPT_FORMAT', 'CURRENT', 'STEPS', 'HEALTH_BLOCKS', 'RESUMABLE', 'FLAGS', 'sample_sigma',
-           'add_noise', 'TrainConfig', 'lr_at', 'cosine_lr', 'save_checkpoint', 'load_checkpoint', 'evaluate_psnr',
-           'dead_channels', 'live_pr', 'centred_cosine', 'channel_health', 'revive_dead_channels', 'step_generator',
-           'NoisyBatches', 'batch_stream', 'train_step', 'image_flops', 'conv_peak', 'peak_flops', 'resume_configs',
-           'raise_diverged', 'train', 'read_log', 'export_run', 'ship_run', 'pretrained_log', 'plot_training',
-           'plot_channel_health']
+__all__ = ['SIGMA_DISTS', 'AMP_MODES', 'MAX_STEPS', 'MAX_BATCH', 'CKPT_FORMAT', 'CURRENT', 'STEPS', 'HEALTH_BLOCKS', 'RESUMABLE',
+           'FLAGS', 'RUN_FORMAT', 'RUN_FILE', 'RUN_LOCK', 'sample_sigma', 'add_noise', 'TrainConfig', 'lr_at',
+           'cosine_lr', 'save_checkpoint', 'check_state', 'load_checkpoint', 'evaluate_psnr', 'dead_channels',
+           'live_pr', 'centred_cosine', 'channel_health', 'revive_dead_channels', 'step_generator', 'NoisyBatches',
+           'batch_stream', 'train_step', 'image_flops', 'conv_peak', 'peak_flops', 'is_own_run', 'check_run_folder',
+           'activation_bytes', 'check_batch_memory', 'resume_configs', 'raise_diverged', 'train', 'read_log',
+           'export_run', 'ship_run', 'pretrained_log', 'plot_training', 'plot_channel_health']
 
 # %% ../nbs/03_train.ipynb #c006
 SIGMA_DISTS = ('inv_sqrt', 'quadratic', 'uniform', 'log_uniform')
@@ -46,6 +47,7 @@ def add_noise(x: torch.Tensor, sigma, generator=None) -> torch.Tensor:
 
 # %% ../nbs/03_train.ipynb #c011
 AMP_MODES = ('auto', 'bf16', 'fp16', 'off')
+MAX_STEPS, MAX_BATCH = 10**9, 2**20   # bounds that no real run reaches, so a typo (--steps 10**30) is refused before anything is written
 
 @dataclass
 class TrainConfig:
@@ -76,8 +78,11 @@ class TrainConfig:
     revive_every: int = 0             # re-initialise dead middle channels every this many steps (0: never)
 
     def __post_init__(self):
-        for k, lo in (('steps', 1), ('batch_size', 1), ('warmup_steps', 0), ('halve_every', 0), ('ckpt_every', 1),
-                      ('eval_every', 0), ('log_every', 1)): setattr(self, k, check_positive_int(getattr(self, k), k, lo))
+        for k, lo, hi in (('steps', 1, MAX_STEPS), ('batch_size', 1, MAX_BATCH), ('warmup_steps', 0, MAX_STEPS), ('halve_every', 0, MAX_STEPS),
+                          ('ckpt_every', 1, MAX_STEPS), ('eval_every', 0, MAX_STEPS), ('log_every', 1, MAX_STEPS), ('seed', 0, 2**31 - 1),
+                          ('accumulate', 1, MAX_BATCH)): setattr(self, k, check_positive_int(getattr(self, k), k, lo, hi))
+        if self.workers is not None: self.workers = check_positive_int(self.workers, 'workers', 0, 4 * (os.cpu_count() or 1))
+        if self.accumulate > self.batch_size: raise ValueError(f'accumulate ({self.accumulate}) must be <= batch_size ({self.batch_size}): each micro-batch needs an image')
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0): raise ValueError(f'lr must be a finite number > 0, got {self.lr!r}')
         if self.sigma_dist not in SIGMA_DISTS: raise ValueError(f'Unknown sigma distribution {self.sigma_dist!r}; choose one of {SIGMA_DISTS}')
         if not (math.isfinite(self.sigma_lo) and math.isfinite(self.sigma_hi) and 0 <= self.sigma_lo < self.sigma_hi):
@@ -85,7 +90,7 @@ class TrainConfig:
         if self.amp not in AMP_MODES: raise ValueError(f'amp must be one of {AMP_MODES}, got {self.amp!r}')
         if not (math.isfinite(self.grad_clip) and self.grad_clip >= 0): raise ValueError(f'grad_clip must be >= 0 (0 turns it off), got {self.grad_clip}')
         if self.schedule not in ('step', 'cosine'): raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
-        for k in ('hold_steps', 'restart_every', 'revive_every'): setattr(self, k, check_positive_int(getattr(self, k), k, 0))
+        for k in ('hold_steps', 'restart_every', 'revive_every'): setattr(self, k, check_positive_int(getattr(self, k), k, 0, MAX_STEPS))
         if not (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr): raise ValueError(f'min_lr must be in [0, lr], got {self.min_lr}')
 
     def to_dict(self): return asdict(self)
@@ -155,12 +160,23 @@ def save_checkpoint(path, model, opt, step: int, train_cfg: TrainConfig, log: li
         if old.name != final.name: shutil.rmtree(old, ignore_errors=True)
     (path/'checkpoint.pt').unlink(missing_ok=True)               # a legacy file would be stale now
 
+def check_state(state, where: str = 'state.json') -> dict:
+    "`state` if it is a checkpoint state of this format whose fields have the right types and ranges, else a one-line error naming the field."
+    if not isinstance(state, dict) or state.get('format') != CKPT_FORMAT: raise ValueError(f'unknown checkpoint format {state.get("format") if isinstance(state, dict) else state!r}')
+    for k, kind in (('train_config', dict), ('model_config', dict), ('log', list), ('optimizer', dict)):
+        if not isinstance(state.get(k), kind): raise ValueError(f'{where}: field {k!r} is not a JSON {"object" if kind is dict else "list"}')
+    try: tc = TrainConfig.from_dict(state['train_config']); UNetConfig.from_dict(state['model_config'])
+    except (TypeError, ValueError) as e: raise ValueError(f'{where}: {e}') from None
+    step = state.get('step')
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= tc.steps:
+        raise ValueError(f"{where}: field 'step' is {step!r}, expected an integer in [0, {tc.steps}] (the run's steps)")
+    return state
+
 def _load_folder(d: Path) -> dict:
     from safetensors.torch import load_file
-    state = read_json(d/'state.json')
-    if not isinstance(state, dict) or state.get('format') != CKPT_FORMAT: raise ValueError(f'unknown checkpoint format {state.get("format") if isinstance(state, dict) else state!r}')
-    state['model'] = load_file(str(d/WEIGHTS_NAME))
-    state['optimizer'] = _join_optimizer(load_file(str(d/'optimizer.safetensors')), state['optimizer'])
+    state = check_state(read_json(d/'state.json'), str(d/'state.json'))
+    state['model'] = load_file(str(check_regular_file(d/WEIGHTS_NAME, 'weights file')))
+    state['optimizer'] = _join_optimizer(load_file(str(check_regular_file(d/'optimizer.safetensors', 'optimizer file'))), state['optimizer'])
     return state
 
 def load_checkpoint(path) -> dict | None:
@@ -372,6 +388,43 @@ FLAGS = dict(widths='--width-div', norm='--norm', bias='--no-bias', batch_size='
 
 def _plain(v): return json.loads(json.dumps(v, default=str))
 
+RUN_FORMAT, RUN_FILE, RUN_LOCK = 'sparsediff.run/1', 'run.json', '.lock'
+
+def is_own_run(out) -> bool:
+    "Whether folder `out` holds a run `train` wrote: its `run.json` (this format, or the older one with exactly the two configs) or a legacy checkpoint."
+    run = Path(out)/RUN_FILE
+    if run.is_symlink(): return False
+    if run.is_file():
+        try: meta = read_json(run)
+        except (ValueError, OSError): return False
+        return isinstance(meta, dict) and (meta.get('format') == RUN_FORMAT or set(meta) == {'model_config', 'train_config'})
+    return (Path(out)/'checkpoint.pt').is_file() and not (Path(out)/'checkpoint.pt').is_symlink()
+
+def check_run_folder(out):
+    "Refuse a folder `train` must not write into: one that is not empty and not one of its own runs (a `save_model`/`export_run` folder, a project)."
+    out = Path(out)
+    if not out.is_dir(): return
+    entries = sorted(p.name for p in out.iterdir() if p.name != RUN_LOCK)
+    if entries and not is_own_run(out):
+        raise ValueError(f'{out} is not empty ({", ".join(entries[:4])}{" …" * (len(entries) > 4)}) and holds no sparsediff training run '
+                         f'(its {RUN_FILE}): train into a new or empty folder, so nothing of yours is replaced')
+
+def activation_bytes(model_config, size: int = 32) -> int:
+    "A lower bound on the training memory of one `size`×`size` image: the conv and norm outputs kept for the backward pass, 4 bytes each."
+    c = model_config.cfg if isinstance(model_config, UNet) else model_config
+    if not isinstance(c, UNetConfig): return 0
+    w1, w2, w3, wm = c.widths; hw = size * size
+    pyramid = w1 * hw + w2 * hw // 4 + w3 * hw // 16
+    return 4 * 2 * (c.enc_layers * pyramid + c.mid_layers * wm * hw // 64 + c.dec_layers * pyramid)
+
+def check_batch_memory(model_config, cfg: TrainConfig, device, size: int = 32):
+    "Refuse a batch whose activations alone cannot fit in the device's memory, before anything is allocated."
+    device = torch.device(device); micro = -(-cfg.batch_size // cfg.accumulate)
+    have = torch.cuda.get_device_properties(device).total_memory if device.type == 'cuda' else os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    if (need := micro * activation_bytes(model_config, size)) > have:
+        raise ValueError(f'batch_size {cfg.batch_size} needs at least {need / 1e9:.3g} GB for activations ({micro} images per micro-batch), '
+                         f'more than the {have / 1e9:.3g} GB of {device.type}: use a smaller batch_size or a larger accumulate')
+
 def _conflicts(stored: dict, asked: dict, skip=()) -> list[str]:
     return [f"{k}{f' ({FLAGS[k]})' if k in FLAGS else ''}: the run has {stored.get(k)!r}, asked {asked[k]!r}"
             for k in asked if k not in skip and _plain(stored.get(k)) != _plain(asked[k])]
@@ -398,10 +451,20 @@ def raise_diverged(out, step: int, loss: float):
 
 def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig | None = None, data=None, eval_images=None,
           device='cpu', progress: bool = True, callback=None, resume: bool = True, probe=None) -> UNet:
-    "Train (or resume) a blind UNet denoiser in folder `out`; returns the trained model."
-    from tqdm.auto import tqdm
+    "Train (or resume) a blind UNet denoiser in folder `out` (new, empty or one of its own runs; locked while training); returns the trained model."
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip(): raise ValueError(f'out={out!r} is not a folder name; give a folder for the run, e.g. out="runs/mine"')
     out = Path(out); device = as_device(device); rank, world = _dist_info()
     if out.exists() and not out.is_dir(): raise ValueError(f'out={str(out)!r} is a file; give a folder for the run')
+    check_run_folder(out)
+    if rank: return _train(out, model_config, cfg, data, eval_images, device, progress, callback, resume, probe, rank, world)
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, 'training run', RUN_LOCK):
+        check_run_folder(out)   # again, now that no other run can be writing it
+        return _train(out, model_config, cfg, data, eval_images, device, progress, callback, resume, probe, rank, world)
+
+def _train(out, model_config, cfg, data, eval_images, device, progress, callback, resume, probe, rank, world) -> UNet:
+    "The body of `train`, run while holding the run folder's lock."
+    from tqdm.auto import tqdm
     state = load_checkpoint(out) if resume else None
     if state is not None: cfg, model_config = resume_configs(out, state, cfg, model_config)
     cfg = cfg or TrainConfig()
@@ -411,6 +474,7 @@ def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig |
         with torch.random.fork_rng(devices=[]):  # the seed fixes the initial weights, without touching the global RNG
             torch.manual_seed(cfg.seed); model = UNet(model_config)
     model.check_inputs = False  # batches come from our own pipeline
+    check_batch_memory(model, cfg, device, getattr(data, 'size', 32))
     if state is not None: model.load_state_dict(state['model'])
     model.to(device)
     if cfg.channels_last: model.to(memory_format=torch.channels_last)
@@ -426,7 +490,7 @@ def train(out, model_config: UNetConfig | dict | None = None, cfg: TrainConfig |
     log = state['log'] if state is not None else []
     start = state['step'] if state is not None else 0
     if start >= cfg.steps: return model.eval()
-    if rank == 0: out.mkdir(parents=True, exist_ok=True); write_json({'model_config': model.config, 'train_config': cfg.to_dict()}, out/'run.json')
+    if rank == 0: write_json({'format': RUN_FORMAT, 'model_config': model.config, 'train_config': cfg.to_dict()}, refuse_link(out/RUN_FILE, 'run folder'))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or rank, desc='train', smoothing=0.05)
     flops_per_img, peak = image_flops(model, device), None
     t0, seen, running = time.time(), 0, []

@@ -4,25 +4,26 @@
 
 # %% ../nbs/02_unet.ipynb #c003
 from __future__ import annotations
-import json, math
+import json, math, numbers
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F
+from .core import check_positive_int
 
 # %% auto #0
-__all__ = ['NORMS', 'BLOCKS', 'WEIGHTS_NAME', 'CONFIG_NAME', 'MANIFEST_NAME', 'std_stats', 'StdLayerNorm', 'make_norm',
-           'UNetConfig', 'conv_layer', 'conv_block', 'UNet', 'check_image_batch', 'count_parameters', 'receptive_field',
-           'save_model', 'load_model', 'pretrained_dir', 'list_pretrained', 'load_pretrained', 'training_manifest',
-           'seen_split', 'seen_band', 'unseen_bands']
+__all__ = ['NORMS', 'MAX_WIDTH', 'MAX_LAYERS', 'MAX_CHANNELS', 'BLOCKS', 'WEIGHTS_NAME', 'CONFIG_NAME', 'MANIFEST_NAME',
+           'std_stats', 'StdLayerNorm', 'make_norm', 'UNetConfig', 'conv_layer', 'conv_block', 'UNet',
+           'check_image_batch', 'count_parameters', 'receptive_field', 'save_model', 'load_model', 'pretrained_dir',
+           'list_pretrained', 'load_pretrained', 'training_manifest', 'seen_split', 'seen_band', 'unseen_bands']
 
 # %% ../nbs/02_unet.ipynb #c006
 def std_stats(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     "1/√(Var + eps) of each image over (C, H, W), from E[x²] − E[x]² accumulated in float32 (any input dtype): (B, C, H, W) -> (B, 1, 1, 1)."
-    n = x[0].numel()
-    s1 = x.sum(dim=(1, 2, 3), keepdim=True, dtype=torch.float32)                                          # Σx
-    s2 = torch.linalg.vector_norm(x, 2, dim=(1, 2, 3), keepdim=True, dtype=torch.float32).square()        # Σx²
+    n, acc = x[0].numel(), torch.float64 if x.dtype == torch.float64 else torch.float32   # a model.double() keeps its precision
+    s1 = x.sum(dim=(1, 2, 3), keepdim=True, dtype=acc)                                                    # Σx
+    s2 = torch.linalg.vector_norm(x, 2, dim=(1, 2, 3), keepdim=True, dtype=acc).square()                  # Σx²
     return (s2 / n - (s1 / n).square()).clamp_min(0).add(eps).rsqrt()
 
 class StdLayerNorm(nn.Module):
@@ -46,6 +47,8 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"Unknown norm {kind!r}; choose one of {NORMS}")
 
 # %% ../nbs/02_unet.ipynb #c011
+MAX_WIDTH, MAX_LAYERS, MAX_CHANNELS = 8192, 64, 64   # far above any sparsediff model, so a crafted config.json cannot build layers for ever
+
 @dataclass
 class UNetConfig:
     "Architecture of a blind UNet denoiser."
@@ -59,12 +62,16 @@ class UNetConfig:
     kernel_size: int = 3
 
     def __post_init__(self):
+        if not isinstance(self.widths, (tuple, list)) or len(self.widths) != 4: raise ValueError(f'widths needs 4 entries (enc1, enc2, enc3, mid), got {self.widths!r}')
+        if any(isinstance(w, bool) or not isinstance(w, numbers.Integral) for w in self.widths): raise TypeError(f'widths must be integers, got {list(self.widths)!r}')
         self.widths = tuple(int(w) for w in self.widths)
-        if len(self.widths) != 4: raise ValueError(f'widths needs 4 entries (enc1, enc2, enc3, mid), got {self.widths}')
         if min(self.widths) < 1: raise ValueError(f'every width must be >= 1, got {self.widths}; use a smaller width divisor')
+        if max(self.widths) > MAX_WIDTH: raise ValueError(f'every width must be <= {MAX_WIDTH}, got {self.widths}')
         if self.norm not in NORMS: raise ValueError(f"Unknown norm {self.norm!r}; choose one of {NORMS}")
-        if min(self.enc_layers, self.mid_layers, self.dec_layers) < 1: raise ValueError('every block needs at least one layer')
-        if self.kernel_size % 2 == 0: raise ValueError('kernel_size must be odd')
+        for k in ('enc_layers', 'mid_layers', 'dec_layers'): check_positive_int(getattr(self, k), k, 1, MAX_LAYERS)
+        check_positive_int(self.in_channels, 'in_channels', 1, MAX_CHANNELS)
+        if check_positive_int(self.kernel_size, 'kernel_size', 1, 31) % 2 == 0: raise ValueError('kernel_size must be odd')
+        if not isinstance(self.bias, bool): raise TypeError(f'bias must be true or false, got {self.bias!r}')
 
     def to_dict(self) -> dict:
         "A JSON-friendly dict."
@@ -185,7 +192,7 @@ def receptive_field(config: UNetConfig | dict, block: str = 'mid') -> int:
         if name == block: return rf
 
 # %% ../nbs/02_unet.ipynb #c027
-from .core import atomic_path, write_json, read_json
+from .core import atomic_path, write_json, read_json, check_regular_file
 
 WEIGHTS_NAME, CONFIG_NAME = 'model.safetensors', 'config.json'
 
@@ -208,6 +215,7 @@ def load_model(path, device='cpu') -> UNet:
     else: cfg_file, w_file = path/CONFIG_NAME, path/WEIGHTS_NAME
     for f in (cfg_file, w_file):
         if not f.exists(): raise FileNotFoundError(f'{f} is missing: a sparsediff model folder holds {CONFIG_NAME} and {WEIGHTS_NAME}')
+        check_regular_file(f, 'model file')   # a FIFO named model.safetensors would block the read for ever
     try: meta = read_json(cfg_file)
     except json.JSONDecodeError as e: raise ValueError(f'{cfg_file} is not valid JSON ({e}); the checkpoint is corrupt') from e
     cfg = meta.get('config', meta) if isinstance(meta, dict) else None
@@ -216,6 +224,9 @@ def load_model(path, device='cpu') -> UNet:
     except (TypeError, ValueError) as e: raise ValueError(f'{cfg_file} does not describe a sparsediff UNet ({e})') from None
     try: sd = load_file(str(w_file), device=str(device))
     except Exception as e: raise ValueError(f'Could not read weights from {w_file}: {e}. The checkpoint is corrupt or incomplete.') from e
+    want = model.state_dict()
+    if cast := [f'{k} ({v.dtype})' for k, v in sd.items() if k in want and want[k].is_floating_point() and not v.is_floating_point()]:
+        raise ValueError(f'{w_file} holds integer tensors where the model has float weights ({", ".join(cast[:3])}); the file was not written by save_model')
     if bad := [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
         raise ValueError(f'{w_file} holds NaN or inf weights ({", ".join(bad[:3])}); the run diverged or the file is corrupt')
     try: missing, unexpected = model.load_state_dict(sd, strict=False)

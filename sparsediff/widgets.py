@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from .core import as_device, model_device, to_uint8, image_grid, cache_dir, hash_state_dict, psnr
+from .core import as_device, model_device, to_uint8, image_grid, cache_dir, hash_state_dict, psnr, escape_text
 from .analysis import participation_ratio, channel_selectivity, top_activating
 from .semantics import cosine_knn, kmeans, pixel_features
 from .sampler import reconstruct, SamplerConfig, PRESETS
@@ -329,7 +329,7 @@ class SigmaExplorer(Panel):
         key = (int(index), round(float(sigma), 6))
         cached, ahead = key in self.cache, key in self._pending
         v, f = self.view(index, sigma), self.figure
-        label = self.data.class_names(self.data.labels[index:index + 1])[0]
+        label = escape_text(self.data.class_names(self.data.labels[index:index + 1])[0])   # a folder name shows as text in the figure
         with f.batch_update():
             f.data[0].source, f.data[1].source = v['png']
             f.data[2].y, f.data[3].y = v['phi'], [v['pr'][n] for n in self.blocks]
@@ -462,7 +462,7 @@ class ChannelExplorer(Panel):
         top = top_activating(self.phis, [c], self.k)[0][0]                       # (k,) image indices, largest φ first
         m = self.maps_for(index)[c].numpy()                                      # (h, w)
         colours = [KIND_COLOURS['selected' if i == c else kd] for i, kd in enumerate(self.kinds)]
-        names = self.data.class_names(self.data.labels[torch.as_tensor(top)])
+        names = [escape_text(n) for n in self.data.class_names(self.data.labels[torch.as_tensor(top)])]
         s, kind = self.selectivity[c], self.kinds[c]
         with f.batch_update():
             f.data[0].marker.color = colours
@@ -545,7 +545,7 @@ class NeighbourBrowser(Panel):
         idx = _cluster_members(self.phis, self.labels, self.centres, c, self.per_cluster)
         members = np.flatnonzero(self.labels == c)
         counts = np.bincount(self.data.labels[torch.as_tensor(members)].clamp_min(0).numpy())
-        top = ', '.join(f'{self.data.class_names(torch.tensor([l]))[0]}: {counts[l]}' for l in np.argsort(-counts)[:3] if counts[l])
+        top = ', '.join(f'{escape_text(self.data.class_names(torch.tensor([l]))[0])}: {counts[l]}' for l in np.argsort(-counts)[:3] if counts[l])
         with f.batch_update():
             f.data[0].z = grid_rgb(self.data.images[torch.as_tensor(idx)], ncol=12, slots=max(12, self.per_cluster))
             f.layout.title.text = f'cluster {c} of {len(self.centres)}: {len(members)} images ({top}); closest to the centre first'
@@ -636,7 +636,7 @@ class ReconstructionPanel(Panel):
     def show_target(self):
         "Show the chosen target image."
         i = self.checked(self.image.value, len(self.data), 'target')
-        label = self.data.class_names(self.data.labels[i:i + 1])[0]
+        label = escape_text(self.data.class_names(self.data.labels[i:i + 1])[0])
         with self.figure.batch_update():
             self.figure.data[0].z = rgb(self.data.images[i])
             _set_title(self.figure, 0, f'target: image {i} (class {label})')

@@ -1,6 +1,6 @@
 """Security: no file a user may receive can run code (checkpoints, logs, report caches), every string is escaped in HTML,
 and every path a report writes stays inside `--out`."""
-import json, os, pickle, subprocess, sys
+import shutil, json, os, pickle, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from sparsediff.train import train, TrainConfig, load_checkpoint, read_log
@@ -41,8 +41,9 @@ def test_legacy_plain_checkpoint_still_loads(tmp_path):
 
 def test_run_folder_holds_no_pickle(tmp_path):
     train(tmp_path, TINY, TrainConfig(steps=2, batch_size=2, ckpt_every=1, log_every=1), data=Data(), progress=False)
-    files = [p for p in tmp_path.rglob('*') if p.is_file()]
+    files = [p for p in tmp_path.rglob('*') if p.is_file() and p.name != '.lock']
     assert files and all(p.suffix in ('.json', '.safetensors') for p in files), files
+    assert (tmp_path/'.lock').read_text().isdigit()   # the run folder's lock holds a process id, nothing else
     for p in files: assert not p.read_bytes().startswith((b'\x80', b'PK')), p  # neither a pickle nor torch.save's zip
 
 def test_checkpoint_link_outside_the_run_is_refused(tmp_path):
@@ -110,16 +111,20 @@ def test_a_crafted_store_manifest_cannot_delete_or_read_outside(tmp_path):
     victim = tmp_path/'victim.txt'; victim.write_text('keep me')
     m = json.loads((tmp_path/'s'/'manifest.json').read_text())
     m['files'] = {k: '../victim.txt' for k in m['files']}; (tmp_path/'s'/'manifest.json').write_text(json.dumps(m))
-    with pytest.raises(ValueError, match='outside its folder'): PhiStore(tmp_path/'s')
-    extract_phi(net, torch.rand(4, 3, 16, 16), tmp_path/'s', sigmas=(0.2,), n_noise=1, progress=False, overwrite=True)
+    with pytest.raises(ValueError, match="field 'files' must name one .npy file inside the store"): PhiStore(tmp_path/'s')
+    with pytest.raises(ValueError, match="field 'files'"):   # not provably ours: even overwrite=True leaves it alone
+        extract_phi(net, torch.rand(4, 3, 16, 16), tmp_path/'s', sigmas=(0.2,), n_noise=1, progress=False, overwrite=True)
     assert victim.read_text() == 'keep me'
 
 def test_a_crafted_steps_link_cannot_make_training_delete_elsewhere(tmp_path):
     precious = tmp_path/'home'; precious.mkdir(); (precious/'thesis.tex').write_text('years of work')
     (tmp_path/'run').mkdir(); os.symlink(precious, tmp_path/'run'/'steps')
     os.symlink('/etc/hostname', tmp_path/'run'/'model.safetensors')
-    with pytest.raises(ValueError, match='symbolic link'): train(tmp_path/'run', TINY, TrainConfig(steps=1, batch_size=2), data=Data(), progress=False)
+    with pytest.raises(ValueError, match='holds no sparsediff training run'):   # not one of its runs: refused before anything is touched
+        train(tmp_path/'run', TINY, TrainConfig(steps=1, batch_size=2), data=Data(), progress=False)
     assert (precious/'thesis.tex').read_text() == 'years of work'
-    (tmp_path/'run'/'steps').unlink()
-    train(tmp_path/'run', TINY, TrainConfig(steps=1, batch_size=2), data=Data(), progress=False)
-    assert os.readlink(tmp_path/'run'/'model.safetensors') == 'current/model.safetensors'
+    train(tmp_path/'own', TINY, TrainConfig(steps=1, batch_size=2), data=Data(), progress=False)
+    assert os.readlink(tmp_path/'own'/'model.safetensors') == 'current/model.safetensors'
+    (tmp_path/'own'/'current').unlink(); shutil.rmtree(tmp_path/'own'/'steps'); os.symlink(precious, tmp_path/'own'/'steps')   # a link planted in its own run
+    with pytest.raises(ValueError, match='symbolic link'): train(tmp_path/'own', TINY, TrainConfig(steps=2, batch_size=2), data=Data(), progress=False)
+    assert (precious/'thesis.tex').read_text() == 'years of work'
