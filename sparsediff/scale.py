@@ -17,7 +17,7 @@ def row_blocks(n: int, size: int):
 
 def read_block(a, i0: int, i1: int) -> np.ndarray:
     "Rows i0..i1-1 of a (memory-mapped) array as a float32 array in memory: (i1 - i0, C)."
-    return np.ascontiguousarray(a[i0:i1], dtype=np.float32)
+    return np.array(a[i0:i1], dtype=np.float32, order='C')   # a copy: torch cannot share a read-only memory map
 
 def sample_rows(a, n: int, seed: int = 0) -> np.ndarray:
     "`n` distinct rows of `a` chosen at random (all of them when it has fewer), read in row order: (n, C)."
@@ -27,7 +27,7 @@ def sample_rows(a, n: int, seed: int = 0) -> np.ndarray:
 # %% ../nbs/07b_scale.ipynb #730d575f
 def nearest_centroids(a, centroids, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     "Index of each row's nearest centroid and the squared distance to it, reading `a` in blocks: (N,) int64 and (N,) float32."
-    c = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))            # (k, C)
+    c = torch.from_numpy(np.array(centroids, dtype=np.float32, order='C'))            # (k, C)
     cc, sub = (c * c).sum(1), max(1, min(block, 2**24 // len(c)))
     lab, dist = np.empty(len(a), np.int64), np.empty(len(a), np.float32)
     for i0, i1 in row_blocks(len(a), sub):
@@ -73,7 +73,7 @@ def streaming_kmeans(a, k: int, seed: int = 0, block: int = 65536, epochs: int =
 # %% ../nbs/07b_scale.ipynb #d5cf4e38
 def streaming_knn(queries, database, k: int = 5, query_ids=None, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     "Indices and cosines of each query's `k` most similar rows of a (memory-mapped) database read in blocks, best first: (n, k), (n, k)."
-    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    q = torch.from_numpy(np.array(queries, dtype=np.float32, order='C'))
     q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)                                  # (n, C)
     if not 1 <= k <= len(database) - (query_ids is not None): raise ValueError(f'k must be between 1 and {len(database) - (query_ids is not None)}, got {k}')
     ids = None if query_ids is None else torch.as_tensor(np.asarray(query_ids), dtype=torch.long)
