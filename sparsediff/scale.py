@@ -4,25 +4,35 @@
 
 # %% ../nbs/07b_scale.ipynb #b295eb23
 from __future__ import annotations
+import mmap
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['row_blocks', 'read_block', 'sample_rows', 'nearest_centroids', 'has_faiss', 'streaming_kmeans', 'streaming_knn']
+__all__ = ['row_blocks', 'release_pages', 'read_block', 'sample_rows', 'nearest_centroids', 'has_faiss', 'streaming_kmeans',
+           'streaming_knn']
 
 # %% ../nbs/07b_scale.ipynb #0493cff5
 def row_blocks(n: int, size: int):
     "`(i0, i1)` of consecutive blocks of at most `size` rows out of `n`."
     for i0 in range(0, n, size): yield i0, min(n, i0 + size)
 
+def release_pages(a):
+    "Drop the resident pages of memory map `a` (the kernel rereads them from disk when needed): a pass over a store leaves RSS flat."
+    m = getattr(a, '_mmap', None)
+    if m is not None and hasattr(m, 'madvise') and hasattr(mmap, 'MADV_DONTNEED'): m.madvise(mmap.MADV_DONTNEED)
+
 def read_block(a, i0: int, i1: int) -> np.ndarray:
-    "Rows i0..i1-1 of a (memory-mapped) array as a float32 array in memory: (i1 - i0, C)."
-    return np.array(a[i0:i1], dtype=np.float32, order='C')   # a copy: torch cannot share a read-only memory map
+    "Rows i0..i1-1 of a (memory-mapped) array as a float32 array in memory, the map's pages released after: (i1 - i0, C)."
+    x = np.array(a[i0:i1], dtype=np.float32, order='C')   # a copy: torch cannot share a read-only memory map
+    release_pages(a)
+    return x
 
 def sample_rows(a, n: int, seed: int = 0) -> np.ndarray:
     "`n` distinct rows of `a` chosen at random (all of them when it has fewer), read in row order: (n, C)."
     idx = np.sort(np.random.default_rng(seed).choice(len(a), min(n, len(a)), replace=False))
-    return np.ascontiguousarray(a[idx], dtype=np.float32)
+    x = np.array(a[idx], dtype=np.float32, order='C'); release_pages(a)
+    return x
 
 # %% ../nbs/07b_scale.ipynb #730d575f
 def nearest_centroids(a, centroids, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
