@@ -10,7 +10,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['FLAG_NAMES', 'COMMANDS', 'PLAIN_ERRORS', 'HelpFormatter', 'train_parser', 'as_flags', 'check_device', 'check_options',
            'monitor_images', 'run_train', 'default_threads', 'report_parser', 'run_report_cmd', 'Parser', 'main',
-           'error_line', 'extract_parser', 'process_device', 'extract_dataset', 'run_extract']
+           'error_line', 'extract_parser', 'process_device', 'extract_dataset', 'run_extract', 'store_report_cmd']
 
 # %% ../nbs/14_cli.ipynb #c004
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -123,13 +123,14 @@ def report_parser(sub, name='report'):
                        description=desc, formatter_class=HelpFormatter)
     p.add_argument('--out', default='sparsediff_demo' if demo else 'sparsediff_report', help='folder for report.html, report.json and the cache')
     p.add_argument('--model', default='default', required=False, help='shipped model name or checkpoint folder')
-    p.add_argument('--data', default='demo', required=not demo,
+    p.add_argument('--data', default='demo' if demo else None,
                    help="'demo', 'mnist', 'textures', 'validation-photos', a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
                         "or a saved Hugging Face dataset folder")
     p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument('--threads', type=int, default=None,
                    help=f'torch CPU threads (default: the cores free now, i.e. cores less the 1-minute load, 1 to 8: {default_threads()} on this machine now)')
     p.add_argument('--quiet', action='store_true', help='no progress bar (notes about the data are still printed)')
+    if not demo: p.add_argument('--store', default=None, help='report on an existing φ store (from `sparsediff extract`) instead of --model/--data, read in blocks')
     return p
 
 def run_report_cmd(a):
@@ -138,6 +139,8 @@ def run_report_cmd(a):
     from sparsediff.report import run_report, demo, ReportConfig
     check_options(a)
     torch.set_num_threads(a.threads or default_threads())
+    if getattr(a, 'store', None): return store_report_cmd(a)
+    if a.command == 'report' and a.data is None: raise ValueError('give --data (a folder of images or a dataset name) or --store (a φ store)')
     if a.command == 'demo': h, j = demo(a.out, a.device, not a.quiet, a.model, a.data)
     else: h, j = run_report(a.model, a.data, a.out, ReportConfig(device=a.device), not a.quiet)
     print(f'wrote {h}\nwrote {j}')
@@ -238,6 +241,14 @@ def run_extract(a):
         if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
 
 COMMANDS['extract'] = (extract_parser, run_extract)
+
+# %% ../nbs/14_cli.ipynb #64aca9a9
+def store_report_cmd(a):
+    "`sparsediff report --store STORE`: the report of an existing φ store, read in blocks (no model, no images)."
+    from sparsediff.scale import store_report
+    if not Path(a.store).is_dir(): raise ValueError(f'--store {a.store} is not a folder; give the folder `sparsediff extract --out` wrote')
+    h, j = store_report(a.store, a.out, progress=not a.quiet)
+    print(f'wrote {h}\nwrote {j}')
 
 # %% ../nbs/14_cli.ipynb #c009
 #| eval: false

@@ -10,7 +10,7 @@ import torch
 
 # %% auto #0
 __all__ = ['row_blocks', 'release_pages', 'read_block', 'sample_rows', 'nearest_centroids', 'has_faiss', 'streaming_kmeans',
-           'streaming_knn']
+           'streaming_knn', 'row_pr', 'channel_stats', 'label_agreement', 'read_rows', 'store_report']
 
 # %% ../nbs/07b_scale.ipynb #0493cff5
 def row_blocks(n: int, size: int):
@@ -97,3 +97,68 @@ def streaming_knn(queries, database, k: int = 5, query_ids=None, block: int = 65
         s, j = torch.cat([best_s, s], 1), torch.cat([best_i, torch.arange(i0, i1).expand(len(q), -1)], 1)
         best_s, t = s.topk(k, dim=1); best_i = j.gather(1, t)
     return best_i.numpy(), best_s.numpy()
+
+# %% ../nbs/07b_scale.ipynb #330019a2
+def row_pr(x: np.ndarray) -> np.ndarray:
+    "Normalized participation ratio ‖x‖₁² / (C‖x‖₂²) of each row (0 for a zero row): (b, C) -> (b,)."
+    l1, l2 = np.abs(x).sum(1), (x * x).sum(1)
+    return np.where(l2 > 0, l1 * l1 / (x.shape[1] * np.maximum(l2, 1e-30)), 0).astype(np.float32)
+
+def channel_stats(a, block: int = 65536) -> dict:
+    "One pass of blocks over a (memory-mapped) (N, C) array: dead channels (never ≠ 0), each channel's fraction of rows > 0, rows' median PR."
+    n, c = a.shape; peak, pos, pr = np.zeros(c, np.float32), np.zeros(c), []
+    for i0, i1 in row_blocks(n, block):
+        x = read_block(a, i0, i1); peak = np.maximum(peak, np.abs(x).max(0)); pos += (x > 0).sum(0); pr.append(row_pr(x))
+    return dict(channels=c, dead=int((peak == 0).sum()), active=pos / n, median_pr=float(np.median(np.concatenate(pr))))
+
+# %% ../nbs/07b_scale.ipynb #23222dd0
+def label_agreement(a, labels, k: int = 10, n_queries: int = 1000, seed: int = 0, block: int = 65536) -> float:
+    "Fraction of the `k` cosine nearest neighbours (in the whole store) of `n_queries` random labelled rows that share the query's label."
+    y = np.asarray(labels); ok = np.flatnonzero(y >= 0)
+    q = np.sort(np.random.default_rng(seed).choice(ok, min(n_queries, len(ok)), replace=False))
+    idx, _ = streaming_knn(read_rows(a, q), a, k=k, query_ids=q, block=block)
+    return float((y[idx] == y[q][:, None]).mean())
+
+def read_rows(a, idx) -> np.ndarray:
+    "Rows `idx` of a (memory-mapped) array as float32 in memory, the map's pages released after: (len(idx), C)."
+    x = np.array(a[np.asarray(idx)], dtype=np.float32, order='C'); release_pages(a)
+    return x
+
+# %% ../nbs/07b_scale.ipynb #33eb7af8
+def store_report(store, out, k: int = 100, n_queries: int = 1000, neighbours: int = 10, seed: int = 0, block: int = 65536,
+                 backend: str = 'auto', progress: bool = True):
+    "report.html and report.json from an existing φ store (a `PhiStore` or its folder), reading φ in blocks: (html path, json path)."
+    import pandas as pd
+    from tqdm.auto import tqdm
+    from sparsediff.phi import PhiStore
+    from sparsediff.report import Section, write_report
+    from sparsediff.semantics import cluster_scores
+    st = store if isinstance(store, PhiStore) else PhiStore(store)
+    n, y = len(st), st.labels
+    if n < 2: raise ValueError(f'the φ store {st.path} holds {n} finished rows; a report needs at least 2')
+    labelled = int((y >= 0).sum()) >= 2 and len(np.unique(y[y >= 0])) >= 2
+    kk = max(1, min(k, n // 5 or 1))
+    rows, clusters = [], []
+    pairs = [(s, b) for s in st.sigmas for b in st.blocks]
+    for s, b in tqdm(pairs, desc='store report', disable=not progress):
+        f = st.phi(s, b); cs = channel_stats(f, block)
+        r = dict(sigma=s, block=b, channels=cs['channels'], dead_channels=cs['dead'], median_pr=round(cs['median_pr'], 4),
+                 mean_fraction_active=round(float(cs['active'].mean()), 4))
+        lab, _ = streaming_kmeans(f, kk, seed=seed, block=block, backend=backend)
+        sizes = np.bincount(lab, minlength=kk)
+        c = dict(sigma=s, block=b, k=kk, smallest=int(sizes.min()), median_size=float(np.median(sizes)), largest=int(sizes.max()))
+        if labelled:
+            sc = cluster_scores(y[y >= 0], lab[y >= 0]); c.update(nmi=round(sc['nmi'], 4), purity=round(sc['purity'], 4))
+            r[f'{neighbours}-NN label agreement'] = round(label_agreement(f, y, min(neighbours, n - 1), n_queries, seed, block), 4)
+        rows.append(r); clusters.append(c)
+    act, clu = pd.DataFrame(rows), pd.DataFrame(clusters)
+    note = [] if labelled else ['the store has no labels (or one class): cluster NMI/purity and neighbour agreement are left out']
+    sections = [Section('φ channels and sparsity', f'{n:,} rows of φ per σ and block, read from the memory-mapped store in blocks of {block:,} rows. '
+                        'Dead channels never differ from 0; PR = ‖φ‖₁²/(C‖φ‖₂²) per row (lower is sparser), median over rows.',
+                        tables={'channels and sparsity': act}, numbers={'rows': n, 'table': rows}, notes=note),
+                Section('Clusters of φ', f'KMeans with k = {kk} ({"faiss" if backend == "faiss" or (backend == "auto" and has_faiss()) else "scikit-learn MiniBatchKMeans"}, '
+                        'φ read in blocks); cluster sizes' + (', and NMI and purity against the labels.' if labelled else '.'),
+                        tables={'clusters': clu}, numbers={'table': clusters})]
+    meta = dict(store=str(st.path), data=st.name, rows=n, sigmas=st.sigmas, blocks=st.blocks, model_hash=st.manifest.get('model_hash'),
+                complete=st.complete)
+    return write_report(out, sections, f'φ store report: {st.name}', meta)

@@ -78,3 +78,15 @@ def test_killed_rank_resumes_and_other_seed_is_refused(inputs, tmp_path, victim)
     assert PhiStore(out).verify() == {} and not list(out.glob('.progress-*.json'))
     a, b = store_bytes(tmp_path/'ref'), store_bytes(out)
     assert set(a) == set(b) and all(a[f] == b[f] for f in a), [f for f in a if a[f] != b[f]]
+
+def test_report_from_a_store(inputs, tmp_path):
+    "`sparsediff report --store` on a store `sparsediff extract` wrote: both sections, one row per σ and block, labels used."
+    r = run([sys.executable, *extract_cmd(inputs, tmp_path/'st')]); assert r.returncode == 0, r.stderr[-2000:]
+    r = run([sys.executable, '-m', 'sparsediff.cli', 'report', '--store', str(tmp_path/'st'), '--out', str(tmp_path/'rep'), '--quiet'])
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads((tmp_path/'rep'/'report.json').read_text())
+    t = rep['sections']['φ channels and sparsity']['numbers']['table']
+    assert {(x['sigma'], x['block']) for x in t} == {(0.1, 'enc3'), (0.1, 'mid'), (0.2, 'enc3'), (0.2, 'mid')}
+    assert all('10-NN label agreement' in x for x in t) and rep['meta']['rows'] == 30
+    bad = run([sys.executable, '-m', 'sparsediff.cli', 'report', '--out', str(tmp_path/'x')])
+    assert bad.returncode == 2 and '--data' in bad.stderr and '--store' in bad.stderr
