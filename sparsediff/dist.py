@@ -16,14 +16,17 @@ from .phi import (ChunkedData, MANIFEST, LABELS, FORMAT, chunk_generator, draw_n
 from .adapters import describe_denoiser
 
 # %% auto #0
-__all__ = ['launched_by_torchrun', 'rank_world', 'rank_chunks', 'identity_key', 'progress_file', 'write_progress',
-           'read_progress', 'clear_progress', 'fold_progress', 'plan_extraction', 'commit_progress', 'extract_ranks']
+__all__ = ['launched_by_torchrun', 'rank_world', 'release_group', 'rank_chunks', 'identity_key', 'progress_file',
+           'write_progress', 'read_progress', 'clear_progress', 'fold_progress', 'plan_extraction', 'commit_progress',
+           'extract_ranks']
 
 # %% ../nbs/05b_dist.ipynb #207bb085
 def launched_by_torchrun() -> bool:
     "Whether this process is one of several started by `torchrun` (its environment names a world larger than one)."
     env = os.environ
     return int(env.get('WORLD_SIZE', '1')) > 1 and 'RANK' in env and 'MASTER_ADDR' in env
+
+_OWN_GROUP = False   # whether rank_world initialised the process group (then extract_ranks tears it down)
 
 def rank_world(device='cpu') -> tuple[int, int]:
     "(rank, world size): from the initialised process group, else from torchrun's environment (initialising NCCL for CUDA, gloo otherwise), else (0, 1)."
@@ -34,7 +37,14 @@ def rank_world(device='cpu') -> tuple[int, int]:
     device = torch.device(device)
     if device.type == 'cuda': torch.cuda.set_device(device)   # NCCL's object collectives use the current device
     dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', timeout=datetime.timedelta(hours=2))  # rank 0 hashes the data meanwhile
+    global _OWN_GROUP; _OWN_GROUP = True
     return dist.get_rank(), dist.get_world_size()
+
+def release_group():
+    "Destroy the process group if `rank_world` made it (a group left open at exit can abort the process), else leave the caller's alone."
+    global _OWN_GROUP
+    if _OWN_GROUP and torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+    _OWN_GROUP = False
 
 # %% ../nbs/05b_dist.ipynb #fe790835
 def rank_chunks(todo, rank: int, world: int) -> list[int]:
@@ -186,15 +196,17 @@ def commit_progress(path, man: dict) -> dict:
 def extract_ranks(model, src: ChunkedData, path: Path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback,
                   overwrite, tag, call, forward_kwargs, repair, workers, amp, compile, noise, rank: int, world: int) -> PhiStore:
     "`extract_phi`'s body on rank `rank` of `world`: rank 0 plans under the lock, every rank computes its share, rank 0 commits."
-    with store_lock(path) if rank == 0 else contextlib.nullcontext():
-        plan = _run_or_error(lambda: plan_extraction(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, overwrite, tag,
-                                                     call, forward_kwargs, repair, amp, noise)) if rank == 0 else None
-        man, todo = _raise_shared(_share(plan, rank))
-        base = len(src) - sum(min(len(src), (ci + 1) * chunk) - ci * chunk for ci in todo)
-        if todo:
-            _compute_share(model, src, path, man, rank_chunks(todo, rank, world), rank, world, n_noise, seed, names, which, chunk,
-                           batch_size, progress, callback, call, forward_kwargs, workers, amp, compile, base)
-        torch.distributed.barrier()
-        res = _run_or_error(lambda: commit_progress(path, man) if todo else man) if rank == 0 else None
-        _raise_shared(_share(res, rank))
+    try:
+        with store_lock(path) if rank == 0 else contextlib.nullcontext():
+            plan = _run_or_error(lambda: plan_extraction(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, overwrite, tag,
+                                                         call, forward_kwargs, repair, amp, noise)) if rank == 0 else None
+            man, todo = _raise_shared(_share(plan, rank))
+            base = len(src) - sum(min(len(src), (ci + 1) * chunk) - ci * chunk for ci in todo)
+            if todo:
+                _compute_share(model, src, path, man, rank_chunks(todo, rank, world), rank, world, n_noise, seed, names, which, chunk,
+                               batch_size, progress, callback, call, forward_kwargs, workers, amp, compile, base)
+            torch.distributed.barrier()
+            res = _run_or_error(lambda: commit_progress(path, man) if todo else man) if rank == 0 else None
+            _raise_shared(_share(res, rank))
+    finally: release_group()
     return PhiStore(path, verify=rank == 0)   # rank 0 checks every chunk once; the others trust it

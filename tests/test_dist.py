@@ -72,7 +72,7 @@ def test_killed_rank_resumes_and_other_seed_is_refused(inputs, tmp_path, victim)
     other = subprocess.run([*TORCHRUN, str(s), str(out), '1', '-1', '0'], capture_output=True, text=True, env=env, timeout=300)
     assert other.returncode != 0 and 'seed: stored 0, asked 1' in other.stderr, other.stderr[-2000:]
     again = subprocess.run([*TORCHRUN, str(s), str(out), '0', '-1', '0'], capture_output=True, text=True, env=env, timeout=300)
-    assert again.returncode == 0 and again.stdout.count('True 26') == 2, again.stderr[-3000:]
+    assert again.returncode == 0 and again.stdout.count('True 26') == 2, again.stdout + again.stderr[-3000:]
     redone = sum(int(l.split()[-1]) for l in again.stdout.splitlines() if l.startswith('DONE'))
     assert redone <= 13 - 3                                                # the killed run's finished chunks are kept, not recomputed
     assert PhiStore(out).verify() == {} and not list(out.glob('.progress-*.json'))
