@@ -9,7 +9,7 @@
 4. Reconstruction latency: 1 target × 4 samples with the default sampler preset; σ-explorer model pass (8 draws).
 Usage: python benchmarks/bench_gpu.py [--quick] [--threads 1] [--compile] [--device auto] [--full]
 """
-import argparse, tempfile, time
+import argparse, json, tempfile, time
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -19,6 +19,12 @@ from sparsediff.phi import phi, draw_noise, extract_phi, default_rows
 from sparsediff.train import TrainConfig, train_step, _autocast, image_flops, peak_flops, conv_peak
 from sparsediff.sampler import reconstruct
 from sparsediff.widgets import sigma_view, fixed_noise
+
+FIGURES = {}   # every figure printed, by name: written with --json (tools/gpu_check.sh collects them)
+
+def fig(name, value):
+    "Record figure `name` and return it."
+    FIGURES[name] = float(value); return value
 
 def sync(dev):
     if dev.type == 'cuda': torch.cuda.synchronize()
@@ -66,6 +72,9 @@ def part_phi(name, model, dev, n_img, n_noise, a):
         t_naive.append(best(lambda: naive_phi(model, x, 0.1, n_noise, gen(), bs // n_noise), dev, 1))
         t_phi.append(best(lambda: phi(model, x, 0.1, n_noise, generator=gen(), amp='off'), dev, 1)); peak.append(mm())
     t_naive, t_phi, peak = min(t_naive), min(t_phi), max(peak)
+    key = 'phi_full' if name.startswith('full') else 'phi_shipped'
+    fig(f'{key}_naive_rows_per_s', rows / t_naive); fig(f'{key}_rows_per_s', rows / t_phi); fig(f'{key}_speedup_vs_naive', t_naive / t_phi)
+    fig(f'{key}_frac_of_mm', rows * f_enc / t_phi / peak)
     ref = phi(model, x, 0.1, n_noise, generator=gen(), amp='off')
     print(f'naive hook loop (full forward per draw): {rows / t_naive:10.0f} rows/s')
     print(f'phi, fp32, {bs} rows per pass:          {rows / t_phi:10.0f} rows/s   speed-up {t_naive / t_phi:.2f}x '
@@ -76,6 +85,7 @@ def part_phi(name, model, dev, n_img, n_noise, a):
         t_bf = best(lambda: phi(model, x, 0.1, n_noise, generator=gen(), amp='bf16'), dev, a.repeats)
         fb = phi(model, x, 0.1, n_noise, generator=gen(), amp='bf16')
         rel = ((fb - ref).norm(dim=1) / ref.norm(dim=1).clamp_min(1e-12))
+        fig(f'{key}_bf16_rows_per_s', rows / t_bf); fig(f'{key}_bf16_speedup_vs_naive', t_naive / t_bf); fig(f'{key}_bf16_max_rel_err', rel.max())
         print(f'phi, bf16 autocast:                     {rows / t_bf:10.0f} rows/s   speed-up {t_naive / t_bf:.2f}x; '
               f'ratio to {what} {rows * f_enc / t_bf / peak:.2f}; relative error vs fp32: median {rel.median():.2e}, max {rel.max():.2e}')
     if a.compile:
@@ -92,7 +102,7 @@ def part_extract(model, dev, n):
         with tempfile.TemporaryDirectory() as d:
             sync(dev); t = time.perf_counter()
             extract_phi(model, data, d, sigmas=(0.1,), n_noise=8, chunk=512, progress=False, workers=workers); sync(dev)
-            print(f'workers={workers}: {n / (time.perf_counter() - t):8.0f} images/s')
+            print(f'workers={workers}: {fig(f"extract_workers{workers}_img_per_s", n / (time.perf_counter() - t)):8.0f} images/s')
 
 def part_train(name, cfg_model, dev, batch, steps, accumulate=1):
     model = UNet(cfg_model).to(dev).to(memory_format=torch.channels_last); model.check_inputs = False
@@ -104,6 +114,8 @@ def part_train(name, cfg_model, dev, batch, steps, accumulate=1):
     dt = best(lambda: [train_step(model, opt, x, cfg, s, None, ac, scaler, y=y) for s in range(steps)], dev, 2) / steps
     fl, peak = image_flops(model), peak_flops(dev, cfg.amp)
     what = 'dense bf16 datasheet peak' if dev.type == 'cuda' else 'best measured 3×3-conv rate'
+    key = 'train_full' if name.startswith('full') else 'train_shipped'
+    fig(f'{key}_img_per_s', batch / dt); fig(f'{key}_frac_peak', batch / dt * fl / peak)
     print(f'train {name}, batch {batch} (accumulate {accumulate}), amp {cfg.amp}: {batch / dt:8.0f} images/s, '
           f'{batch / dt * fl / 1e9:8.1f} GFLOP/s = {batch / dt * fl / peak:.3f} of the {what} ({peak / 1e9:.0f} GFLOP/s)')
 
@@ -114,7 +126,18 @@ def main():
     ap.add_argument('--full', action='store_true', help='also the full-width (13M) model for φ and training')
     ap.add_argument('--device', default='auto'); ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--parts', default='phi,extract,train,latency', help='comma-separated subset of phi, extract, train, latency')
-    a = ap.parse_args(); parts = set(a.parts.split(','))
+    ap.add_argument('--json', default=None, help='also write every figure, with the device, to this JSON file')
+    a = ap.parse_args()
+    try: run(a)
+    finally:
+        if a.json:
+            dev = as_device(a.device)
+            meta = dict(device=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'CPU', torch=torch.__version__, args=vars(a))
+            with open(a.json, 'w') as f: json.dump(dict(meta, figures=FIGURES), f, indent=1)
+
+def run(a):
+    "Every part asked for, printing each figure as it comes."
+    parts = set(a.parts.split(','))
     torch.set_num_threads(a.threads); dev = as_device(a.device)
     print(f'device: {torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"} ({dev}), torch {torch.__version__}, '
           f'{torch.get_num_threads()} CPU thread(s)')
@@ -133,10 +156,10 @@ def main():
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     reconstruct(shipped, x, n_samples=4, seed=0, progress=False)    # warm-up
     t = best(lambda: reconstruct(shipped, x, n_samples=4, seed=0, progress=False), dev, 1 if a.quick else 3)
-    print(f'reconstruction, 1 target × 4 samples, default preset: {t:.3f} s')
+    print(f'reconstruction, 1 target × 4 samples, default preset: {fig("reconstruct_1x4_s", t):.3f} s')
     xi = x[0].to(dev); z = fixed_noise(xi, 8, 0, 0); ms = []
     for s in np.linspace(0.05, 0.95, 10 if a.quick else 30):
         sync(dev); t0 = time.perf_counter(); sigma_view(shipped, xi, z, float(s)); sync(dev); ms.append((time.perf_counter() - t0) * 1e3)
-    print(f'σ explorer model pass (8 draws, all blocks): median {np.median(ms):.1f} ms (target ≤ 15 ms for a whole redraw)')
+    print(f'σ explorer model pass (8 draws, all blocks): median {fig("sigma_view_ms", np.median(ms)):.1f} ms (target ≤ 15 ms for a whole redraw)')
 
 if __name__ == '__main__': main()

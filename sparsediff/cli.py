@@ -10,7 +10,7 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['FLAG_NAMES', 'COMMANDS', 'PLAIN_ERRORS', 'HelpFormatter', 'train_parser', 'as_flags', 'check_device', 'check_options',
            'monitor_images', 'run_train', 'default_threads', 'report_parser', 'run_report_cmd', 'Parser', 'main',
-           'error_line']
+           'error_line', 'extract_parser', 'process_device', 'extract_dataset', 'run_extract', 'store_report_cmd']
 
 # %% ../nbs/14_cli.ipynb #c004
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -130,13 +130,14 @@ def report_parser(sub, name='report'):
                        description=desc, formatter_class=HelpFormatter)
     p.add_argument('--out', default='sparsediff_demo' if demo else 'sparsediff_report', help='folder for report.html, report.json and the cache')
     p.add_argument('--model', default='default', required=False, help='shipped model name or checkpoint folder')
-    p.add_argument('--data', default='demo', required=not demo,
+    p.add_argument('--data', default='demo' if demo else None,
                    help="'demo', 'mnist', 'textures', 'validation-photos', a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
                         "or a saved Hugging Face dataset folder")
     p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument('--threads', type=int, default=None,
                    help=f'torch CPU threads (default: the cores free now, i.e. cores less the 1-minute load, 1 to 8: {default_threads()} on this machine now)')
     p.add_argument('--quiet', action='store_true', help='no progress bar (notes about the data are still printed)')
+    if not demo: p.add_argument('--store', default=None, help='report on an existing φ store (from `sparsediff extract`) instead of --model/--data, read in blocks')
     return p
 
 def run_report_cmd(a):
@@ -145,6 +146,8 @@ def run_report_cmd(a):
     from sparsediff.report import run_report, demo, ReportConfig
     check_options(a)
     torch.set_num_threads(a.threads or default_threads())
+    if getattr(a, 'store', None): return store_report_cmd(a)
+    if a.command == 'report' and a.data is None: raise ValueError('give --data (a folder of images or a dataset name) or --store (a φ store)')
     if a.command == 'demo': h, j = demo(a.out, a.device, not a.quiet, a.model, a.data)
     else: h, j = run_report(a.model, a.data, a.out, ReportConfig(device=a.device), not a.quiet)
     print(f'wrote {h}\nwrote {j}')
@@ -183,6 +186,76 @@ def error_line(e: BaseException) -> str:
     msg = ' '.join(str(msg).split()) or type(e).__name__
     if not isinstance(e, PLAIN_ERRORS): msg = f'{type(e).__name__}: {msg} (rerun with --debug for the traceback)'
     return msg
+
+# %% ../nbs/14_cli.ipynb #88771662
+def extract_parser(sub):
+    "Arguments of `sparsediff extract`."
+    p = sub.add_parser('extract', help='extract φ of a dataset into a resumable on-disk store (one process, or many under torchrun)',
+                       description='Compute φ (noise-averaged block means) of every image of a dataset into a memory-mapped, checksummed store '
+                                   'that PhiStore reads. Rerun the same command to resume after a crash. Under torchrun --nproc_per_node N '
+                                   'each process computes its share of the chunks; the store is the same byte for byte.', formatter_class=HelpFormatter)
+    p.add_argument('--model', default='default', help='shipped model name or checkpoint folder')
+    p.add_argument('--data', required=True, help="'mnist', 'textures', 'validation-photos', 'scenes', a folder of images or a saved Hugging Face dataset folder")
+    p.add_argument('--out', required=True, help='store folder (an unfinished store with the same settings resumes)')
+    p.add_argument('--sigmas', type=float, nargs='+', default=[0.05, 0.1, 0.2], help='noise levels σ (images in [0, 1])')
+    p.add_argument('--blocks', nargs='+', default=['mid'], help='blocks whose spatial means are stored')
+    p.add_argument('--n-noise', type=int, default=8, help='noise draws averaged per image')
+    p.add_argument('--seed', type=int, default=0, help="seed of the noise (chunk i's draws depend on the seed and i only)")
+    p.add_argument('--chunk', type=int, default=512, help='images per chunk: the unit of work, of progress and of resuming')
+    p.add_argument('--size', type=int, default=32, help='image folders: resize the short side and centre-crop to this')
+    p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda' (cuda:LOCAL_RANK under torchrun)")
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads per process (torchrun sets 1 unless OMP_NUM_THREADS is set)')
+    p.add_argument('--workers', type=int, default=None, help='DataLoader processes reading chunks (default: 2 on CUDA, 0 on the CPU)')
+    p.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'fp16', 'off'], help="mixed precision ('auto': bf16 on CUDA)")
+    p.add_argument('--overwrite', action='store_true', help='replace a store in --out that holds a different extraction')
+    p.add_argument('--repair', action='store_true', help='recompute the chunks of --out whose checksums fail')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    return p
+
+# %% ../nbs/14_cli.ipynb #7d06ddb8
+def process_device(device: str):
+    "The torch device of this process: `cuda` becomes `cuda:LOCAL_RANK` under torchrun, so that each process has its own GPU."
+    import os, torch
+    from sparsediff.core import as_device
+    from sparsediff.dist import launched_by_torchrun
+    d = as_device(device)
+    return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))) if d.type == 'cuda' and d.index is None and launched_by_torchrun() else d
+
+def extract_dataset(data: str, model, size: int, channels: int):
+    "The one dataset `--data` names, as an `ImageSet` (`report`'s loader; 'demo' names two, so it is refused)."
+    from sparsediff.report import load_report_data
+    sets = load_report_data(data, size, channels, model)
+    if len(sets) != 1: raise ValueError(f'--data {data} names {len(sets)} datasets ({", ".join(sets)}); extract one at a time')
+    return next(iter(sets.values()))
+
+def run_extract(a):
+    "Run `sparsediff extract` from parsed arguments (as one process, or as one rank under torchrun)."
+    import torch
+    from sparsediff.report import load_report_model
+    from sparsediff.phi import extract_phi
+    from sparsediff.dist import rank_world
+    check_options(a)
+    if a.threads: torch.set_num_threads(a.threads)
+    device = process_device(a.device)
+    rank, _ = rank_world(device)          # joins the process group when launched by torchrun
+    try:
+        model = load_report_model(a.model, device)
+        data = extract_dataset(a.data, a.model, a.size, getattr(getattr(model, 'cfg', None), 'in_channels', 3))
+        st = extract_phi(model, data, a.out, sigmas=a.sigmas, n_noise=a.n_noise, seed=a.seed, blocks=tuple(a.blocks), chunk=a.chunk,
+                         progress=not a.quiet, overwrite=a.overwrite, repair=a.repair, workers=a.workers, amp=a.amp)
+        if rank == 0: print(f'wrote {st!r}')
+    finally:
+        if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()
+
+COMMANDS['extract'] = (extract_parser, run_extract)
+
+# %% ../nbs/14_cli.ipynb #64aca9a9
+def store_report_cmd(a):
+    "`sparsediff report --store STORE`: the report of an existing φ store, read in blocks (no model, no images)."
+    from sparsediff.scale import store_report
+    if not Path(a.store).is_dir(): raise ValueError(f'--store {a.store} is not a folder; give the folder `sparsediff extract --out` wrote')
+    h, j = store_report(a.store, a.out, progress=not a.quiet)
+    print(f'wrote {h}\nwrote {j}')
 
 # %% ../nbs/14_cli.ipynb #c009
 #| eval: false

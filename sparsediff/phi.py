@@ -453,6 +453,10 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
     keys, n = block_keys(names, which), len(src)
     if n == 0: raise ValueError('the dataset is empty')
     path.mkdir(parents=True, exist_ok=True)
+    from sparsediff.dist import rank_world, extract_ranks   # under torchrun: each rank its share of chunks, rank 0 commits (05b_dist)
+    if (rw := rank_world(model_device(model)))[1] > 1:
+        return extract_ranks(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback,
+                             overwrite, tag, call, forward_kwargs, repair, workers, amp, compile, noise, *rw)
     with store_lock(path):
         return _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback,
                         overwrite, tag, call, forward_kwargs, repair, workers, amp, compile, noise)

@@ -21,6 +21,8 @@ nbdev_export
 git diff --exit-code -- sparsediff || { echo "sparsediff/ differs from the notebooks: run nbdev_export and commit"; exit 1; }
 echo "== notebooks (nbdev_test)"
 nbdev_test --n_workers 2 --timing ${SPARSEDIFF_FLAGS:+--flags "$SPARSEDIFF_FLAGS"}
+echo "== GPU check, dry run: tiny sizes on the CPU (on a GPU: bash tools/gpu_check.sh)"
+bash tools/gpu_check.sh --dry-run "$(mktemp -d)"
 echo "== pytest"
 set +e
 $PY -m pytest tests -q -p no:cacheprovider --timeout 1800

@@ -1,0 +1,25 @@
+"""KMeans and kNN over a memory-mapped φ store read in blocks (sparsediff.scale)."""
+import numpy as np, pytest, torch
+from sparsediff.scale import streaming_kmeans, streaming_knn, nearest_centroids
+from sparsediff.semantics import planted_clusters, purity, cosine_knn
+
+def test_kmeans_over_a_memory_map_in_blocks(tmp_path):
+    "Planted clusters in rows sorted by cluster, saved as .npy and memory-mapped read-only, read 50 rows at a time: found again."
+    x, y = planted_clusters(8, per=100, dim=32, spread=0.05, seed=1)
+    np.save(tmp_path/'phi.npy', x.astype(np.float32)); a = np.load(tmp_path/'phi.npy', mmap_mode='r')
+    lab, cent = streaming_kmeans(a, 8, block=50, epochs=2, backend='sklearn', seed=0)
+    assert lab.shape == (800,) and cent.shape == (8, 32) and purity(y, lab) > 0.99
+    lab2, _ = nearest_centroids(a, cent, block=7); assert np.array_equal(lab, lab2)
+
+def test_knn_over_a_phi_store_equals_in_memory(tmp_path):
+    "streaming_knn on a PhiStore's memory map, 9 rows per block, equals cosine_knn in memory."
+    from sparsediff.unet import UNet, UNetConfig
+    from sparsediff.phi import extract_phi
+    torch.manual_seed(0); m = UNet(UNetConfig.scaled(16)).eval()
+    st = extract_phi(m, torch.rand(30, 3, 16, 16, generator=torch.Generator().manual_seed(0)), tmp_path/'s', sigmas=(0.2,), n_noise=2,
+                     chunk=8, progress=False)
+    f = st.phi(0.2)                                       # read-only memory map
+    i, s = streaming_knn(f[:12], f, k=4, query_ids=np.arange(12), block=9)
+    ri, rs = cosine_knn(np.asarray(f[:12]), np.asarray(f), k=4, query_ids=np.arange(12), backend='torch')
+    assert np.array_equal(i, ri) and np.allclose(s, rs, atol=1e-5)
+    with pytest.raises(ValueError, match='k must be'): streaming_knn(f[:2], f, k=30, query_ids=[0, 1])
