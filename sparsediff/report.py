@@ -506,7 +506,11 @@ def class_hits(data: ImageSet, target_idx, samples: torch.Tensor, target_index: 
         return (classify(judge, samples).argmax(1).numpy() == want).astype(float)
     keep = np.setdiff1d(np.arange(len(data)), target_idx)
     if len(np.unique(data.labels.numpy()[keep])) < 2: return None
-    clf = LogisticRegression(max_iter=500).fit(data.images[torch.as_tensor(keep)].flatten(1).numpy(), data.labels.numpy()[keep])
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    with warnings.catch_warnings():                                # an unconverged pixel classifier still judges; its warning would flood the report's output
+        warnings.simplefilter('ignore', ConvergenceWarning)
+        clf = LogisticRegression(max_iter=500).fit(data.images[torch.as_tensor(keep)].flatten(1).numpy(), data.labels.numpy()[keep])
     return (clf.predict(samples.flatten(1).numpy()) == want).astype(float)
 
 def same_class_rate(data: ImageSet, target_idx, samples: torch.Tensor, target_index: torch.Tensor, judge=None) -> float:
