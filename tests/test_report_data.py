@@ -212,3 +212,14 @@ def test_scenes_demo_part_is_held_out_and_judged():
     acc = float((classify(j, s.images).argmax(1) == s.labels).float().mean())
     majority = float(torch.bincount(s.labels).max()) / len(s)
     assert acc > majority + 0.2 and 'scene reader' in judge_name(j)
+
+def test_a_bundled_set_named_unlike_its_key(tmp_path, monkeypatch, no_sampler):
+    "`--data mnist` loads a set named 'mnist-test': every step keys it the same way (the demo's digits part once crashed here)."
+    import sparsediff.report as rp
+    from sparsediff.data import ImageSet
+    small = lambda model: (lambda s: ImageSet(s.images[:60], s.labels[:60], s.classes, 'mnist-test'))(rp.load_mnist('test'))
+    monkeypatch.setitem(rp.DEMO_DATA, 'mnist', small)
+    torch.manual_seed(0); m = UNet(UNetConfig.scaled(16, in_channels=1))
+    h, j = run_report(m, 'mnist', tmp_path/'out', ReportConfig(**FAST), progress=False)
+    rep, c = claims(j)
+    assert 'Semantics (mnist-test)' in rep['sections'] and c
