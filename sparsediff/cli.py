@@ -129,7 +129,9 @@ def report_parser(sub, name='report'):
     p = sub.add_parser(name, help='full report on the shipped model and offline datasets' if demo else 'full report on a checkpoint and a folder of your images',
                        description=desc, formatter_class=HelpFormatter)
     p.add_argument('--out', default='sparsediff_demo' if demo else 'sparsediff_report', help='folder for report.html, report.json and the cache')
-    p.add_argument('--model', default='default', required=False, help='shipped model name or checkpoint folder')
+    p.add_argument('--model', default='default', required=False,
+                   help="shipped model name, checkpoint folder, or a diffusers save_pretrained folder (a pipeline folder with model_index.json, "
+                        "or a UNet folder with its scheduler beside it or in scheduler/; a hub id where the network allows)")
     p.add_argument('--data', default='demo' if demo else None,
                    help="'demo', 'mnist', 'textures', 'validation-photos', a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
                         "or a saved Hugging Face dataset folder")

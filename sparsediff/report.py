@@ -595,7 +595,15 @@ def guided_targets(data: ImageSet, cfg: ReportConfig) -> np.ndarray:
     "Indices of the sampling claims' targets: from classes with enough images when there are labels."
     rows = class_plan(data, cfg.min_per_class)['rows']
     pool = rows if len(rows) else np.arange(len(data))
-    return np.random.default_rng(cfg.seed + 1).choice(pool, min(cfg.n_guided_targets, len(pool)), replace=False)
+    rng = np.random.default_rng(cfg.seed + 1)
+    idx = rng.choice(pool, min(cfg.n_guided_targets, len(pool)), replace=False)
+    if not len(rows): return idx
+    labels = data.labels.numpy(); left = {c: int((labels[pool] == c).sum()) - 1 for c in np.unique(labels[pool])}   # keep one non-target per class
+    if all((labels[idx] == c).sum() <= n for c, n in left.items()): return idx          # (the same-class real control needs it)
+    keep = []
+    for i in rng.permutation(pool):                                                    # small data: at most n − 1 targets of a class of n
+        if left[labels[i]] > 0 and len(keep) < cfg.n_guided_targets: keep.append(i); left[labels[i]] -= 1
+    return np.array(keep)
 
 def sampling_run(model, data: ImageSet, cfg: ReportConfig, kind: str) -> dict:
     "One of the sampling claims' runs (`SAMPLING_RUNS`) on the targets of `guided_targets`: samples, their target index and network evaluations per sample."
@@ -994,6 +1002,8 @@ def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) 
         if all(v is not None for v in seconds.values()): timing['seconds of compute (all steps, when first computed)'] = round(sum(seconds.values()), 1)
     meta = {'model': str(model) if isinstance(model, (str, Path)) else type(model).__name__, 'model hash': hash_state_dict(net.state_dict()),
             'parameters': sum(p.numel() for p in net.parameters()), 'data': ', '.join(f'{k} ({len(v)})' for k, v in sets.items()), **timing}
+    from sparsediff.adapters import is_denoiser, describe_denoiser, describe_noise
+    if is_denoiser(net): meta |= {'denoiser': describe_denoiser(net), 'noise': [describe_noise(net, s) for s in (cfg.sigma, cfg.sparsity_sigma)]}  # σ -> timestep used
     step_seconds = {name: (seconds[name], control) for name, _, _, control in plan}
     return dict(sections=sections, claims=claims, notes=notes, meta=meta, model=meta['model'], sets=list(sets), step_seconds=step_seconds)
 

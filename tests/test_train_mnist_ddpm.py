@@ -1,0 +1,46 @@
+"""training/mnist_ddpm/train.py (issue 23, item 3), on a tiny UNet and a tiny batch: the ε-model trains with diffusers' DDPMScheduler,
+resumes exactly from its checkpoint, and --ship writes a pipeline folder that load_denoiser opens."""
+import importlib.util, json
+from pathlib import Path
+import pytest, torch
+
+diffusers = pytest.importorskip('diffusers')
+torch.set_num_threads(1)
+
+@pytest.fixture
+def script(monkeypatch):
+    "The training script as a module, with a tiny UNet and batch so a step takes milliseconds."
+    spec = importlib.util.spec_from_file_location('mnist_ddpm_train', Path(__file__).parents[1]/'training'/'mnist_ddpm'/'train.py')
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    monkeypatch.setattr(m, 'UNET', dict(m.UNET, block_out_channels=(8, 16, 16), norm_num_groups=4, layers_per_block=1))
+    monkeypatch.setattr(m, 'RECIPE', dict(m.RECIPE, batch_size=4, warmup_steps=2))
+    return m
+
+def test_published_model_fits_the_budget():
+    spec = importlib.util.spec_from_file_location('t', Path(__file__).parents[1]/'training'/'mnist_ddpm'/'train.py')
+    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    n = sum(p.numel() for p in m.make_unet().parameters())
+    assert n <= 3_000_000 and m.UNET['in_channels'] == 1 and m.UNET['sample_size'] == 32 and m.SCHEDULER['prediction_type'] == 'epsilon'
+
+def test_eps_loss_uses_the_schedulers_add_noise(script):
+    torch.manual_seed(0); unet, sched = script.make_unet(), script.make_scheduler()
+    x = torch.rand(2, 1, 32, 32); t = torch.tensor([10, 900]); eps = torch.randn(2, 1, 32, 32)
+    a = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    ref = torch.nn.functional.mse_loss(unet(a.sqrt() * (2 * x - 1) + (1 - a).sqrt() * eps, t).sample, eps)
+    assert torch.allclose(script.eps_loss(unet, sched, x, t, eps), ref, atol=1e-6)
+
+def test_resume_is_exact_and_ship_loads(script, tmp_path):
+    straight, *_ = script.train(tmp_path/'a', steps=4, ckpt_every=2, log_every=1, quiet=True)
+    script.train(tmp_path/'b', steps=2, ckpt_every=2, log_every=1, quiet=True)           # stopped at step 2 ...
+    resumed, step, log = script.train(tmp_path/'b', steps=4, ckpt_every=2, log_every=1, quiet=True)   # ... rerun: resumes there
+    assert step == 4 and [r['step'] for r in log] == [1, 2, 3, 4]
+    assert all(torch.equal(p, q) for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    assert not list((tmp_path/'b').glob('.*.tmp'))                                       # atomic writes leave no temporary file
+    dest = script.ship(tmp_path/'b', tmp_path/'weights'/'mnist_ddpm')
+    man = json.loads((dest/'manifest.json').read_text())
+    assert man['steps'] == 4 and 'training split' in man['data'] and (dest/'model_index.json').exists()
+    from sparsediff.adapters import load_denoiser, VPDenoiser
+    D = load_denoiser(dest)
+    assert isinstance(D, VPDenoiser) and D.prediction_type == 'epsilon' and D.net.config.in_channels == 1
+    assert all(torch.equal(p, q) for p, q in zip(D.net.state_dict().values(), resumed.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match='train first'): script.ship(tmp_path/'empty', tmp_path/'w2')

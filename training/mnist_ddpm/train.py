@@ -1,0 +1,118 @@
+"""Train the digits ε-model (issue 23, item 3) in the background, resumably: `python training/mnist_ddpm/train.py [--threads N] [--steps S]`.
+
+A diffusers `UNet2DModel` (1 grey channel, 32×32, ≤ 3M parameters) trained with diffusers' own `DDPMScheduler` (`add_noise`, linear
+β, 1,000 steps) and ε-MSE on the MNIST-5k training split only — `DigitsMixture`, the augmented `load_mnist('train')` digits our
+blind digits model trained on (the 28×28 digits sit in a 32×32 frame); the test digits never enter. Every step's batch, timesteps
+and noise come from the step number, so killing the run and rerunning the same command resumes exactly from the last checkpoint
+(model + optimizer + step, written atomically every `--ckpt-every` steps). `--ship` saves the latest checkpoint as a diffusers
+pipeline folder, `DDPMPipeline(unet, scheduler).save_pretrained`, under sparsediff/weights/mnist_ddpm with a small manifest.json.
+"""
+import argparse, json, math, os, time
+from pathlib import Path
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).parent
+RUN, SHIP = HERE/'run', HERE.parents[1]/'sparsediff'/'weights'/'mnist_ddpm'
+UNET = dict(sample_size=32, in_channels=1, out_channels=1, layers_per_block=2, block_out_channels=(32, 64, 96),
+            down_block_types=('DownBlock2D', 'AttnDownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'AttnUpBlock2D', 'UpBlock2D'),
+            norm_num_groups=8)                                      # 32/64/96 channels (2.5M parameters), attention at 16 px
+SCHEDULER = dict(num_train_timesteps=1000, beta_schedule='linear', prediction_type='epsilon')
+RECIPE = dict(batch_size=64, lr=2e-4, warmup_steps=500, grad_clip=1.0, seed=0)
+CKPT = 'checkpoint.pt'
+
+def make_unet():
+    "The ε-network: a UNet2DModel from `UNET`."
+    from diffusers import UNet2DModel
+    return UNet2DModel(**UNET)
+
+def make_scheduler():
+    "diffusers' own DDPMScheduler: its ᾱ table and add_noise define the training noise."
+    from diffusers import DDPMScheduler
+    return DDPMScheduler(**SCHEDULER)
+
+def lr_at(step: int, lr: float, warmup: int) -> float:
+    "Linear warm-up to `lr`, then constant."
+    return lr * min(1.0, (step + 1) / warmup)
+
+def step_noise(step: int, x: torch.Tensor, T: int, seed: int) -> tuple:
+    "The timesteps (B,) and noise ε (B, 1, 32, 32) of `step`, the same on every run."
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_777_777)
+    return torch.randint(T, (len(x),), generator=g), torch.randn(x.shape, generator=g)
+
+def eps_loss(unet, scheduler, x01: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    "ε-MSE at timesteps t on [0, 1] digits x01 (B, 1, 32, 32), mapped to the scheduler's [−1, 1] data."
+    x_t = scheduler.add_noise(2 * x01 - 1, eps, t)
+    return F.mse_loss(unet(x_t, t).sample, eps)
+
+def save_checkpoint(run: Path, unet, opt, step: int, log: list):
+    "Model + optimizer + step + log, written atomically (a crash mid-write leaves the previous checkpoint)."
+    tmp = run/f'.{CKPT}.tmp'
+    torch.save({'model': unet.state_dict(), 'optimizer': opt.state_dict(), 'step': step, 'log': log,
+                'unet': UNET, 'scheduler': SCHEDULER, 'recipe': RECIPE}, tmp)
+    os.replace(tmp, run/CKPT)
+
+def load_checkpoint(run: Path, unet, opt) -> tuple:
+    "(step, log) of the run's checkpoint loaded into `unet` and `opt`; (0, []) for a new run."
+    if not (run/CKPT).exists(): return 0, []
+    ck = torch.load(run/CKPT, map_location='cpu', weights_only=False)
+    if ck['unet'] != UNET or ck['scheduler'] != SCHEDULER: raise ValueError(f'{run/CKPT} was trained with another config; use another --run folder')
+    unet.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer'])
+    return ck['step'], ck['log']
+
+def train(run: Path = RUN, steps: int = 60_000, ckpt_every: int = 500, log_every: int = 50, quiet: bool = False) -> tuple:
+    "Train (or resume) to `steps`; returns (unet, step reached, log)."
+    from sparsediff.data import DigitsMixture
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(RECIPE['seed'])
+    unet, scheduler = make_unet(), make_scheduler()
+    opt = torch.optim.AdamW(unet.parameters(), lr=RECIPE['lr'], weight_decay=0.0)
+    step, log = load_checkpoint(run, unet, opt)
+    if not quiet: print(f'{sum(p.numel() for p in unet.parameters()):,} parameters; ' + (f'resuming at step {step}' if step else 'new run'), flush=True)
+    data, T = DigitsMixture(seed=RECIPE['seed']), scheduler.config.num_train_timesteps
+    unet.train(); t0, seen = time.time(), 0
+    while step < steps:
+        x = data.batch(step, RECIPE['batch_size'])                                  # (B, 1, 32, 32) in [0, 1], training digits only
+        t, eps = step_noise(step, x, T, RECIPE['seed'])
+        for g in opt.param_groups: g['lr'] = lr_at(step, RECIPE['lr'], RECIPE['warmup_steps'])
+        loss = eps_loss(unet, scheduler, x, t, eps)
+        if not math.isfinite(loss.item()): raise FloatingPointError(f'loss is {loss.item()} at step {step}; the checkpoint at step {step - step % ckpt_every} is intact')
+        opt.zero_grad(set_to_none=True); loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), RECIPE['grad_clip']); opt.step()
+        step += 1; seen += 1
+        if step % log_every == 0 or step == steps:
+            log.append({'step': step, 'loss': round(loss.item(), 5), 'img_per_s': round(seen * len(x) / (time.time() - t0), 1)})
+            if not quiet: print(json.dumps(log[-1]), flush=True)
+        if step % ckpt_every == 0 or step == steps: save_checkpoint(run, unet, opt, step, log)
+    return unet.eval(), step, log
+
+def ship(run: Path = RUN, dest: Path = SHIP) -> Path:
+    "Save the run's latest checkpoint as a diffusers DDPMPipeline folder with manifest.json, replacing `dest` atomically."
+    import shutil
+    from diffusers import DDPMPipeline
+    unet = make_unet(); opt = torch.optim.AdamW(unet.parameters())
+    step, log = load_checkpoint(run, unet, opt)
+    if not step: raise FileNotFoundError(f'no checkpoint in {run}: train first')
+    tmp = dest.parent/f'.{dest.name}.tmp'; shutil.rmtree(tmp, ignore_errors=True)
+    DDPMPipeline(unet=unet.eval(), scheduler=make_scheduler()).save_pretrained(tmp)
+    manifest = dict(model='mnist_ddpm', kind='diffusers DDPMPipeline (UNet2DModel + DDPMScheduler), ε-prediction', steps=step,
+                    parameters=sum(p.numel() for p in unet.parameters()), final_loss=log[-1]['loss'] if log else None,
+                    data="DigitsMixture: MNIST-5k training split (load_mnist('train')), augmented; test digits never seen",
+                    image='1×32×32 in [0, 1] (28×28 digits in a 32×32 frame); the network sees 2x − 1', unet=UNET, scheduler=SCHEDULER,
+                    recipe=RECIPE, script='training/mnist_ddpm/train.py', load="sparsediff.adapters.load_denoiser('<this folder>')")
+    (tmp/'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
+    old = dest.parent/f'.{dest.name}.old'; shutil.rmtree(old, ignore_errors=True)
+    if dest.exists(): os.replace(dest, old)
+    os.replace(tmp, dest); shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--threads', type=int, default=1); ap.add_argument('--steps', type=int, default=60_000)
+    ap.add_argument('--ckpt-every', type=int, default=500); ap.add_argument('--log-every', type=int, default=50)
+    ap.add_argument('--run', type=Path, default=RUN, help='checkpoint folder (default: training/mnist_ddpm/run)')
+    ap.add_argument('--ship', action='store_true', help='save the latest checkpoint as a diffusers pipeline folder (see --ship-to)')
+    ap.add_argument('--ship-to', type=Path, default=SHIP, help='where --ship writes (default: sparsediff/weights/mnist_ddpm)')
+    a = ap.parse_args(); torch.set_num_threads(a.threads)
+    if a.ship: print('shipped to', ship(a.run, a.ship_to)); raise SystemExit
+    train(a.run, a.steps, a.ckpt_every, a.log_every)
