@@ -675,7 +675,7 @@ def source_identity_sets(model, manifest: dict | None) -> dict:
     "The photo sets of the source-identity rows, from what the model's training manifest says it saw: {label: {photo: picture}}, sets of 2+ photos only."
     from sparsediff.controls import seen_pictures, unseen_pictures, validation_pictures
     from sparsediff.data import PHOTOS
-    if manifest is None or in_channels(model) != 3: return {}
+    if manifest is None or in_channels(model) != 3 or not manifest.get('photos'): return {}   # a model that never trained on photos makes no claim about them
     seen = seen_pictures(manifest)
     sets = {'parts of photos it trained on': {k: seen[k] for k in PHOTOS if k in seen}, 'photos or parts it never saw': unseen_pictures(manifest),
             'photos it was only chosen on (validation)': validation_pictures(manifest)}
@@ -697,7 +697,7 @@ def controls_section(nums: dict, cfg: ReportConfig) -> Section:
         figs.append(plot_controls(named_metrics(t), metrics=(METRIC_NAMES['source_acc'],),
                                   title=f'Which photo? Crops of the right half against the left half, {label} (chance {d["chance"]:.2f})'))
     src = ('Source identity uses crops from disjoint halves of the photos the model\'s training manifest says it saw, never saw, and was chosen on.'
-           if nums['source_identity'] else 'Source identity is not measured: it needs a model with a training manifest, three colour channels, and the bundled photos '
+           if nums['source_identity'] else 'Source identity is not measured: it needs a model trained on photos (by its training manifest), with three colour channels, and the bundled photos '
            '(a report on your own images does not count rows on bundled data).')
     text = (f'Trained φ over {len(cfg.noise_seeds)} noise seeds against {len(cfg.init_seeds)} random-init copies of the same network and simple baselines '
             f'(simple statistics, pixels, centred pixels, PCA of pixels, mean colour; kNN and linear read-outs preprocessed alike, fitted on training folds). '
@@ -879,7 +879,7 @@ def claims_markdown(report: dict) -> str:
     held, needs = sum(r['verdict'] == 'holds' for r in rows), sum(r['verdict'] == 'needs labels' for r in rows)
     bad = sum(r['verdict'] == 'invalid' for r in rows)
     return ('\n'.join(lines) + f"\n\n{held} of {len(rows) - needs - bad} claims hold against their controls" + (f"; {needs} need class labels" if needs else '')
-            + (f"; {bad} have a degenerate control and are left out" if bad else '') + '.')
+            + (f"; {bad} {'has' if bad == 1 else 'have'} a degenerate control and {'is' if bad == 1 else 'are'} left out" if bad else '') + '.')
 
 # %% ../nbs/13_report.ipynb #c033
 def model_manifest(model) -> dict | None:
@@ -1026,7 +1026,7 @@ def claims_summary(claims: pd.DataFrame, notes: list) -> Section:
     needs = int((claims.verdict == 'needs labels').sum()) if len(claims) else 0
     bad = int((claims.verdict == 'invalid').sum()) if len(claims) else 0
     verdict = (f'{held} of {len(claims) - needs - bad} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
-               + (f'; {bad} have a degenerate control (see their notes) and are left out of the count' if bad else '')
+               + (f"; {bad} {'has' if bad == 1 else 'have'} a degenerate control (see the notes) and {'is' if bad == 1 else 'are'} left out of the count" if bad else '')
                + ' (holds = the trained model beats the best control by more than their spreads combined, √(s_trained² + s_control²); each spread from resampling the images and splits, and from seeds)')
     return Section('The paper\'s claims, measured', verdict + '.', [], {'claims': readable_claims(claims)},
                    {'claims': claims, 'n_hold': held, 'n_claims': len(claims), 'n_needs_labels': needs, 'n_invalid': bad}, [f'{n}.' for n in notes])
