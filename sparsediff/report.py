@@ -941,7 +941,7 @@ def report_plan(net, sets: dict, cfg: ReportConfig, cache: Path, manifest: dict 
                      dict(trained, data=name), True))
     for label, photos in source_identity_sets(net, manifest).items():
         plan.append((f'source-{label}', lambda r, photos=photos: source_identity_run(net, photos, cfg), dict(trained, photos=sorted(photos)), True))
-    sampling = dict(model=mhash, content=content[next(iter(sets))], cfg=_fields(cfg, 'sigma', 'guided_preset', 'n_guided_targets', 'n_guided_samples', 'min_per_class', 'seed', 'device'))
+    sampling = dict(model=mhash, content=content[next(iter(sets))], targets=guided_targets(first, cfg).tolist(), cfg=_fields(cfg, 'sigma', 'guided_preset', 'n_guided_targets', 'n_guided_samples', 'min_per_class', 'seed', 'device'))
     for kind in SAMPLING_RUNS:
         plan.append((f'samples-{kind}', lambda r, kind=kind: sampling_run(net, first, cfg, kind), dict(sampling, kind=kind), kind != 'guided'))
     plan.append(('guided-scores', lambda r: _guided_controls(net, first, cfg, {k: r[f'samples-{k}'] for k in SAMPLING_RUNS}), dict(trained, data=first.name), True))
