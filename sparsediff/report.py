@@ -535,7 +535,7 @@ def _median_pr(t: pd.DataFrame, sets_x: dict, seed: int) -> dict:
             for k, p in parts.items()}
 
 def sparsity_runs(model, sets_x: dict, cfg: ReportConfig, seeds) -> dict:
-    "Median PR per block for each noise seed (`_median_pr`), and the first seed's per-image table for the histograms."
+    "Median PR per block for each noise seed, and the first seed's per-image table for the histograms."
     tables = [_pr_table(model, sets_x, cfg, s) for s in seeds]
     keep = ['image', 'block', 'which', 'sigma', 'pr', 'pr_live']
     return {'medians': [_median_pr(t, sets_x, s) for t, s in zip(tables, seeds)], 'table': tables[0][[c for c in keep if c in tables[0]]],

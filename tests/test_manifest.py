@@ -47,6 +47,11 @@ def test_no_demo_evaluation_set_overlaps_what_its_model_trained_on():
                 x0 = 1 - p.shape[-1] / load_photo(name).shape[-1]               # the band is the right-hand part of the photo
                 assert not seen_band(m, name, (x0 + 1e-6, 1.0), validation=False), f'{model} trained on part of {name}'
             assert validation_photos(model, n=20).name == 'validation-photos'     # the data set says what it is
+        elif data == 'scenes':
+            from sparsediff.scenes import SceneStream
+            assert not m['datasets'] and not m['photos'] and m['generated'], f'{model} trained on more than rendered scenes'
+            blocks = {SceneStream(seed=s).scene_seed(i) for s in (0, 1) for i in range(40_000 // 8)}    # every block both training streams (seeds 0 and 1) drew
+            assert 3 not in blocks, 'the held-out scenes (render seed 3) are a training block'
         else: pytest.fail(f'demo data {data!r} has no overlap check: add one here before using it')
 
 def test_the_old_texture_and_unseen_lists_were_trained_on():

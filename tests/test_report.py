@@ -207,7 +207,7 @@ def test_a_flat_prior_is_no_control_for_the_guided_rows():
     ok = reproduction_table(claims_numbers(True))                       # a prior that generates: unguided samples are a control again
     assert ok[ok['claim'].str.startswith(ROW_KINDS['guided φ error'])]['best control'].str.startswith(('unguided', 'a real image', 'guidance')).all()
     rep = {'sections': {"The paper's claims, measured": {'tables': {'claims': json.loads(t.to_json(orient='records'))}}}}
-    assert f"{(t['verdict'] == 'holds').sum()} of {len(t) - 1} claims hold" in claims_markdown(rep) and '1 have a degenerate control' in claims_markdown(rep)
+    assert f"{(t['verdict'] == 'holds').sum()} of {len(t) - 1} claims hold" in claims_markdown(rep) and '1 has a degenerate control' in claims_markdown(rep)
 
 def test_guided_rows_are_scored_per_target():
     "Spreads come from a bootstrap over targets: one target's samples are not independent, so pooling them cannot shrink the spread."
