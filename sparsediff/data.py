@@ -241,6 +241,7 @@ def image_files(root: Path) -> tuple[list, list]:
 def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None = None) -> ImageSet:
     "Load an ImageFolder (class sub-folders, or a flat folder: then `labelled` is False) as an `ImageSet`."
     from PIL import Image, UnidentifiedImageError
+    from sparsediff.core import printable
     root = Path(path)
     if not root.is_dir(): raise FileNotFoundError(f'No image folder at {root}')
     files, skipped = image_files(root)
@@ -263,8 +264,8 @@ def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None
     if not xs: raise ValueError(f'none of the {len(files)} files in {root} could be read as an image (e.g. {bad[:3]}): replace them with PNG or JPEG files')
     if bad: warnings.warn(f'skipped {len(bad)} unreadable file{"s" * (len(bad) > 1)} in {root}: {", ".join(bad[:5])}{" …" * (len(bad) > 5)}', DataWarning)
     flat = classes == ['.']
-    classes = [c if c != '.' else root.name for c in classes]
-    return ImageSet(torch.stack(xs), torch.tensor(ys), classes, root.name, labelled=not flat)
+    classes = [printable(c if c != '.' else root.name) for c in classes]      # a class folder named in Latin-1 shows as cl�, not a crash at the end
+    return ImageSet(torch.stack(xs), torch.tensor(ys), classes, printable(root.name), labelled=not flat)
 
 
 # %% ../nbs/01_data.ipynb #c025
@@ -346,7 +347,8 @@ def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int =
     image_key, label_key = _hf_columns(ds, image_key, label_key)
     if image_key not in ds.column_names:
         raise ValueError(f'{path} has no image column (columns: {ds.column_names}): save the images as a datasets.Image feature')
-    name = Path(path).name + (f'-{split}' if split else '')
+    from sparsediff.core import printable
+    name = printable(Path(path).name + (f'-{split}' if split else ''))
     return from_hf_dataset(ds, image_key, label_key, size, channels, max_images, name)
 
 

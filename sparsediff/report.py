@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .core import atomic_path, write_json, hash_state_dict, as_device, escape_text, check_regular_file
+from .core import atomic_path, write_json, hash_state_dict, as_device, escape_text, check_regular_file, printable
 from .data import ImageSet, load_mnist, load_textures, image_folder, fit_images
 
 # %% auto #0
@@ -105,7 +105,7 @@ def to_jsonable(obj):
 def write_report(out, sections: list, title: str, meta: dict) -> tuple[Path, Path]:
     "Write report.html and report.json into `out`, each atomically."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out/'report.html') as tmp: tmp.write_text(render_html(sections, title, meta), encoding='utf-8')
+    with atomic_path(out/'report.html') as tmp: tmp.write_text(render_html(sections, title, meta), encoding='utf-8', errors='replace')   # a stray undecodable name shows as ?, never fails after the compute
     data = {'title': title, 'meta': meta,
             'sections': {s.title: {'numbers': to_jsonable(s.numbers), 'tables': to_jsonable(s.tables)} for s in sections}}
     write_json(to_jsonable(data), out/'report.json')
@@ -118,10 +118,11 @@ def step_key(**settings) -> str:
     "A short hash of a step's settings."
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
-def safe_name(name: str) -> str:
-    "`name` as one harmless path part: letters, digits, `.`, `_` and `-` only, never starting with a dot."
-    s = re.sub(r'[^A-Za-z0-9._-]+', '_', str(name)).lstrip('._')
-    return s or '_'
+def safe_name(name: str, most: int = 80) -> str:
+    "`name` as one harmless path part: letters, digits, `.`, `_` and `-` only, never starting with a dot, at most `most` characters (a long name keeps its start and a hash)."
+    s = re.sub(r'[^A-Za-z0-9._-]+', '_', str(name)).lstrip('._') or '_'
+    if len(s) <= most: return s
+    return s[:most - 11] + '-' + hashlib.sha1(str(name).encode('utf-8', 'surrogateescape')).hexdigest()[:10]   # 240-character folder names stay under the file system's 255
 
 def inside(root, path) -> Path:
     "`path` resolved, or a `ValueError` if it would lie outside folder `root`."
@@ -988,7 +989,7 @@ def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) 
     if from_cache:
         timing['steps from cache'] = f'{len(from_cache)} of {len(plan)}'
         if all(v is not None for v in seconds.values()): timing['seconds of compute (all steps, when first computed)'] = round(sum(seconds.values()), 1)
-    meta = {'model': str(model) if isinstance(model, (str, Path)) else type(model).__name__, 'model hash': hash_state_dict(net.state_dict()),
+    meta = {'model': printable(model) if isinstance(model, (str, Path)) else type(model).__name__, 'model hash': hash_state_dict(net.state_dict()),
             'parameters': sum(p.numel() for p in net.parameters()), 'data': ', '.join(f'{k} ({len(v)})' for k, v in sets.items()), **timing}
     step_seconds = {name: (seconds[name], control) for name, _, _, control in plan}
     return dict(sections=sections, claims=claims, notes=notes, meta=meta, model=meta['model'], sets=list(sets), step_seconds=step_seconds)
