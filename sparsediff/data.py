@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'HIGH_DEPTH', 'MAX_CLASSES', 'DATASETS', 'HELDOUT_PHOTOS', 'NATURAL_PHOTOS',
-           'MIXTURES', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices', 'mnist5k_path', 'load_mnist',
-           'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid', 'random_crops', 'load_crops',
-           'load_textures', 'decode_image', 'pil_to_tensor', 'DataWarning', 'image_files', 'image_folder',
-           'from_hf_dataset', 'is_hf_dataset_dir', 'check_hf_folder', 'hf_from_disk', 'warn_shadowed', 'get_dataset',
-           'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image',
-           'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits', 'DigitsMixture']
+__all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'HIGH_DEPTH', 'MAX_CLASSES', 'HF_STATE_FIELDS', 'HF_FORMATS', 'DATASETS',
+           'HELDOUT_PHOTOS', 'NATURAL_PHOTOS', 'MIXTURES', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices',
+           'mnist5k_path', 'load_mnist', 'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid',
+           'random_crops', 'load_crops', 'load_textures', 'decode_image', 'pil_to_tensor', 'DataWarning', 'image_files',
+           'image_folder', 'from_hf_dataset', 'is_hf_dataset_dir', 'check_hf_folder', 'check_hf_state', 'hf_from_disk',
+           'warn_shadowed', 'get_dataset', 'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter',
+           'dead_leaves', 'smooth_image', 'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits',
+           'DigitsMixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -331,6 +332,23 @@ def check_hf_folder(path):
         files = state.get('_data_files') if isinstance(state, dict) else None
         if not isinstance(files, list) or not all(isinstance(e, dict) for e in files): raise ValueError(f"{f/'state.json'}: field '_data_files' is not a list of files")
         for e in files: check_regular_file(_inside(f, e.get('filename'), f"{f/'state.json'} field '_data_files'"), 'dataset file')
+        check_hf_state(state, f/'state.json')
+        info = read_json(f/'dataset_info.json') if (f/'dataset_info.json').is_file() else {}
+        if not isinstance(info, dict) or not isinstance(info.get('features', {}), (dict, type(None))):
+            raise ValueError(f"{f/'dataset_info.json'}: not a JSON object with a 'features' object; this saved dataset is malformed or crafted")
+
+HF_STATE_FIELDS = {'_fingerprint': (str,), '_format_columns': (list, type(None)), '_format_kwargs': (dict,), '_format_type': (str, type(None)),
+                   '_output_all_columns': (bool,), '_split': (str, type(None))}   # what datasets.load_from_disk reads from state.json
+HF_FORMATS = (None, 'arrow', 'numpy', 'pandas', 'polars', 'torch', 'jax', 'tf')
+
+def check_hf_state(state: dict, where):
+    "Refuse a `state.json` whose fields datasets reads are missing or of the wrong type, naming the file and the field."
+    for k, types in HF_STATE_FIELDS.items():
+        if k not in state: raise ValueError(f"{where}: field '{k}' is missing; this saved dataset is malformed or crafted")
+        if not isinstance(state[k], types): raise ValueError(f"{where}: field '{k}' is {type(state[k]).__name__}, expected {' or '.join(t.__name__ for t in types)}")
+    if state['_format_type'] not in HF_FORMATS: raise ValueError(f"{where}: field '_format_type' is {state['_format_type']!r}, not one of {HF_FORMATS}")
+    if state['_format_columns'] is not None and not all(isinstance(c, str) for c in state['_format_columns']):
+        raise ValueError(f"{where}: field '_format_columns' is not a list of column names")
 
 def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int = 3, max_images: int | None = None,
                  image_key: str | None = None, label_key: str | None = 'auto') -> ImageSet:
@@ -338,7 +356,10 @@ def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int =
     try: import datasets
     except ImportError as e: raise ImportError(f'{path} is a Hugging Face dataset; reading it needs the datasets package: pip install datasets') from e
     check_hf_folder(path)
-    ds = datasets.load_from_disk(str(path))
+    try: ds = datasets.load_from_disk(str(path))
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f'{path}: the datasets package cannot load this saved dataset ({type(e).__name__}: {" ".join(str(e).split())[:200]})') from None
+    ds = ds.with_format(None)   # the saved format (numpy, torch, a column subset) is not how sparsediff reads images: rows as Python objects, all columns
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if split is not None and split not in splits: raise ValueError(f'{path} has splits {splits}, not {split!r}: pick one of them')
