@@ -146,6 +146,7 @@ def read_json(path):
     path = check_regular_file(path)
     try: return json.loads(path.read_text())
     except UnicodeDecodeError: raise ValueError(f'{path} is not a JSON file (it is not UTF-8 text)') from None
+    except RecursionError: raise ValueError(f'{path} nests JSON arrays or objects too deeply to read; it is not a file sparsediff wrote') from None
 
 # %% ../nbs/00_core.ipynb #c018
 def cache_dir() -> Path:

@@ -16,10 +16,10 @@ __all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'HIGH_DEPTH', 'MAX_CLASSES', 'HF_
            'HELDOUT_PHOTOS', 'NATURAL_PHOTOS', 'MIXTURES', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices',
            'mnist5k_path', 'load_mnist', 'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid',
            'random_crops', 'load_crops', 'load_textures', 'decode_image', 'pil_to_tensor', 'DataWarning', 'image_files',
-           'image_folder', 'from_hf_dataset', 'is_hf_dataset_dir', 'check_hf_folder', 'check_hf_state', 'hf_from_disk',
-           'warn_shadowed', 'get_dataset', 'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter',
-           'dead_leaves', 'smooth_image', 'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits',
-           'DigitsMixture']
+           'check_load_args', 'image_folder', 'from_hf_dataset', 'text_labels', 'is_hf_dataset_dir', 'check_hf_folder',
+           'check_hf_state', 'hf_from_disk', 'warn_shadowed', 'get_dataset', 'TrainingMixture', 'scale_crop',
+           'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image', 'NaturalMixture', 'heldout_crops',
+           'make_mixture', 'augment_digits', 'DigitsMixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -239,10 +239,18 @@ def image_files(root: Path) -> tuple[list, list]:
         files += [Path(d, n) for n in names if Path(n).suffix.lower() in IMAGE_EXTS and os.path.isfile(os.path.join(d, n))]
     return sorted(files), skipped
 
+def check_load_args(size, channels, max_images):
+    "Refuse a `size`, `channels` or `max_images` no loader can honour, naming the argument (before any file is read)."
+    from sparsediff.core import check_positive_int
+    check_positive_int(size, 'size', 1, 4096)
+    if channels not in (1, 3) or isinstance(channels, bool): raise ValueError(f'channels must be 1 (grey) or 3 (RGB), got {channels!r}')
+    if max_images is not None: check_positive_int(max_images, 'max_images')
+
 def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None = None) -> ImageSet:
     "Load an ImageFolder (class sub-folders, or a flat folder: then `labelled` is False) as an `ImageSet`."
     from PIL import Image, UnidentifiedImageError
     from sparsediff.core import printable
+    check_load_args(size, channels, max_images)
     root = Path(path)
     if not root.is_dir(): raise FileNotFoundError(f'No image folder at {root}')
     files, skipped = image_files(root)
@@ -283,15 +291,23 @@ MAX_CLASSES = 10_000   # labels without class names must be below this (a crafte
 def from_hf_dataset(ds, image_key: str | None = 'image', label_key: str | None = 'label', size: int = 32, channels: int = 3,
                     max_images: int | None = None, name: str = 'hf') -> ImageSet:
     "An `ImageSet` from a loaded Hugging Face dataset (or any sequence of dicts holding PIL images); no label column gives `labelled=False`."
+    check_load_args(size, channels, max_images)
     image_key, label_key = _hf_columns(ds, image_key, label_key)
     n = len(ds) if max_images is None else min(len(ds), max_images)
     if n == 0: raise ValueError('the dataset is empty')
     xs, ys, has_label, small = [], [], True, []
     feats = getattr(ds, 'features', None)
     names = list(getattr(feats.get(label_key), 'names', None) or []) if feats is not None and label_key else []
+    texts = text_labels(ds, label_key, n) if not names else []
+    names = names or texts
     for i in range(n):
         row = ds[i]
         if image_key not in row: raise KeyError(f'no column {image_key!r}; columns are {list(row)}')
+        if not hasattr(row[image_key], 'size') or not hasattr(row[image_key], 'mode'):
+            raise ValueError(f'{name} row {i}: column {image_key!r} holds {type(row[image_key]).__name__}, not an image; drop that row or fill it')
+        if texts and isinstance(row.get(label_key), str): row = {**row, label_key: texts.index(row[label_key])}   # class names as text: their sorted index
+        if label_key and isinstance(row.get(label_key), (float, bool, str)):
+            raise ValueError(f'{name} row {i}: label {row[label_key]!r} is not a whole-number class index; save labels as integers or a ClassLabel feature')
         if min(row[image_key].size) < size: small.append(f'row {i} ({row[image_key].size[0]}x{row[image_key].size[1]})'); continue
         xs.append(pil_to_tensor(row[image_key], size, channels))
         has_label &= bool(label_key) and label_key in row and row[label_key] is not None and int(row[label_key]) >= 0
@@ -302,9 +318,15 @@ def from_hf_dataset(ds, image_key: str | None = 'image', label_key: str | None =
                                f'(e.g. {", ".join(small[:3])}): drop those rows or enlarge them to at least {size} pixels on the short side')
     if not has_label: ys = [0] * len(xs)
     feats = getattr(ds, 'features', None)
-    classes = list(getattr(feats.get(label_key), 'names', [])) if feats is not None and label_key and has_label else []
+    classes = (list(getattr(feats.get(label_key), 'names', [])) if feats is not None and label_key and has_label else []) or (texts if has_label else [])
     classes = classes or [str(c) for c in range(max(ys) + 1)] if has_label else [name]
     return ImageSet(torch.stack(xs), torch.tensor(ys), classes, name, labelled=has_label)
+
+def text_labels(ds, label_key, n: int) -> list:
+    "Sorted class names when the label column of the first `n` rows holds text (e.g. 'cat', 'dog'), else []."
+    if not label_key: return []
+    col = ds[label_key][:n] if label_key in (getattr(ds, 'column_names', None) or []) else [ds[i].get(label_key) for i in range(n)]
+    return sorted({v for v in col if isinstance(v, str)}) if any(isinstance(v, str) for v in col) else []
 
 def is_hf_dataset_dir(path) -> bool:
     "True for a folder written by `datasets.Dataset.save_to_disk` (or `DatasetDict.save_to_disk`)."
