@@ -4,14 +4,14 @@
 
 # %% ../nbs/05b_dist.ipynb #451ec9e6
 from __future__ import annotations
-import datetime, hashlib, json, os, contextlib
+import datetime, hashlib, json, os, contextlib, warnings
 from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from .core import hash_state_dict, write_json, read_json, check_images, model_device
 from .phi import (ChunkedData, MANIFEST, LABELS, FORMAT, chunk_generator, draw_noise, noisy_block_means, phi_file, store_lock,
-                  stream_chunks, verify_store, PhiStore, _identity_diff, _read_manifest, _clear, _specs, _check_file, _create,
+                  stream_chunks, verify_store, PhiStore, _identity_diff, _own_manifest, _clear, _specs, _check_file, _create,
                   _write_rows, _damaged)
 from .adapters import describe_denoiser
 
@@ -107,16 +107,17 @@ def plan_extraction(model, src, path, sigmas, n_noise, seed, names, keys, which,
                  denoiser=describe_denoiser(model))
     man, redo = None, []
     if (path/MANIFEST).exists():
-        old = _read_manifest(path, overwrite)
+        old = _own_manifest(path)   # as one process: a foreign manifest is refused, even with overwrite=True
         if diff := _identity_diff(old, ident):
             if not overwrite: raise ValueError(f'{path} holds a different φ extraction ({"; ".join(diff)}); pass overwrite=True or use another folder')
-            _clear(path, old); clear_progress(path)
+            if kept := _clear(path, old): warnings.warn(f'overwrite=True left {kept[:5]} in {path}: they are not files this φ store wrote', RuntimeWarning)
+            clear_progress(path)
         else:
             man = old
             if bad := verify_store(path, man):
                 if not repair: raise _damaged(path, bad, man)
                 for f, (dt, sh) in _specs(man).items():
-                    if _check_file(path/f, dt, sh): _create(path/f, dt, sh)
+                    if _check_file(path/f, dt, sh): _create(path/f, dt, sh, replace=True)   # a damaged file is rebuilt (never a link)
                 redo = sorted(bad)
             man = fold_progress(path, man, read_progress(path, identity_key(man)))
             write_json(man, path/MANIFEST); clear_progress(path)
