@@ -177,6 +177,7 @@ def phi(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8, block: str =
         amp: str = 'auto', compile: bool = False) -> torch.Tensor:
     "φ(x, σ): spatial mean of `block`'s output at x + σz, averaged over `n_noise` draws, on the model's device: (B, C, H, W) -> (B, C)."
     x = check_phi_args(model, x, sigma, n_noise, block)
+    if batch_size is not None: batch_size = check_positive_int(batch_size, 'batch_size')   # 0 is not "all at once"; None is
     out = noisy_block_means(model, x, sigma, n_noise, (block,), 'output', generator, batch_size, grad, call, forward_kwargs,
                             amp=amp, compile=compile)
     return next(iter(out.values()))
