@@ -78,8 +78,9 @@ def check_options(a):
     if getattr(a, 'threads', None) is not None and a.threads < 1: raise ValueError(f'--threads must be >= 1, got {a.threads}')
     if getattr(a, 'threads', None) is not None and a.threads > most:
         raise ValueError(f'--threads must be <= {most} (4 × the {most // 4} CPUs of this machine), got {a.threads}')
-    if getattr(a, 'workers', None) is not None and not 0 <= a.workers <= most:
-        raise ValueError(f'--workers must be from 0 to {most} (4 × the {most // 4} CPUs of this machine), got {a.workers}')
+    if getattr(a, 'workers', None) is not None and a.workers < 0: raise ValueError(f'--workers must be >= 0, got {a.workers}')
+    if getattr(a, 'workers', None) is not None and a.workers > most:
+        raise ValueError(f'--workers must be <= {most} (4 × the {most // 4} CPUs of this machine), got {a.workers}')
 
 def monitor_images(data: str):
     "Images the training log's PSNR and channel counts are measured on: training digits for 'mnist' (test digits stay unseen), held-out crops otherwise."

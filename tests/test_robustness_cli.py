@@ -89,5 +89,5 @@ def test_cuda_without_gpu_in_option_words(tmp_path):
 @pytest.mark.parametrize('workers', ['-3', '100000'])
 def test_extract_workers_bounded_in_option_words(capsys, tmp_path, workers):
     code, err = run(capsys, 'extract', '--data', 'mnist', '--out', str(tmp_path/'s'), '--workers', workers)
-    assert code == 2 and '--workers must be from 0 to' in err and one_line(err), err
+    assert code == 2 and ('--workers must be >= 0, got -3' in err or '--workers must be <= ' in err) and one_line(err), err
     assert not (tmp_path/'s').exists()
