@@ -348,22 +348,32 @@ def _scheduler_near(folder: Path):
 
 def _pipeline_parts(folder: Path) -> tuple:
     "(network, scheduler) of a pipeline folder, read from its model_index.json."
-    index = json.loads((folder/'model_index.json').read_text())
+    from sparsediff.core import read_json
+    index = read_json(folder/'model_index.json')
+    if not isinstance(index, dict): raise ValueError(f'{folder/"model_index.json"} is not a JSON object of pipeline parts')
     name = 'unet' if 'unet' in index else 'transformer' if 'transformer' in index else None
     if name is None or 'scheduler' not in index: raise ValueError(f'{folder} holds no unet and scheduler (its parts: {sorted(k for k in index if not k.startswith("_"))})')
-    if index.get('vae') and index['vae'][0]: raise NotImplementedError(f'{folder} is a latent pipeline (it has a VAE): load its unet, scheduler and vae and call as_denoiser(unet, scheduler, vae=vae, encoder_hidden_states=...)')
+    if index.get('vae') and isinstance(index['vae'], list) and index['vae'][0]: raise NotImplementedError(f'{folder} is a latent pipeline (it has a VAE): load its unet, scheduler and vae and call as_denoiser(unet, scheduler, vae=vae, encoder_hidden_states=...)')
+    for part in (name, 'scheduler'):
+        if not (isinstance(index[part], list) and len(index[part]) == 2 and all(isinstance(s, str) for s in index[part])):
+            raise ValueError(f'{folder/"model_index.json"}: field {part!r} is {index[part]!r}, not [library, class name]')
+        if not (folder/part).is_dir() or (folder/part).is_symlink():
+            raise FileNotFoundError(f'{folder/part} is missing: {folder/"model_index.json"} names a {part} but the pipeline folder has no such sub-folder')
     net = _diffusers_class(index[name][1]).from_pretrained(folder/name)
     return net, _diffusers_class(index['scheduler'][1]).from_pretrained(folder/'scheduler')
 
 def load_denoiser(path_or_id, device='cpu', scheduler=None, **kw) -> nn.Module:
     "A denoiser from a diffusers folder (pipeline, or model beside a scheduler), our own model folder or shipped name, or a hub id; see `as_denoiser` for `kw`."
     from sparsediff.unet import load_pretrained, list_pretrained, CONFIG_NAME
+    from sparsediff.core import read_json
     p = Path(path_or_id)
     if p.is_dir() and (p/'model_index.json').exists(): net, found = _pipeline_parts(p)
-    elif p.is_dir() and (p/CONFIG_NAME).exists() and '_class_name' in json.loads((p/CONFIG_NAME).read_text()):
-        net = _diffusers_class(json.loads((p/CONFIG_NAME).read_text())['_class_name']).from_pretrained(p)
+    elif p.is_dir() and (p/CONFIG_NAME).exists() and isinstance(conf := read_json(p/CONFIG_NAME), dict) and '_class_name' in conf:
+        net = _diffusers_class(conf['_class_name']).from_pretrained(p)
         found = scheduler if scheduler is not None else _scheduler_near(p)
         if found is None: raise ValueError(f'{p} holds a {type(net).__name__} but no scheduler beside it; pass scheduler= (e.g. diffusers.DDPMScheduler.from_pretrained(...))')
+    elif p.is_dir() and not (p/CONFIG_NAME).exists():
+        raise FileNotFoundError(f'{p} holds no model: neither a diffusers model_index.json nor a {CONFIG_NAME}; give a folder written by save_pretrained or save_model')
     elif p.exists() or str(path_or_id) in list_pretrained(): return load_pretrained(str(path_or_id), device)
     elif p.is_absolute() or str(path_or_id).startswith(('.', '~')): raise FileNotFoundError(f'No model folder at {p}')
     else:                                                                        # a hub id

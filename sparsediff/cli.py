@@ -4,13 +4,14 @@
 
 # %% ../nbs/14_cli.ipynb #c003
 from __future__ import annotations
-import argparse, sys, re, traceback
+import argparse, os, signal, sys, re, traceback
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['FLAG_NAMES', 'COMMANDS', 'PLAIN_ERRORS', 'HelpFormatter', 'train_parser', 'as_flags', 'check_device', 'check_options',
            'monitor_images', 'run_train', 'default_threads', 'report_parser', 'run_report_cmd', 'Parser', 'main',
-           'error_line', 'extract_parser', 'process_device', 'extract_dataset', 'run_extract', 'store_report_cmd']
+           'interrupted', 'stop_now', 'catch_interrupts', 'error_line', 'extract_parser', 'process_device',
+           'extract_dataset', 'run_extract', 'store_report_cmd']
 
 # %% ../nbs/14_cli.ipynb #c004
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -77,6 +78,9 @@ def check_options(a):
     if getattr(a, 'threads', None) is not None and a.threads < 1: raise ValueError(f'--threads must be >= 1, got {a.threads}')
     if getattr(a, 'threads', None) is not None and a.threads > most:
         raise ValueError(f'--threads must be <= {most} (4 × the {most // 4} CPUs of this machine), got {a.threads}')
+    if getattr(a, 'workers', None) is not None and a.workers < 0: raise ValueError(f'--workers must be >= 0, got {a.workers}')
+    if getattr(a, 'workers', None) is not None and a.workers > most:
+        raise ValueError(f'--workers must be <= {most} (4 × the {most // 4} CPUs of this machine), got {a.workers}')
 
 def monitor_images(data: str):
     "Images the training log's PSNR and channel counts are measured on: training digits for 'mnist' (test digits stay unseen), held-out crops otherwise."
@@ -164,6 +168,7 @@ class Parser(argparse.ArgumentParser):
 
 def main(argv=None):
     "Entry point of the `sparsediff` command."
+    argv_given = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv; argv = [s for s in argv if s != '--debug']  # accepted before or after the command
     ap = Parser(prog='sparsediff', description='Interpretability toolkit for diffusion-model denoisers.')
@@ -173,12 +178,34 @@ def main(argv=None):
     sub = ap.add_subparsers(dest='command', required=True)
     for make, _ in COMMANDS.values(): make(sub)
     a = ap.parse_args(argv)
+    previous = catch_interrupts(a.command)
     try: COMMANDS[a.command][1](a)
     except KeyboardInterrupt:
-        print(f'sparsediff {a.command}: interrupted; finished work is kept and a rerun resumes', file=sys.stderr); sys.exit(130)
+        signal.signal(signal.SIGINT, stop_now(a.command, said=True)); interrupted(a.command); sys.exit(130)
     except Exception as e:
         if debug: traceback.print_exc()
         print(f'sparsediff {a.command}: error: {error_line(e)}', file=sys.stderr); sys.exit(2)
+    finally:
+        if argv_given and previous is not None: signal.signal(signal.SIGINT, previous)   # called from Python: leave the caller's handler as it was
+
+def interrupted(command: str):
+    "Say, in one line, that `command` was interrupted."
+    print(f'sparsediff {command}: interrupted; finished work is kept and a rerun resumes', file=sys.stderr, flush=True)
+
+def stop_now(command: str, said: bool = False):
+    "A SIGINT handler for a second Ctrl-C: exit at once with code 130 and the one-line message (no traceback from half-done cleanup)."
+    def handle(sig, frame):
+        if not said: interrupted(command)
+        os._exit(130)   # files are written atomically and locks die with the process, so a rerun resumes
+    return handle
+
+def catch_interrupts(command: str):
+    "Install the Ctrl-C handler of a command: the first raises KeyboardInterrupt (cleanup runs), a second exits at once; returns the old handler (None off the main thread)."
+    import threading
+    if threading.current_thread() is not threading.main_thread(): return None
+    def first(sig, frame):
+        signal.signal(signal.SIGINT, stop_now(command)); raise KeyboardInterrupt
+    return signal.signal(signal.SIGINT, first)
 
 PLAIN_ERRORS = (ValueError, TypeError, KeyError, OSError, RuntimeError)
 

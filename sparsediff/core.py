@@ -13,7 +13,7 @@ import torch
 __all__ = ['SEED_MAX', 'IMAGE_RANGE', 'default_device', 'as_device', 'available_devices', 'model_device', 'check_positive_int',
            'check_seed', 'seed_everything', 'make_generator', 'check_regular_file', 'refuse_link', 'open_nofollow',
            'folder_lock', 'atomic_path', 'write_json', 'read_json', 'cache_dir', 'hash_state_dict', 'check_images',
-           'check_sigma', 'escape_text', 'psnr', 'to_uint8', 'image_grid', 'quiet', 'show_images']
+           'check_sigma', 'printable', 'escape_text', 'psnr', 'to_uint8', 'image_grid', 'quiet', 'show_images']
 
 # %% ../nbs/00_core.ipynb #c006
 def default_device() -> torch.device:
@@ -146,6 +146,7 @@ def read_json(path):
     path = check_regular_file(path)
     try: return json.loads(path.read_text())
     except UnicodeDecodeError: raise ValueError(f'{path} is not a JSON file (it is not UTF-8 text)') from None
+    except RecursionError: raise ValueError(f'{path} nests JSON arrays or objects too deeply to read; it is not a file sparsediff wrote') from None
 
 # %% ../nbs/00_core.ipynb #c018
 def cache_dir() -> Path:
@@ -199,6 +200,10 @@ def check_sigma(sigma, name: str = 'sigma', allow_zero: bool = True):
     if (s < 0).any() or (not allow_zero and (s == 0).any()):
         raise ValueError(f'{name} must be {">= 0" if allow_zero else "> 0"}, got {sigma!r}')
     return sigma
+
+def printable(s) -> str:
+    "`s` (a file or folder name) with the bytes that are not UTF-8 (Python's surrogate escapes) shown as �, so it can be written to HTML and JSON."
+    return str(s).encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
 
 def escape_text(s) -> str:
     "`s` as text that plotly and HTML show literally: `<a href=...>` in a folder name stays text, not a link."

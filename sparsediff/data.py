@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'HIGH_DEPTH', 'MAX_CLASSES', 'DATASETS', 'HELDOUT_PHOTOS', 'NATURAL_PHOTOS',
-           'MIXTURES', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices', 'mnist5k_path', 'load_mnist',
-           'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid', 'random_crops', 'load_crops',
-           'load_textures', 'decode_image', 'pil_to_tensor', 'DataWarning', 'image_files', 'image_folder',
-           'from_hf_dataset', 'is_hf_dataset_dir', 'check_hf_folder', 'hf_from_disk', 'warn_shadowed', 'get_dataset',
-           'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image',
-           'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits', 'DigitsMixture']
+__all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'HIGH_DEPTH', 'MAX_CLASSES', 'HF_STATE_FIELDS', 'HF_FORMATS', 'DATASETS',
+           'HELDOUT_PHOTOS', 'NATURAL_PHOTOS', 'MIXTURES', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices',
+           'mnist5k_path', 'load_mnist', 'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid',
+           'random_crops', 'load_crops', 'load_textures', 'decode_image', 'pil_to_tensor', 'DataWarning', 'image_files',
+           'check_load_args', 'image_folder', 'from_hf_dataset', 'text_labels', 'is_hf_dataset_dir', 'check_hf_folder',
+           'check_hf_state', 'hf_from_disk', 'warn_shadowed', 'get_dataset', 'TrainingMixture', 'scale_crop',
+           'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image', 'NaturalMixture', 'heldout_crops',
+           'make_mixture', 'augment_digits', 'DigitsMixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -238,9 +239,18 @@ def image_files(root: Path) -> tuple[list, list]:
         files += [Path(d, n) for n in names if Path(n).suffix.lower() in IMAGE_EXTS and os.path.isfile(os.path.join(d, n))]
     return sorted(files), skipped
 
+def check_load_args(size, channels, max_images):
+    "Refuse a `size`, `channels` or `max_images` no loader can honour, naming the argument (before any file is read)."
+    from sparsediff.core import check_positive_int
+    check_positive_int(size, 'size', 1, 4096)
+    if channels not in (1, 3) or isinstance(channels, bool): raise ValueError(f'channels must be 1 (grey) or 3 (RGB), got {channels!r}')
+    if max_images is not None: check_positive_int(max_images, 'max_images')
+
 def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None = None) -> ImageSet:
     "Load an ImageFolder (class sub-folders, or a flat folder: then `labelled` is False) as an `ImageSet`."
     from PIL import Image, UnidentifiedImageError
+    from sparsediff.core import printable
+    check_load_args(size, channels, max_images)
     root = Path(path)
     if not root.is_dir(): raise FileNotFoundError(f'No image folder at {root}')
     files, skipped = image_files(root)
@@ -263,8 +273,8 @@ def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None
     if not xs: raise ValueError(f'none of the {len(files)} files in {root} could be read as an image (e.g. {bad[:3]}): replace them with PNG or JPEG files')
     if bad: warnings.warn(f'skipped {len(bad)} unreadable file{"s" * (len(bad) > 1)} in {root}: {", ".join(bad[:5])}{" …" * (len(bad) > 5)}', DataWarning)
     flat = classes == ['.']
-    classes = [c if c != '.' else root.name for c in classes]
-    return ImageSet(torch.stack(xs), torch.tensor(ys), classes, root.name, labelled=not flat)
+    classes = [printable(c if c != '.' else root.name) for c in classes]      # a class folder named in Latin-1 shows as cl�, not a crash at the end
+    return ImageSet(torch.stack(xs), torch.tensor(ys), classes, printable(root.name), labelled=not flat)
 
 
 # %% ../nbs/01_data.ipynb #c025
@@ -281,15 +291,23 @@ MAX_CLASSES = 10_000   # labels without class names must be below this (a crafte
 def from_hf_dataset(ds, image_key: str | None = 'image', label_key: str | None = 'label', size: int = 32, channels: int = 3,
                     max_images: int | None = None, name: str = 'hf') -> ImageSet:
     "An `ImageSet` from a loaded Hugging Face dataset (or any sequence of dicts holding PIL images); no label column gives `labelled=False`."
+    check_load_args(size, channels, max_images)
     image_key, label_key = _hf_columns(ds, image_key, label_key)
     n = len(ds) if max_images is None else min(len(ds), max_images)
     if n == 0: raise ValueError('the dataset is empty')
     xs, ys, has_label, small = [], [], True, []
     feats = getattr(ds, 'features', None)
     names = list(getattr(feats.get(label_key), 'names', None) or []) if feats is not None and label_key else []
+    texts = text_labels(ds, label_key, n) if not names else []
+    names = names or texts
     for i in range(n):
         row = ds[i]
         if image_key not in row: raise KeyError(f'no column {image_key!r}; columns are {list(row)}')
+        if not hasattr(row[image_key], 'size') or not hasattr(row[image_key], 'mode'):
+            raise ValueError(f'{name} row {i}: column {image_key!r} holds {type(row[image_key]).__name__}, not an image; drop that row or fill it')
+        if texts and isinstance(row.get(label_key), str): row = {**row, label_key: texts.index(row[label_key])}   # class names as text: their sorted index
+        if label_key and isinstance(row.get(label_key), (float, bool, str)):
+            raise ValueError(f'{name} row {i}: label {row[label_key]!r} is not a whole-number class index; save labels as integers or a ClassLabel feature')
         if min(row[image_key].size) < size: small.append(f'row {i} ({row[image_key].size[0]}x{row[image_key].size[1]})'); continue
         xs.append(pil_to_tensor(row[image_key], size, channels))
         has_label &= bool(label_key) and label_key in row and row[label_key] is not None and int(row[label_key]) >= 0
@@ -300,9 +318,15 @@ def from_hf_dataset(ds, image_key: str | None = 'image', label_key: str | None =
                                f'(e.g. {", ".join(small[:3])}): drop those rows or enlarge them to at least {size} pixels on the short side')
     if not has_label: ys = [0] * len(xs)
     feats = getattr(ds, 'features', None)
-    classes = list(getattr(feats.get(label_key), 'names', [])) if feats is not None and label_key and has_label else []
+    classes = (list(getattr(feats.get(label_key), 'names', [])) if feats is not None and label_key and has_label else []) or (texts if has_label else [])
     classes = classes or [str(c) for c in range(max(ys) + 1)] if has_label else [name]
     return ImageSet(torch.stack(xs), torch.tensor(ys), classes, name, labelled=has_label)
+
+def text_labels(ds, label_key, n: int) -> list:
+    "Sorted class names when the label column of the first `n` rows holds text (e.g. 'cat', 'dog'), else []."
+    if not label_key: return []
+    col = ds[label_key][:n] if label_key in (getattr(ds, 'column_names', None) or []) else [ds[i].get(label_key) for i in range(n)]
+    return sorted({v for v in col if isinstance(v, str)}) if any(isinstance(v, str) for v in col) else []
 
 def is_hf_dataset_dir(path) -> bool:
     "True for a folder written by `datasets.Dataset.save_to_disk` (or `DatasetDict.save_to_disk`)."
@@ -330,6 +354,23 @@ def check_hf_folder(path):
         files = state.get('_data_files') if isinstance(state, dict) else None
         if not isinstance(files, list) or not all(isinstance(e, dict) for e in files): raise ValueError(f"{f/'state.json'}: field '_data_files' is not a list of files")
         for e in files: check_regular_file(_inside(f, e.get('filename'), f"{f/'state.json'} field '_data_files'"), 'dataset file')
+        check_hf_state(state, f/'state.json')
+        info = read_json(f/'dataset_info.json') if (f/'dataset_info.json').is_file() else {}
+        if not isinstance(info, dict) or not isinstance(info.get('features', {}), (dict, type(None))):
+            raise ValueError(f"{f/'dataset_info.json'}: not a JSON object with a 'features' object; this saved dataset is malformed or crafted")
+
+HF_STATE_FIELDS = {'_fingerprint': (str,), '_format_columns': (list, type(None)), '_format_kwargs': (dict,), '_format_type': (str, type(None)),
+                   '_output_all_columns': (bool,), '_split': (str, type(None))}   # what datasets.load_from_disk reads from state.json
+HF_FORMATS = (None, 'arrow', 'numpy', 'pandas', 'polars', 'torch', 'jax', 'tf')
+
+def check_hf_state(state: dict, where):
+    "Refuse a `state.json` whose fields datasets reads are missing or of the wrong type, naming the file and the field."
+    for k, types in HF_STATE_FIELDS.items():
+        if k not in state: raise ValueError(f"{where}: field '{k}' is missing; this saved dataset is malformed or crafted")
+        if not isinstance(state[k], types): raise ValueError(f"{where}: field '{k}' is {type(state[k]).__name__}, expected {' or '.join(t.__name__ for t in types)}")
+    if state['_format_type'] not in HF_FORMATS: raise ValueError(f"{where}: field '_format_type' is {state['_format_type']!r}, not one of {HF_FORMATS}")
+    if state['_format_columns'] is not None and not all(isinstance(c, str) for c in state['_format_columns']):
+        raise ValueError(f"{where}: field '_format_columns' is not a list of column names")
 
 def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int = 3, max_images: int | None = None,
                  image_key: str | None = None, label_key: str | None = 'auto') -> ImageSet:
@@ -337,7 +378,10 @@ def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int =
     try: import datasets
     except ImportError as e: raise ImportError(f'{path} is a Hugging Face dataset; reading it needs the datasets package: pip install datasets') from e
     check_hf_folder(path)
-    ds = datasets.load_from_disk(str(path))
+    try: ds = datasets.load_from_disk(str(path))
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f'{path}: the datasets package cannot load this saved dataset ({type(e).__name__}: {" ".join(str(e).split())[:200]})') from None
+    ds = ds.with_format(None)   # the saved format (numpy, torch, a column subset) is not how sparsediff reads images: rows as Python objects, all columns
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if split is not None and split not in splits: raise ValueError(f'{path} has splits {splits}, not {split!r}: pick one of them')
@@ -346,7 +390,8 @@ def hf_from_disk(path, split: str | None = None, size: int = 32, channels: int =
     image_key, label_key = _hf_columns(ds, image_key, label_key)
     if image_key not in ds.column_names:
         raise ValueError(f'{path} has no image column (columns: {ds.column_names}): save the images as a datasets.Image feature')
-    name = Path(path).name + (f'-{split}' if split else '')
+    from sparsediff.core import printable
+    name = printable(Path(path).name + (f'-{split}' if split else ''))
     return from_hf_dataset(ds, image_key, label_key, size, channels, max_images, name)
 
 

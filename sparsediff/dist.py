@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 from .core import hash_state_dict, write_json, read_json, check_images, model_device, refuse_link
 from .phi import (ChunkedData, MANIFEST, LABELS, FORMAT, chunk_generator, draw_noise, noisy_block_means, phi_file, store_lock,
-                  stream_chunks, verify_store, PhiStore, _identity_diff, _read_manifest, _clear, _specs, _check_file, _create,
+                  stream_chunks, verify_store, PhiStore, _identity_diff, _own_manifest, _clear, _specs, _check_file, _create,
                   _write_rows, _damaged)
 from .adapters import describe_denoiser
 
@@ -108,10 +108,7 @@ def plan_extraction(model, src, path, sigmas, n_noise, seed, names, keys, which,
     man, redo = None, []
     for f in (MANIFEST, LABELS): refuse_link(path/f, 'φ store')
     if (path/MANIFEST).exists():
-        old = _read_manifest(path)
-        if not (isinstance(old.get('format'), str) and old['format'].startswith('sparsediff.phi/') and isinstance(old.get('files'), dict)):
-            raise ValueError(f'{path/MANIFEST} is not a manifest sparsediff wrote (format {old.get("format")!r}), so even overwrite=True leaves '
-                             f'that folder alone: remove its files yourself or use another folder')
+        old = _own_manifest(path)   # as one process: a foreign manifest is refused, even with overwrite=True
         if diff := _identity_diff(old, ident):
             if not overwrite: raise ValueError(f'{path} holds a different φ extraction ({"; ".join(diff)}); pass overwrite=True or use another folder')
             if kept := _clear(path, old): warnings.warn(f'overwrite=True left {kept[:5]} in {path}: they are not files this φ store wrote', RuntimeWarning)
@@ -121,7 +118,7 @@ def plan_extraction(model, src, path, sigmas, n_noise, seed, names, keys, which,
             if bad := verify_store(path, man):
                 if not repair: raise _damaged(path, bad, man)
                 for f, (dt, sh) in _specs(man).items():
-                    if _check_file(path/f, dt, sh): _create(path/f, dt, sh, replace=True)   # a file of the wrong size or dtype is rebuilt (never a link)
+                    if _check_file(path/f, dt, sh): _create(path/f, dt, sh, replace=True)   # a damaged file is rebuilt (never a link)
                 redo = sorted(bad)
             man = fold_progress(path, man, read_progress(path, identity_key(man)))
             write_json(man, path/MANIFEST); clear_progress(path)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_phi.ipynb #c003
 from __future__ import annotations
-import contextlib, hashlib, math, shutil, warnings, os, io, errno, threading, json
+import contextlib, hashlib, math, shutil, warnings, os, io, errno, threading, json, re
 from pathlib import Path
 from typing import Callable
 import numpy as np
@@ -22,8 +22,8 @@ from .adapters import is_denoiser, describe_noise, describe_denoiser, default_bl
 __all__ = ['WHICH', 'AMPS', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'MAX_ROWS', 'MAX_CHANNELS', 'block_keys',
            'evaluating', 'block_means', 'draw_noise', 'default_rows', 'autocast_for', 'compiled_means',
            'check_phi_args', 'noisy_block_means', 'check_finite_phi', 'phi', 'phi_clean', 'ChunkedData',
-           'chunk_generator', 'phi_file', 'store_lock', 'stream_chunks', 'StoreDamaged', 'check_manifest',
-           'verify_store', 'extract_phi', 'PhiStore']
+           'chunk_generator', 'is_store_file', 'check_store_folder', 'phi_file', 'store_lock', 'stream_chunks',
+           'StoreDamaged', 'check_manifest', 'verify_store', 'extract_phi', 'PhiStore']
 
 # %% ../nbs/05_phi.ipynb #c006
 WHICH = ('output', 'input', 'both')
@@ -177,6 +177,7 @@ def phi(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8, block: str =
         amp: str = 'auto', compile: bool = False) -> torch.Tensor:
     "φ(x, σ): spatial mean of `block`'s output at x + σz, averaged over `n_noise` draws, on the model's device: (B, C, H, W) -> (B, C)."
     x = check_phi_args(model, x, sigma, n_noise, block)
+    if batch_size is not None: batch_size = check_positive_int(batch_size, 'batch_size')   # 0 is not "all at once"; None is
     out = noisy_block_means(model, x, sigma, n_noise, (block,), 'output', generator, batch_size, grad, call, forward_kwargs,
                             amp=amp, compile=compile)
     return next(iter(out.values()))
@@ -242,6 +243,17 @@ IDENTITY = ('format', 'model_hash', 'data', 'sigmas', 'n_noise', 'seed', 'blocks
 def chunk_generator(seed: int, chunk_index: int, device='cpu') -> torch.Generator:
     "A generator on `device` seeded from `(seed, chunk_index)`, so every chunk's noise is fixed whatever ran before."
     return torch.Generator(device=device).manual_seed(int(np.random.SeedSequence([int(seed), int(chunk_index)]).generate_state(1)[0]))
+
+def is_store_file(name: str) -> bool:
+    "Whether a file name is one a φ store writes: its lock, manifest (or its temporary), labels or a `<block>_sigma<σ>.npy` array."
+    return name in (MANIFEST, LABELS, LOCK) or bool(re.fullmatch(r'[\w.]+_sigma[0-9.e+-]+\.npy', name)) or bool(re.fullmatch(r'\.manifest\.json\.\w+\.tmp', name))
+
+def check_store_folder(path: Path):
+    "Refuse to start a φ store in a folder that holds files a store does not write (someone's folder); a crashed extraction's leftovers are fine."
+    if not path.is_dir() or (path/MANIFEST).exists(): return
+    if foreign := sorted(p.name for p in path.iterdir() if not is_store_file(p.name)):
+        raise ValueError(f'{path} holds files that are not a φ store\'s ({", ".join(foreign[:4])}{" …" * (len(foreign) > 4)}): '
+                         'extract into a new or empty folder, so nothing of yours is mixed with the store')
 
 def phi_file(sigma: float, key: str) -> str:
     "File name of the (N, C) array for σ and a block key."
@@ -384,6 +396,14 @@ def _read_manifest(path: Path) -> dict:
                                                                    f'sparsediff leaves a folder it did not write alone: remove that file yourself or use another folder') from None
     return check_manifest(m, str(path/MANIFEST))
 
+def _own_manifest(path: Path) -> dict:
+    "The manifest of the φ store in `path` if sparsediff wrote it, else an error that says even overwrite=True leaves the folder alone."
+    old = _read_manifest(path)
+    if not (isinstance(old.get('format'), str) and old['format'].startswith('sparsediff.phi/') and isinstance(old.get('files'), dict)):
+        raise ValueError(f'{path/MANIFEST} is not a manifest sparsediff wrote (format {old.get("format")!r}), so even overwrite=True leaves '
+                         f'that folder alone: remove its files yourself or use another folder')
+    return old
+
 def _specs(man: dict) -> dict:
     "{file name: (dtype, shape)} of every data file a manifest names."
     n = man['data']['length']
@@ -443,6 +463,7 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
     n_noise, chunk = (check_positive_int(v, k) for k, v in (('n_noise', n_noise), ('chunk', chunk)))
     seed = check_seed(seed)
     if batch_size is not None: batch_size = check_positive_int(batch_size, 'batch_size')
+    if workers is not None: workers = check_positive_int(workers, 'workers', 0, 4 * (os.cpu_count() or 1))   # 100,000 reader processes would hang the machine
     sigmas = [float(s) for s in ([sigmas] if isinstance(sigmas, (int, float)) else sigmas)]
     if not sigmas: raise ValueError('give at least one σ in sigmas, e.g. sigmas=(0.2,)')
     check_sigma(sigmas, 'sigmas')
@@ -452,6 +473,7 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
     if not names: raise ValueError("blocks is empty; give at least one block, e.g. blocks=('mid',)")
     keys, n = block_keys(names, which), len(src)
     if n == 0: raise ValueError('the dataset is empty')
+    check_store_folder(path)
     path.mkdir(parents=True, exist_ok=True)
     from sparsediff.dist import rank_world, extract_ranks   # under torchrun: each rank its share of chunks, rank 0 commits (05b_dist)
     if (rw := rank_world(model_device(model)))[1] > 1:
@@ -472,10 +494,7 @@ def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk,
     man, start, redo = None, 0, []
     for f in (MANIFEST, LABELS): refuse_link(path/f, 'φ store')
     if (path/MANIFEST).exists():
-        old = _read_manifest(path)
-        if not (isinstance(old.get('format'), str) and old['format'].startswith('sparsediff.phi/') and isinstance(old.get('files'), dict)):
-            raise ValueError(f'{path/MANIFEST} is not a manifest sparsediff wrote (format {old.get("format")!r}), so even overwrite=True leaves '
-                             f'that folder alone: remove its files yourself or use another folder')
+        old = _own_manifest(path)
         if diff := _identity_diff(old, ident):
             if not overwrite: raise ValueError(f'{path} holds a different φ extraction ({"; ".join(diff)}); pass overwrite=True or use another folder')
             if kept := _clear(path, old): warnings.warn(f'overwrite=True left {kept[:5]} in {path}: they are not files this φ store wrote', RuntimeWarning)

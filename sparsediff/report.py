@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .core import atomic_path, write_json, hash_state_dict, as_device, escape_text, check_regular_file
+from .core import atomic_path, write_json, hash_state_dict, as_device, escape_text, check_regular_file, printable
 from .data import ImageSet, load_mnist, load_textures, image_folder, fit_images
 
 # %% auto #0
@@ -25,7 +25,7 @@ __all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'M
            'dataset_scores', 'source_identity_sets', 'source_identity_run', 'controls_section', 'pass_fail_verdict',
            'reproduction_table', 'claims_markdown', 'model_manifest', 'in_channels', 'data_hash', 'run_report',
            'architecture_key', 'report_plan', 'report_sections', 'analyse', 'readable_claims', 'claims_summary',
-           'analyse_parts', 'demo']
+           'check_report_config', 'analyse_parts', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -105,7 +105,7 @@ def to_jsonable(obj):
 def write_report(out, sections: list, title: str, meta: dict) -> tuple[Path, Path]:
     "Write report.html and report.json into `out`, each atomically."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out/'report.html') as tmp: tmp.write_text(render_html(sections, title, meta), encoding='utf-8')
+    with atomic_path(out/'report.html') as tmp: tmp.write_text(render_html(sections, title, meta), encoding='utf-8', errors='replace')   # a stray undecodable name shows as ?, never fails after the compute
     data = {'title': title, 'meta': meta,
             'sections': {s.title: {'numbers': to_jsonable(s.numbers), 'tables': to_jsonable(s.tables)} for s in sections}}
     write_json(to_jsonable(data), out/'report.json')
@@ -118,10 +118,11 @@ def step_key(**settings) -> str:
     "A short hash of a step's settings."
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
-def safe_name(name: str) -> str:
-    "`name` as one harmless path part: letters, digits, `.`, `_` and `-` only, never starting with a dot."
-    s = re.sub(r'[^A-Za-z0-9._-]+', '_', str(name)).lstrip('._')
-    return s or '_'
+def safe_name(name: str, most: int = 80) -> str:
+    "`name` as one harmless path part: letters, digits, `.`, `_` and `-` only, never starting with a dot, at most `most` characters (a long name keeps its start and a hash)."
+    s = re.sub(r'[^A-Za-z0-9._-]+', '_', str(name)).lstrip('._') or '_'
+    if len(s) <= most: return s
+    return s[:most - 11] + '-' + hashlib.sha1(str(name).encode('utf-8', 'surrogateescape')).hexdigest()[:10]   # 240-character folder names stay under the file system's 255
 
 def inside(root, path) -> Path:
     "`path` resolved, or a `ValueError` if it would lie outside folder `root`."
@@ -975,6 +976,8 @@ def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) 
     sets = load_report_data(data, channels=in_channels(net), model=model if isinstance(model, (str, Path)) else 'default')
     notes = [n for n in (class_plan(s, cfg.min_per_class)['note'] for s in sets.values()) if n] + overlap_notes(sets, model_manifest(model))
     for n in notes: print(f'note: {n}.', file=sys.stderr)  # before any compute, even without a progress bar
+    for name, s in sets.items():
+        if cfg.k_neighbours >= len(s) // 2: raise ValueError(f'ReportConfig.k_neighbours={cfg.k_neighbours} needs more than {2 * cfg.k_neighbours} images; {name} has {len(s)}')
     cache.mkdir(parents=True, exist_ok=True)
     bundled = isinstance(data, str) and data in ('demo', *DEMO_DATA)        # source identity reads bundled photos: only beside bundled data, not a user's
     manifest = model_manifest(model) if bundled else None
@@ -1000,7 +1003,7 @@ def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) 
     if from_cache:
         timing['steps from cache'] = f'{len(from_cache)} of {len(plan)}'
         if all(v is not None for v in seconds.values()): timing['seconds of compute (all steps, when first computed)'] = round(sum(seconds.values()), 1)
-    meta = {'model': str(model) if isinstance(model, (str, Path)) else type(model).__name__, 'model hash': hash_state_dict(net.state_dict()),
+    meta = {'model': printable(model) if isinstance(model, (str, Path)) else type(model).__name__, 'model hash': hash_state_dict(net.state_dict()),
             'parameters': sum(p.numel() for p in net.parameters()), 'data': ', '.join(f'{k} ({len(v)})' for k, v in sets.items()), **timing}
     from sparsediff.adapters import is_denoiser, describe_denoiser, describe_noise
     if is_denoiser(net): meta |= {'denoiser': describe_denoiser(net), 'noise': [describe_noise(net, s) for s in (cfg.sigma, cfg.sparsity_sigma)]}  # σ -> timestep used
@@ -1031,10 +1034,29 @@ def claims_summary(claims: pd.DataFrame, notes: list) -> Section:
     return Section('The paper\'s claims, measured', verdict + '.', [], {'claims': readable_claims(claims)},
                    {'claims': claims, 'n_hold': held, 'n_claims': len(claims), 'n_needs_labels': needs, 'n_invalid': bad}, [f'{n}.' for n in notes])
 
+def check_report_config(cfg: ReportConfig) -> ReportConfig:
+    "Refuse a `ReportConfig` field no analysis can use, naming it, before any model, data or cache is touched."
+    from sparsediff.core import check_positive_int, check_seed, check_sigma
+    from sparsediff.sampler import PRESETS
+    if not isinstance(cfg, ReportConfig): raise TypeError(f'cfg must be a ReportConfig, got {type(cfg).__name__}')
+    for k, lo in (('n_noise', 1), ('n_sparsity', 2), ('n_clusters', 2), ('k_neighbours', 1), ('min_per_class', 1), ('n_per_photo', 1),
+                  ('n_guided_targets', 1), ('n_guided_samples', 1)):
+        check_positive_int(getattr(cfg, k), f'ReportConfig.{k}', lo)
+    for k in ('init_seeds', 'noise_seeds'):
+        seeds = getattr(cfg, k)
+        if not isinstance(seeds, (tuple, list)) or not seeds: raise ValueError(f'ReportConfig.{k} must be a non-empty tuple of seeds, e.g. (0, 1, 2), got {seeds!r}')
+        for s in seeds: check_seed(s, f'ReportConfig.{k}')
+    check_seed(cfg.seed, 'ReportConfig.seed')
+    for k in ('sigma', 'sparsity_sigma', 'stability_min_sigma'): check_sigma(getattr(cfg, k), f'ReportConfig.{k}')
+    if not isinstance(cfg.stability_sigmas, (tuple, list)) or not cfg.stability_sigmas: raise ValueError('ReportConfig.stability_sigmas must be a non-empty tuple of σ')
+    check_sigma(list(cfg.stability_sigmas), 'ReportConfig.stability_sigmas')
+    if cfg.guided_preset not in PRESETS: raise ValueError(f'ReportConfig.guided_preset {cfg.guided_preset!r} is not a sampler preset; choose one of {PRESETS}')
+    return cfg
+
 def analyse_parts(parts, out, cfg: ReportConfig | None = None, progress: bool = True) -> tuple:
     "Analyse each (model, data) part, its cache in its own folder; the sections of several parts are titled by model and data: (out, sections, meta)."
     from dataclasses import replace
-    cfg = cfg or ReportConfig(); t0 = time.time()
+    cfg = check_report_config(cfg or ReportConfig()); t0 = time.time()
     cfg = replace(cfg, device=str(as_device(cfg.device)))  # 'auto' resolved once: the cache keys and the page name the real device
     out = Path(out); results = []
     for i, (model, data) in enumerate(parts):

@@ -19,8 +19,8 @@ from . import adapters
 __all__ = ['SCHEDULES', 'GUIDANCES', 'SPACINGS', 'PRESETS', 'step_size', 'noise_scale', 'estimate_sigma', 'SamplerConfig',
            'Counter', 'told', 'denoise', 'block_mean', 'denoise_with_block', 'match_target', 'relative_error',
            'gradient_step', 'gradient_match', 'adam_match', 'guide', 'SamplerStep', 'SampleResult', 'noise_record',
-           'image_channels', 'sample', 'reconstruct', 'phi_error', 'phi_identification', 'noise_level_check',
-           'loop_scheduler', 'scheduler_samples']
+           'image_channels', 'check_sample_memory', 'sample', 'reconstruct', 'phi_error', 'phi_identification',
+           'noise_level_check', 'loop_scheduler', 'scheduler_samples']
 
 # %% ../nbs/08_sampler.ipynb #c006
 def step_size(t: int, h0: float, ramp: bool = True) -> float:
@@ -463,12 +463,21 @@ def _sample(model, shape, x_c, cfg: SamplerConfig, seed, device, callback, progr
     return run.result(out, den, target_index, time.time() - t0, model)
 
 # %% ../nbs/08_sampler.ipynb #c028
+def check_sample_memory(shape, what: str, copies: int = 8):
+    "Refuse a sampling batch whose images alone (`copies` float32 copies: x, noise, estimates) exceed this machine's memory, before allocating."
+    import os, math
+    need = math.prod(int(s) for s in shape) * 4 * copies
+    have = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    if need > have: raise ValueError(f'{what} asks for {shape[0]} images of {tuple(shape[1:])}: at least {need / 1e9:.3g} GB, more than the '
+                                     f'{have / 1e9:.3g} GB of memory here; draw fewer images per call')
+
 def sample(model: nn.Module, n: int = 1, shape=(3, 32, 32), config: SamplerConfig | None = None, seed: int | None = 0,
            device=None, callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
     "Draw `n` unconditional samples of `shape` (C, H, W) from the denoiser's prior."
     cfg = replace(config or SamplerConfig(), **{**overrides, 'guidance': 'none'})
     n = check_positive_int(n, 'n'); shape = (n, *shape)
     if len(shape) != 4: raise ValueError(f'shape must be (C, H, W), got {shape[1:]}')
+    check_sample_memory(shape, f'n={n}')
     _check_model(model, shape, cfg, False)
     return _sample(model, shape, None, cfg, seed, device, callback, progress)
 
@@ -478,6 +487,7 @@ def reconstruct(model: nn.Module, targets: torch.Tensor, n_samples: int = 1, con
     cfg = replace(config or SamplerConfig(), **overrides)
     targets = _check_targets(targets)
     n_samples = check_positive_int(n_samples, 'n_samples')
+    check_sample_memory((len(targets) * n_samples, *targets.shape[1:]), f'{len(targets)} targets × n_samples={n_samples}')
     x_c = targets.repeat_interleave(n_samples, 0)                          # (M, ...) -> (M·n, ...)
     _check_model(model, x_c.shape, cfg, cfg.guidance != 'none')
     index = torch.arange(len(targets), device='cpu').repeat_interleave(n_samples)

@@ -17,12 +17,13 @@ from .unet import UNet, UNetConfig, save_model, load_model, WEIGHTS_NAME, CONFIG
 
 # %% auto #0
 __all__ = ['SIGMA_DISTS', 'AMP_MODES', 'MAX_STEPS', 'MAX_BATCH', 'CKPT_FORMAT', 'CURRENT', 'STEPS', 'HEALTH_BLOCKS', 'RESUMABLE',
-           'FLAGS', 'RUN_FORMAT', 'RUN_FILE', 'RUN_LOCK', 'sample_sigma', 'add_noise', 'TrainConfig', 'lr_at',
-           'cosine_lr', 'save_checkpoint', 'check_state', 'load_checkpoint', 'evaluate_psnr', 'dead_channels',
+           'FLAGS', 'RUN_FORMAT', 'RUN_FILE', 'RUN_LOCK', 'EXPORT_FILES', 'sample_sigma', 'add_noise', 'TrainConfig',
+           'lr_at', 'cosine_lr', 'save_checkpoint', 'check_state', 'load_checkpoint', 'evaluate_psnr', 'dead_channels',
            'live_pr', 'centred_cosine', 'channel_health', 'revive_dead_channels', 'step_generator', 'NoisyBatches',
            'batch_stream', 'train_step', 'image_flops', 'conv_peak', 'peak_flops', 'is_own_run', 'check_run_folder',
            'activation_bytes', 'check_batch_memory', 'resume_configs', 'raise_diverged', 'train', 'read_log',
-           'export_run', 'ship_run', 'pretrained_log', 'plot_training', 'plot_channel_health']
+           'is_model_export', 'check_export_folder', 'export_run', 'ship_run', 'pretrained_log', 'plot_training',
+           'plot_channel_health']
 
 # %% ../nbs/03_train.ipynb #c006
 SIGMA_DISTS = ('inv_sqrt', 'quadratic', 'uniform', 'log_uniform')
@@ -532,10 +533,30 @@ def read_log(out) -> pd.DataFrame:
     return pd.DataFrame(state['log'])
 
 # %% ../nbs/03_train.ipynb #c030
+EXPORT_FILES = ('model.safetensors', 'config.json', 'train_log.csv', 'psnr.csv', 'channel_health.json', 'manifest.json')   # what export_run/ship_run write (manifest: the training scripts)
+
+def is_model_export(dest) -> bool:
+    "Whether folder `dest` holds only files an export writes (no links) and a sparsediff UNet `config.json`: a model folder `export_run` may refresh."
+    dest = Path(dest)
+    if any(p.name not in EXPORT_FILES or p.is_symlink() or not p.is_file() for p in dest.iterdir()): return False
+    try: return read_json(dest/'config.json').get('architecture') == 'sparsediff.UNet'
+    except (OSError, ValueError, AttributeError): return False
+
+def check_export_folder(dest):
+    "Refuse an export into a folder that is not empty and not a model folder an export wrote (someone's project, a training run)."
+    dest = Path(dest)
+    if dest.exists() and not dest.is_dir(): raise ValueError(f'{dest} is an existing file: export into a folder')
+    if not dest.is_dir() or not any(dest.iterdir()) or is_model_export(dest): return
+    entries = sorted(p.name for p in dest.iterdir())
+    raise ValueError(f'{dest} is not empty ({", ".join(entries[:4])}{" …" * (len(entries) > 4)}) and is not a sparsediff model folder: '
+                     'export into a new or empty folder, so nothing of yours is replaced')
+
 def export_run(run, dest, eval_images=None) -> Path:
     "Copy a run's model files into folder `dest` with its training log (`train_log.csv`) and a held-out PSNR table (`psnr.csv`)."
     import shutil
-    run, dest = Path(run), Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    run, dest = Path(run), Path(dest)
+    check_export_folder(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     for f in ('model.safetensors', 'config.json'):
         with atomic_path(dest/f) as tmp: shutil.copyfile(run/f, tmp)
     log = read_log(run)

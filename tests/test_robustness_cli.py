@@ -85,3 +85,9 @@ def test_cuda_without_gpu_in_option_words(tmp_path):
     assert r.returncode == 2 and r.stderr.count('\n') == 1, r.stderr
     assert 'use --device cpu or --device auto' in r.stderr and "device='" not in r.stderr, r.stderr
     assert not (tmp_path/'x').exists()   # refused before any work
+
+@pytest.mark.parametrize('workers', ['-3', '100000'])
+def test_extract_workers_bounded_in_option_words(capsys, tmp_path, workers):
+    code, err = run(capsys, 'extract', '--data', 'mnist', '--out', str(tmp_path/'s'), '--workers', workers)
+    assert code == 2 and ('--workers must be >= 0, got -3' in err or '--workers must be <= ' in err) and one_line(err), err
+    assert not (tmp_path/'s').exists()

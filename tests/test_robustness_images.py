@@ -1,6 +1,6 @@
 """Images are decoded exactly (issue 25 item 3): bit depth, modes, EXIF orientation, decompression bombs, unreadable or linked
 class folders; a saved Hugging Face dataset is read only from inside its folder, with bounded labels."""
-import json, os, warnings
+import json, os, re, warnings
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
@@ -76,3 +76,40 @@ def test_a_local_folder_named_like_a_builtin_dataset_is_not_silently_shadowed(tm
     (tmp_path/'mnist').mkdir(); monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(report.DEMO_DATA, 'mnist', lambda model: (_ for _ in ()).throw(RuntimeError('built-in loaded')))
     with pytest.warns(DataWarning, match=r'pass \./mnist'), pytest.raises(RuntimeError, match='built-in loaded'): load_report_data('mnist')
+
+def saved_hf(tmp_path, name='d'):
+    datasets = pytest.importorskip('datasets')
+    ims = [Image.new('RGB', (32, 32), (60 * i, 0, 0)) for i in range(4)]
+    ds = datasets.Dataset.from_dict({'image': ims, 'label': [0, 1, 0, 1]},
+                                    features=datasets.Features({'image': datasets.Image(), 'label': datasets.ClassLabel(names=['a', 'b'])}))
+    ds.save_to_disk(str(tmp_path/name)); return tmp_path/name
+
+def edit_json(f, **fields):
+    st = json.loads(f.read_text()); st.update(fields); f.write_text(json.dumps(st))
+
+@pytest.mark.parametrize('fields, says', [
+    (dict(_fingerprint=5), "field '_fingerprint' is int, expected str"), (dict(_split={'x': 1}), "field '_split' is dict"),
+    (dict(_format_type='evil'), "field '_format_type' is 'evil'"), (dict(_format_kwargs=[1]), "field '_format_kwargs' is list"),
+    (dict(_format_columns=[1, 2]), "field '_format_columns' is not a list of column names"), (dict(_output_all_columns='yes'), "'_output_all_columns' is str")])
+def test_hf_state_json_fields_are_checked(tmp_path, fields, says):
+    d = saved_hf(tmp_path); edit_json(d/'state.json', **fields)
+    with pytest.raises(ValueError, match=re.escape(says)) as e: hf_from_disk(d)
+    assert 'state.json' in str(e.value) and '\n' not in str(e.value)
+
+def test_hf_state_json_missing_field_is_named(tmp_path):
+    d = saved_hf(tmp_path); st = json.loads((d/'state.json').read_text()); del st['_format_kwargs']; (d/'state.json').write_text(json.dumps(st))
+    with pytest.raises(ValueError, match="state.json: field '_format_kwargs' is missing"): hf_from_disk(d)
+
+@pytest.mark.parametrize('fmt', [dict(_format_type='numpy'), dict(_format_type='torch'), dict(_format_columns=['label'])])
+def test_hf_saved_format_does_not_change_what_is_read(tmp_path, fmt):
+    d = saved_hf(tmp_path); want = hf_from_disk(d)
+    edit_json(d/'state.json', **fmt); got = hf_from_disk(d)
+    assert torch.equal(got.images, want.images) and torch.equal(got.labels, want.labels)
+
+def test_hf_dataset_info_that_does_not_match_is_one_line_naming_the_folder(tmp_path):
+    d = saved_hf(tmp_path); info = json.loads((d/'dataset_info.json').read_text())
+    info['features']['image'] = {'dtype': 'string', '_type': 'Value'}; (d/'dataset_info.json').write_text(json.dumps(info))
+    with pytest.raises(ValueError, match='the datasets package cannot load this saved dataset') as e: hf_from_disk(d)
+    assert str(d) in str(e.value) and '\n' not in str(e.value)
+    (d/'dataset_info.json').write_text('[]')
+    with pytest.raises(ValueError, match="dataset_info.json: not a JSON object"): hf_from_disk(d)

@@ -80,3 +80,21 @@ def test_cli_arguments_are_refused_before_any_work(tmp_path, flags, msg):
     t = time.time(); r = run('--out', str(tmp_path/'r'), '--width-div', '16', '--eval-every', '0', *flags)
     assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path/'r').exists() and time.time() - t < 60
+
+@pytest.mark.parametrize('kind', ['project', 'run_folder', 'user_config', 'link'])
+def test_export_run_refuses_a_folder_it_did_not_write(tmp_path, kind):
+    train(tmp_path/'r', TINY, CFG, data=Data(), progress=False)
+    d = tmp_path/'d'; d.mkdir()
+    if kind == 'project': (d/'config.json').write_text('{"mine": 1}'); (d/'notes.md').write_text('hi')
+    elif kind == 'run_folder': d = tmp_path/'r'
+    elif kind == 'user_config': (d/'config.json').write_text('{"experiment": "mine"}')
+    (tmp_path/'mine.csv').write_text('a,b')
+    if kind == 'link': os.symlink(tmp_path/'mine.csv', d/'train_log.csv')
+    before = snapshot(d)
+    with pytest.raises(ValueError, match='is not a sparsediff model folder'): export_run(tmp_path/'r', d)
+    assert snapshot(d) == before and (tmp_path/'mine.csv').read_text() == 'a,b'   # nothing replaced, a link's target untouched
+
+def test_export_run_refreshes_its_own_export(tmp_path):
+    train(tmp_path/'r', TINY, CFG, data=Data(), progress=False)
+    export_run(tmp_path/'r', tmp_path/'e'); export_run(tmp_path/'r', tmp_path/'e')   # again: the folder is a model export
+    assert load_model(tmp_path/'e') is not None and sorted(p.name for p in (tmp_path/'e').iterdir()) == ['config.json', 'model.safetensors', 'train_log.csv']

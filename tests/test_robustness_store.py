@@ -170,3 +170,34 @@ def test_more_bad_store_inputs(model, tmp_path):
     with pytest.raises(ValueError, match='print alike'): extract_phi(model, Toy(), tmp_path/'c', **{**ARGS, 'sigmas': (0.1, 0.1000001)})
     st = extract_phi(model, Toy(), tmp_path/'d', **ARGS)
     with pytest.raises(KeyError, match="σ='abc' is not a number"): st.phi('abc')
+
+def test_extract_refuses_a_folder_holding_someone_elses_files(tmp_path):
+    "Second hostile pass: `extract --out` into a folder with an essay used to mix the store's files into it."
+    import torch
+    from sparsediff.unet import UNet, UNetConfig
+    from sparsediff.phi import extract_phi
+    d = tmp_path/'mine'; d.mkdir(); (d/'essay.txt').write_text('mine')
+    with pytest.raises(ValueError, match=r"holds files that are not a φ store's \(essay.txt\)"):
+        extract_phi(UNet(UNetConfig.scaled(16)).eval(), torch.rand(4, 3, 32, 32), d, sigmas=(0.1,), n_noise=1, progress=False)
+    assert sorted(p.name for p in d.iterdir()) == ['essay.txt']
+
+def test_extract_resumes_from_a_crash_before_its_first_manifest(tmp_path):
+    "A crash between creating the arrays and writing the first manifest leaves only store files: the rerun goes on."
+    import torch
+    from sparsediff.unet import UNet, UNetConfig
+    from sparsediff.phi import extract_phi
+    m, x = UNet(UNetConfig.scaled(16)).eval(), torch.rand(4, 3, 32, 32)
+    ref = extract_phi(m, x, tmp_path/'ref', sigmas=(0.1,), n_noise=1, progress=False)
+    d = tmp_path/'s'; d.mkdir()
+    for f in ('.lock', 'labels.npy', 'mid_sigma0.1.npy'): (d/f).write_bytes((tmp_path/'ref'/f).read_bytes())
+    st = extract_phi(m, x, d, sigmas=(0.1,), n_noise=1, progress=False)
+    assert np.array_equal(np.asarray(st.phi(0.1, 'mid')), np.asarray(ref.phi(0.1, 'mid')))
+
+@pytest.mark.parametrize('workers', [-1, 10**5])
+def test_extract_workers_are_bounded(tmp_path, workers):
+    import torch
+    from sparsediff.unet import UNet, UNetConfig
+    from sparsediff.phi import extract_phi
+    with pytest.raises(ValueError, match='workers must be'):
+        extract_phi(UNet(UNetConfig.scaled(16)).eval(), torch.rand(4, 3, 32, 32), tmp_path/'s', sigmas=(0.1,), n_noise=1, progress=False, workers=workers)
+    assert not (tmp_path/'s').exists()
