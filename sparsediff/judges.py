@@ -18,9 +18,9 @@ from .adapters import Denoiser, denoise, describe_noise
 # %% auto #0
 __all__ = ['JUDGES_DIR', 'conv_block', 'DigitClassifier', 'non_digits', 'train_digit_classifier', 'save_judge', 'load_judge',
            'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter',
-           'scene_count_set', 'train_scene_reader', 'image_statistics', 'statistics_ratio', 'nearest_distances',
-           'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target', 'SwappedPhi',
-           'judge_unconditional', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
+           'scene_count_set', 'count_classes', 'train_scene_reader', 'image_statistics', 'statistics_ratio',
+           'nearest_distances', 'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target',
+           'SwappedPhi', 'judge_unconditional', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -148,7 +148,11 @@ def scene_count_set(n: int = 600, seed: int = 3, name: str = 'scenes') -> 'Image
     from sparsediff.data import ImageSet
     s = render_scenes(n, seed=seed)
     count, _ = scene_labels(s)
-    return ImageSet(s.images, count, [str(k) for k in range(int(count.max()) + 1)], name)
+    return ImageSet(s.images, count, count_classes(int(count.max()) + 1), name)
+
+def count_classes(n: int) -> list:
+    "Class names of visible-object counts 0…n−1: '0 objects', '1 object', '2 objects', …"
+    return [f'{k} object' + ('' if k == 1 else 's') for k in range(n)]
 
 # %% ../nbs/08a_judges.ipynb #02d07580
 def train_scene_reader(steps: int = 2000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True, widths=(16, 32, 64)) -> SceneReader:

@@ -487,9 +487,9 @@ def reconstruction_section(g: dict, images: dict, cfg: ReportConfig) -> Section:
 # %% ../nbs/13_report.ipynb #c029
 def judge_for(data: ImageSet):
     "The shipped judge of a data set's classes (the digit CNN for MNIST, the scene reader's object count for held-out scenes), or None: a pixel classifier stands in."
-    from sparsediff.judges import load_judge, SceneCounter
+    from sparsediff.judges import load_judge, SceneCounter, count_classes
     if data.labelled and data.name.startswith('mnist') and list(data.classes) == [str(i) for i in range(10)]: return load_judge('mnist')
-    if data.labelled and data.name == 'scenes' and list(data.classes) == [str(i) for i in range(len(data.classes))]: return SceneCounter(load_judge('scenes'))
+    if data.labelled and data.name == 'scenes' and list(data.classes) == count_classes(len(data.classes)): return SceneCounter(load_judge('scenes'))
     return None
 
 def judge_name(judge) -> str:
@@ -1023,12 +1023,12 @@ def readable_claims(claims: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(r.get('note'), str): t.at[i, 'note'] = ''
     return t
 
-def claims_summary(claims: pd.DataFrame, notes: list) -> Section:
-    "The first section: how many claims hold, the claims table and the notes about the data."
+def claims_summary(claims: pd.DataFrame, notes: list, many: bool = False) -> Section:
+    "The first section: how many claims hold (over several models when `many`), the claims table and the notes about the data."
     held = int((claims.verdict == 'holds').sum()) if len(claims) else 0
     needs = int((claims.verdict == 'needs labels').sum()) if len(claims) else 0
     bad = int((claims.verdict == 'invalid').sum()) if len(claims) else 0
-    verdict = (f'{held} of {len(claims) - needs - bad} claims hold against their controls on this model and data' + (f'; {needs} need class labels and were not tested' if needs else '')
+    verdict = (f'{held} of {len(claims) - needs - bad} claims hold against their controls on {"these models" if many else "this model"} and data' + (f'; {needs} need class labels and were not tested' if needs else '')
                + (f"; {bad} {'has' if bad == 1 else 'have'} a degenerate control (see the notes) and {'is' if bad == 1 else 'are'} left out of the count" if bad else '')
                + ' (holds = the trained model beats the best control by more than their spreads combined, √(s_trained² + s_control²); each spread from resampling the images and splits, and from seeds)')
     return Section('The paper\'s claims, measured', verdict + '.', [], {'claims': readable_claims(claims)},
@@ -1068,10 +1068,12 @@ def analyse_parts(parts, out, cfg: ReportConfig | None = None, progress: bool = 
             for sec in r['sections']: sec.title = f"{sec.title} — {r['model']} model"
         results.append(r)
     claims = pd.concat([r['claims'] for r in results], ignore_index=True)
-    sections = [claims_summary(claims, [n for r in results for n in r['notes']])] + [s for r in results for s in r['sections']]
+    sections = [claims_summary(claims, [n for r in results for n in r['notes']], many=len(results) > 1)] + [s for r in results for s in r['sections']]
     meta = {**({k: v for k, v in results[0]['meta'].items()} if len(results) == 1 else
                {f"part {i + 1}": f"{r['model']} model ({r['meta']['parameters']:,} parameters) on {r['meta']['data']}" for i, r in enumerate(results)}),
             'σ for φ': cfg.sigma, 'noise draws': cfg.n_noise, 'device': cfg.device, 'seconds (this run, all parts)': round(time.time() - t0, 1),
+            **({'seconds of compute (all parts, when first computed)': round(sum(r['meta'][k] for r in results), 1)}
+               if len(results) > 1 and all((k := 'seconds of compute (all steps, when first computed)') in r['meta'] for r in results) else {}),
             'python': platform.python_version(), 'torch': torch.__version__}
     return out, sections, meta
 
