@@ -4,16 +4,15 @@
 
 # %% ../nbs/05b_dist.ipynb #451ec9e6
 from __future__ import annotations
-import datetime, hashlib, json, os, contextlib, warnings
+import datetime, hashlib, json, os, contextlib
 from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from .core import hash_state_dict, write_json, read_json, check_images, model_device, refuse_link
-from .phi import (ChunkedData, MANIFEST, LABELS, FORMAT, chunk_generator, draw_noise, noisy_block_means, phi_file, store_lock,
-                  stream_chunks, verify_store, PhiStore, _identity_diff, _own_manifest, _clear, _specs, _check_file, _create,
-                  _write_rows, _damaged)
-from .adapters import describe_denoiser
+from .core import write_json, read_json, check_images, model_device
+from .phi import (ChunkedData, MANIFEST, LABELS, chunk_generator, draw_noise, noisy_block_means, phi_file, store_lock,
+                  stream_chunks, verify_store, PhiStore, _specs, _create, store_identity, open_store,
+                  _write_rows)
 
 # %% auto #0
 __all__ = ['launched_by_torchrun', 'rank_world', 'release_group', 'rank_chunks', 'identity_key', 'progress_file',
@@ -101,27 +100,12 @@ def plan_extraction(model, src, path, sigmas, n_noise, seed, names, keys, which,
     "Rank 0: (manifest, chunks to do) for extracting `src` into `path`, creating the files of a new store; raises what one process would."
     import shutil, errno
     n, n_chunks = len(src), -(-len(src) // chunk)
-    ident = dict(format=FORMAT, model_hash=hash_state_dict(model.state_dict()),
-                 data=dict(name=src.name, length=n, fingerprint=src.fingerprint()), sigmas=sigmas, n_noise=int(n_noise),
-                 seed=int(seed), blocks=names, which=which, chunk=int(chunk), forward_kwargs=repr(forward_kwargs), tag=tag,
-                 denoiser=describe_denoiser(model))
-    man, redo = None, []
-    for f in (MANIFEST, LABELS): refuse_link(path/f, 'φ store')
-    if (path/MANIFEST).exists():
-        old = _own_manifest(path)   # as one process: a foreign manifest is refused, even with overwrite=True
-        if diff := _identity_diff(old, ident):
-            if not overwrite: raise ValueError(f'{path} holds a different φ extraction ({"; ".join(diff)}); pass overwrite=True or use another folder')
-            if kept := _clear(path, old): warnings.warn(f'overwrite=True left {kept[:5]} in {path}: they are not files this φ store wrote', RuntimeWarning)
-            clear_progress(path)
-        else:
-            man = old
-            if bad := verify_store(path, man):
-                if not repair: raise _damaged(path, bad, man)
-                for f, (dt, sh) in _specs(man).items():
-                    if _check_file(path/f, dt, sh): _create(path/f, dt, sh, replace=True)   # a damaged file is rebuilt (never a link)
-                redo = sorted(bad)
-            man = fold_progress(path, man, read_progress(path, identity_key(man)))
-            write_json(man, path/MANIFEST); clear_progress(path)
+    ident = store_identity(model, src, sigmas, n_noise, seed, names, which, chunk, forward_kwargs, tag)
+    man, redo = open_store(path, ident, overwrite, repair)
+    if man is not None:                                                # the killed ranks' finished chunks count
+        man = fold_progress(path, man, read_progress(path, identity_key(man)))
+        write_json(man, path/MANIFEST)
+    clear_progress(path)
     if man is None:
         files = {f'{s:g}|{k}': phi_file(s, k) for s in sigmas for k in keys}
         man = dict(ident, noise=noise, classes=src.classes, keys=keys, files=files, n_chunks=n_chunks, chunks_done=0, complete=False,

@@ -23,7 +23,7 @@ __all__ = ['WHICH', 'AMPS', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 
            'evaluating', 'block_means', 'draw_noise', 'default_rows', 'autocast_for', 'compiled_means',
            'check_phi_args', 'noisy_block_means', 'check_finite_phi', 'phi', 'phi_clean', 'ChunkedData',
            'chunk_generator', 'is_store_file', 'check_store_folder', 'phi_file', 'store_lock', 'stream_chunks',
-           'StoreDamaged', 'check_manifest', 'verify_store', 'extract_phi', 'PhiStore']
+           'StoreDamaged', 'check_manifest', 'verify_store', 'extract_phi', 'store_identity', 'open_store', 'PhiStore']
 
 # %% ../nbs/05_phi.ipynb #c006
 WHICH = ('output', 'input', 'both')
@@ -483,28 +483,35 @@ def extract_phi(model: nn.Module, data, path, sigmas=(0.05, 0.1, 0.2), n_noise: 
         return _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback,
                         overwrite, tag, call, forward_kwargs, repair, workers, amp, compile, noise)
 
+def store_identity(model, src, sigmas, n_noise, seed, names, which, chunk, forward_kwargs, tag) -> dict:
+    "What makes two extractions one store: the model's weights and kind, the data, σ, noise draws, seed, blocks and chunking."
+    return dict(format=FORMAT, model_hash=hash_state_dict(model.state_dict()),
+                data=dict(name=src.name, length=len(src), fingerprint=src.fingerprint()), sigmas=sigmas, n_noise=int(n_noise),
+                seed=int(seed), blocks=names, which=which, chunk=int(chunk), forward_kwargs=repr(forward_kwargs), tag=tag,
+                denoiser=describe_denoiser(model))
+
+def open_store(path: Path, ident: dict, overwrite: bool, repair: bool) -> tuple:
+    "(manifest, chunks to redo) of the store of extraction `ident` in `path`, damaged files rebuilt with `repair`; (None, []) when a new store starts there."
+    for f in (MANIFEST, LABELS): refuse_link(path/f, 'φ store')
+    if not (path/MANIFEST).exists(): return None, []
+    old = _own_manifest(path)                                          # a foreign manifest is refused, even with overwrite=True
+    if diff := _identity_diff(old, ident):
+        if not overwrite: raise ValueError(f'{path} holds a different φ extraction ({"; ".join(diff)}); pass overwrite=True or use another folder')
+        if kept := _clear(path, old): warnings.warn(f'overwrite=True left {kept[:5]} in {path}: they are not files this φ store wrote', RuntimeWarning)
+        return None, []
+    if not (bad := verify_store(path, old)): return old, []
+    if not repair: raise _damaged(path, bad, old)
+    for f, (dt, sh) in _specs(old).items():
+        if _check_file(path/f, dt, sh): _create(path/f, dt, sh, replace=True)   # a file of the wrong size or dtype is rebuilt (never a link)
+    return old, sorted(bad)
+
 def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk, batch_size, progress, callback, overwrite, tag,
              call, forward_kwargs, repair, workers=None, amp='auto', compile=False, noise=None) -> 'PhiStore':
     "The body of `extract_phi`, run while holding the folder's lock."
     n = len(src)
-    ident = dict(format=FORMAT, model_hash=hash_state_dict(model.state_dict()),
-                 data=dict(name=src.name, length=n, fingerprint=src.fingerprint()), sigmas=sigmas, n_noise=int(n_noise),
-                 seed=seed, blocks=names, which=which, chunk=int(chunk), forward_kwargs=repr(forward_kwargs), tag=tag,
-                 denoiser=describe_denoiser(model))
-    man, start, redo = None, 0, []
-    for f in (MANIFEST, LABELS): refuse_link(path/f, 'φ store')
-    if (path/MANIFEST).exists():
-        old = _own_manifest(path)
-        if diff := _identity_diff(old, ident):
-            if not overwrite: raise ValueError(f'{path} holds a different φ extraction ({"; ".join(diff)}); pass overwrite=True or use another folder')
-            if kept := _clear(path, old): warnings.warn(f'overwrite=True left {kept[:5]} in {path}: they are not files this φ store wrote', RuntimeWarning)
-        else:
-            man, start = old, old['chunks_done']
-            if bad := verify_store(path, man):
-                if not repair: raise _damaged(path, bad, man)
-                for f, (dt, sh) in _specs(man).items():
-                    if _check_file(path/f, dt, sh): _create(path/f, dt, sh, replace=True)  # a file of the wrong size or dtype is rebuilt (never a link)
-                redo = sorted(bad)
+    ident = store_identity(model, src, sigmas, n_noise, seed, names, which, chunk, forward_kwargs, tag)
+    man, redo = open_store(path, ident, overwrite, repair)
+    start = man['chunks_done'] if man is not None else 0
     n_chunks = -(-n // chunk)
     if man is not None and man['complete'] and not redo: return PhiStore(path, verify=False)
     device = model_device(model)
