@@ -251,8 +251,10 @@ def process_device(device: str):
     return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))) if d.type == 'cuda' and d.index is None and launched_by_torchrun() else d
 
 def extract_dataset(data: str, model, size: int, channels: int):
-    "The one dataset `--data` names, as an `ImageSet` (`report`'s loader; 'demo' names two, so it is refused)."
-    from sparsediff.report import load_report_data
+    "The one dataset `--data` names: an image folder as a `LazyImageFolder` (decoded by the workers, chunk by chunk), else an `ImageSet` (`report`'s loader; 'demo' names two, so it is refused)."
+    from sparsediff.report import load_report_data, DEMO_DATA
+    from sparsediff.data import LazyImageFolder, is_hf_dataset_dir
+    if str(data) not in DEMO_DATA and Path(data).is_dir() and not is_hf_dataset_dir(data): return LazyImageFolder(data, size, channels)
     sets = load_report_data(data, size, channels, model)
     if len(sets) != 1: raise ValueError(f'--data {data} names {len(sets)} datasets ({", ".join(sets)}); extract one at a time')
     return next(iter(sets.values()))

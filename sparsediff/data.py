@@ -16,10 +16,11 @@ __all__ = ['PHOTOS', 'TEXTURES', 'IMAGE_EXTS', 'HIGH_DEPTH', 'MAX_CLASSES', 'HF_
            'HELDOUT_PHOTOS', 'NATURAL_PHOTOS', 'MIXTURES', 'ImageSet', 'to_float_images', 'fit_images', 'split_indices',
            'mnist5k_path', 'load_mnist', 'load_lfw', 'load_digits', 'load_photo', 'photo_region', 'image_pyramid',
            'random_crops', 'load_crops', 'load_textures', 'decode_image', 'pil_to_tensor', 'DataWarning', 'image_files',
-           'check_load_args', 'image_folder', 'from_hf_dataset', 'text_labels', 'is_hf_dataset_dir', 'check_hf_folder',
-           'check_hf_state', 'hf_from_disk', 'warn_shadowed', 'get_dataset', 'TrainingMixture', 'scale_crop',
-           'flip_transpose', 'colour_jitter', 'dead_leaves', 'smooth_image', 'NaturalMixture', 'heldout_crops',
-           'make_mixture', 'augment_digits', 'DigitsMixture']
+           'check_load_args', 'folder_files', 'folder_problems', 'folder_classes', 'image_folder', 'LazyImageFolder',
+           'from_hf_dataset', 'text_labels', 'is_hf_dataset_dir', 'check_hf_folder', 'check_hf_state', 'hf_from_disk',
+           'warn_shadowed', 'get_dataset', 'TrainingMixture', 'scale_crop', 'flip_transpose', 'colour_jitter',
+           'dead_leaves', 'smooth_image', 'NaturalMixture', 'heldout_crops', 'make_mixture', 'augment_digits',
+           'DigitsMixture']
 
 # %% ../nbs/01_data.ipynb #c005
 @dataclass
@@ -246,10 +247,8 @@ def check_load_args(size, channels, max_images):
     if channels not in (1, 3) or isinstance(channels, bool): raise ValueError(f'channels must be 1 (grey) or 3 (RGB), got {channels!r}')
     if max_images is not None: check_positive_int(max_images, 'max_images')
 
-def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None = None) -> ImageSet:
-    "Load an ImageFolder (class sub-folders, or a flat folder: then `labelled` is False) as an `ImageSet`."
-    from PIL import Image, UnidentifiedImageError
-    from sparsediff.core import printable
+def folder_files(path, size: int, channels: int, max_images: int | None) -> tuple:
+    "`(root, files, classes, folder)` of an ImageFolder, as `image_folder` lists them: arguments checked, skipped sub-folders warned about."
     check_load_args(size, channels, max_images)
     root = Path(path)
     if not root.is_dir(): raise FileNotFoundError(f'No image folder at {root}')
@@ -258,7 +257,25 @@ def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None
     if not files: raise ValueError(f'{root} contains no images ({", ".join(sorted(IMAGE_EXTS))}): put image files in it, or in one sub-folder per class')
     files = files[:max_images] if max_images else files
     folder = lambda p: p.parent.relative_to(root).as_posix()
-    classes = sorted({folder(p) for p in files})
+    return root, files, sorted({folder(p) for p in files}), folder
+
+def folder_problems(root: Path, files: list, n_ok: int, bad: list, small: list, size: int):
+    "Refuse a folder with images smaller than `size` or none readable; warn about the unreadable files skipped."
+    if small: raise ValueError(f'{len(small)} of the {len(files)} images in {root} are smaller than the model input {size}x{size} '
+                               f'(e.g. {", ".join(small[:3])}): remove them or enlarge them to at least {size} pixels on the short side')
+    if not n_ok: raise ValueError(f'none of the {len(files)} files in {root} could be read as an image (e.g. {bad[:3]}): replace them with PNG or JPEG files')
+    if bad: warnings.warn(f'skipped {len(bad)} unreadable file{"s" * (len(bad) > 1)} in {root}: {", ".join(bad[:5])}{" …" * (len(bad) > 5)}', DataWarning)
+
+def folder_classes(root: Path, classes: list) -> tuple:
+    "`(labelled, printable class names)` of a folder's class sub-folders ('.' is a flat folder, named after the folder)."
+    from sparsediff.core import printable
+    return classes != ['.'], [printable(c if c != '.' else root.name) for c in classes]   # a class folder named in Latin-1 shows as cl�, not a crash at the end
+
+def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None = None) -> ImageSet:
+    "Load an ImageFolder (class sub-folders, or a flat folder: then `labelled` is False) as an `ImageSet`."
+    from PIL import Image, UnidentifiedImageError
+    from sparsediff.core import printable
+    root, files, classes, folder = folder_files(path, size, channels, max_images)
     xs, ys, bad, small = [], [], [], []
     for p in files:
         try:
@@ -268,14 +285,46 @@ def image_folder(path, size: int = 32, channels: int = 3, max_images: int | None
         except Image.DecompressionBombError: bad.append(f'{p.relative_to(root).as_posix()} (too many pixels for a safe decode)'); continue
         except (UnidentifiedImageError, OSError, ValueError): bad.append(p.relative_to(root).as_posix()); continue
         ys.append(classes.index(folder(p)))
-    if small: raise ValueError(f'{len(small)} of the {len(files)} images in {root} are smaller than the model input {size}x{size} '
-                               f'(e.g. {", ".join(small[:3])}): remove them or enlarge them to at least {size} pixels on the short side')
-    if not xs: raise ValueError(f'none of the {len(files)} files in {root} could be read as an image (e.g. {bad[:3]}): replace them with PNG or JPEG files')
-    if bad: warnings.warn(f'skipped {len(bad)} unreadable file{"s" * (len(bad) > 1)} in {root}: {", ".join(bad[:5])}{" …" * (len(bad) > 5)}', DataWarning)
-    flat = classes == ['.']
-    classes = [printable(c if c != '.' else root.name) for c in classes]      # a class folder named in Latin-1 shows as cl�, not a crash at the end
-    return ImageSet(torch.stack(xs), torch.tensor(ys), classes, printable(root.name), labelled=not flat)
+    folder_problems(root, files, len(xs), bad, small, size)
+    labelled, names = folder_classes(root, classes)
+    return ImageSet(torch.stack(xs), torch.tensor(ys), names, printable(root.name), labelled=labelled)
 
+
+# %% ../nbs/01_data.ipynb #5b1e9c2a
+class LazyImageFolder(torch.utils.data.Dataset):
+    "An ImageFolder listed and checked like `image_folder` (headers only), each image decoded and resized in `__getitem__` as `(image, label)`: for folders larger than memory."
+    def __init__(self, path, size: int = 32, channels: int = 3, max_images: int | None = None):
+        from PIL import Image, UnidentifiedImageError
+        from sparsediff.core import printable
+        root, files, classes, folder = folder_files(path, size, channels, max_images)
+        self.files, self.labels, bad, small = [], [], [], []
+        for p in files:
+            try:
+                with Image.open(p) as im:
+                    if min(im.size) < size: small.append(f'{p.relative_to(root)} ({im.size[0]}x{im.size[1]})'); continue
+            except Image.DecompressionBombError: bad.append(f'{p.relative_to(root).as_posix()} (too many pixels for a safe decode)'); continue
+            except (UnidentifiedImageError, OSError, ValueError): bad.append(p.relative_to(root).as_posix()); continue
+            self.files.append(p); self.labels.append(classes.index(folder(p)))
+        folder_problems(root, files, len(self.files), bad, small, size)
+        self.root, self.size, self.channels, self.name = root, size, channels, printable(root.name)
+        self.labelled, self.classes = folder_classes(root, classes)
+
+    def __len__(self): return len(self.files)
+
+    def __getitem__(self, i):
+        "Image `i` decoded, resized and centre-cropped (`pil_to_tensor`), and its label."
+        from PIL import Image
+        try:
+            with Image.open(self.files[i]) as im: return pil_to_tensor(im, self.size, self.channels), self.labels[i]
+        except (OSError, ValueError) as e: raise ValueError(f'{self.files[i]} could not be decoded ({e}): remove or replace it') from None
+
+    def fingerprint(self) -> str:
+        "Hash of the size, channels and each file's name, byte size, modification time and label (no pixels read)."
+        import hashlib
+        h = hashlib.blake2b(str((self.size, self.channels)).encode(), digest_size=16)
+        for p, y in zip(self.files, self.labels):
+            st = p.stat(); h.update(str((p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns, y)).encode())
+        return h.hexdigest()
 
 # %% ../nbs/01_data.ipynb #c025
 def _hf_columns(ds, image_key, label_key):

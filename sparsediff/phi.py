@@ -230,8 +230,10 @@ class ChunkedData:
             yield (ci, i0, *self.get(i0, i1))
 
     def fingerprint(self, chunk: int = 512) -> str:
-        "Hash of the name, the length and the full content (every image and label, read in chunks)."
+        "Hash of the name, the length and the full content (every image and label, read in chunks), or the dataset's own `fingerprint()` (a lazy folder: no pixels read)."
         h = hashlib.blake2b(str((self.name, len(self))).encode(), digest_size=16)
+        if self.kind == 'items' and callable(getattr(self.data, 'fingerprint', None)):
+            h.update(str(self.data.fingerprint()).encode()); return h.hexdigest()
         for _, _, x, y in self.chunks(chunk):
             h.update(x.float().contiguous().numpy().tobytes()); h.update(y.numpy().tobytes())
         return h.hexdigest()
