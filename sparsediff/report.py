@@ -21,11 +21,11 @@ __all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'M
            'is_diffusers_folder', 'load_report_model', 'validation_photos', 'held_out_scenes', 'overlap_notes',
            'load_report_data', 'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table', 'named_metrics',
            'scores_table', 'semantics_section', 'reconstruction_section', 'judge_for', 'judge_name', 'class_hits',
-           'same_class_rate', 'sparsity_runs', 'as_np', 'guided_targets', 'sampling_run', 'fig7_figures',
-           'dataset_scores', 'source_identity_sets', 'source_identity_run', 'controls_section', 'pass_fail_verdict',
-           'reproduction_table', 'claims_markdown', 'model_manifest', 'in_channels', 'data_hash', 'run_report',
-           'architecture_key', 'report_plan', 'report_sections', 'analyse', 'readable_claims', 'claims_summary',
-           'check_report_config', 'analyse_parts', 'demo']
+           'sparsity_runs', 'as_np', 'guided_targets', 'sampling_run', 'fig7_figures', 'dataset_scores',
+           'source_identity_sets', 'source_identity_run', 'controls_section', 'pass_fail_verdict', 'reproduction_table',
+           'claims_markdown', 'model_manifest', 'in_channels', 'data_hash', 'run_report', 'architecture_key',
+           'report_plan', 'report_sections', 'analyse', 'readable_claims', 'claims_summary', 'check_report_config',
+           'analyse_parts', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -387,10 +387,9 @@ def cluster_comparison(reps: dict, n_clusters: int, seed: int = 0) -> pd.DataFra
         rows.append(dict(representation=name, dims=x.shape[1], **{k: s[k] for k in ('frac_gt_2std', 'median_sep', 'median_sep_null', 'sep_ratio', 'sep_null_spread')}))
     return pd.DataFrame(rows).set_index('representation')
 
-METRIC_NAMES = {'dims': 'dimensions', 'knn_acc': 'kNN accuracy', 'linear_acc': 'linear classifier accuracy', 'nmi': 'KMeans NMI with classes',
-                'purity': 'KMeans purity', 'frac_gt_2std': 'adjacent clusters > 2 std apart (held out)', 'frac_gt_2std_labels': 'adjacent classes > 2 std apart',
-                'median_sep': 'median cluster separation, held out (std)', 'median_sep_labels': 'median class separation (std)',
-                'median_sep_null': 'median separation, matched Gaussian, held out (std)', 'sep_ratio': 'cluster separation / matched Gaussian\'s (held out)',
+METRIC_NAMES = {'dims': 'dimensions', 'knn_acc': 'kNN accuracy', 'linear_acc': 'linear classifier accuracy', 'frac_gt_2std': 'adjacent clusters > 2 std apart (held out)',
+                'median_sep': 'median cluster separation, held out (std)', 'median_sep_null': 'median separation, matched Gaussian, held out (std)',
+                'sep_ratio': 'cluster separation / matched Gaussian\'s (held out)',
                 'sep_null_spread': 'spread of that ratio under the null', 'class_sep_ratio': 'human classes\' separation / matched Gaussian\'s',
                 'source_acc': 'source photo named (kNN accuracy)'}
 
@@ -416,15 +415,10 @@ def scores_table(long: pd.DataFrame) -> pd.DataFrame:
 
 def _pct(v) -> str: return f'{v:.0%}' if np.isfinite(v) else 'n/a (fewer than two held-out clusters of 5+ images)'
 
-def _score_text(long: pd.DataFrame, metric: str, rep: str) -> str:
-    "One number of a `compare_with_controls` table as 'mean ± spread'."
-    r = long[(long['metric'] == metric) & (long['representation'] == rep)].iloc[0]
-    return f"{r['mean']:.3f} ± {r['spread']:.3f}" if r['spread'] > 0 else f"{r['mean']:.3f}"
-
 def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig, scores: dict | None = None) -> Section:
     "Neighbours, clusters, kNN and linear classification of φ against its controls (Figs. 5, 6, 14), from the scores the claims table uses; class-based parts only with labels."
     from sparsediff.semantics import pixel_features, pca_features, mean_colour, plot_neighbours, kmeans, heldout_separation, centroid_separation, plot_separation, tsne_embedding, plot_embedding
-    from sparsediff.controls import plot_controls, cluster_count, TRAINED, RANDOM
+    from sparsediff.controls import plot_controls, cluster_count, score_table, TRAINED, RANDOM
     pix = pixel_features(data.images)
     live = feats['phi'][:, feats['phi'].max(0) > 0]  # dead channels carry nothing; dropping them changes no cosine
     plan = class_plan(data, cfg.min_per_class); rows = plan['rows']; labelled = len(rows) > 0 and scores is not None
@@ -443,7 +437,8 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig, scores: di
     head = f'{data.name}, {len(data)} images, φ at σ = {cfg.sigma} averaged over {cfg.n_noise} noise draws. '
     if labelled:
         long, k = scores['scores'], scores['n_clusters']
-        s = lambda m, r=TRAINED: _score_text(long, m, r)
+        texts = score_table(long)                                          # 'mean ± spread' by representation and metric
+        s = lambda m, r=TRAINED: texts.loc[r, m]
         figs.insert(0, plot_controls(named_metrics(long), metrics=[METRIC_NAMES[m] for m in ('knn_acc', 'linear_acc', 'frac_gt_2std')],
                                      title=f'{escape_text(data.name)}: trained φ against its controls (mean ± spread over seeds and resampled data; {k} KMeans clusters)'))
         text = head + (f'Class-based scores on {len(rows)} images of {len(plan["classes"])} classes, mean ± spread over {len(cfg.noise_seeds)} noise seeds '
@@ -513,11 +508,6 @@ def class_hits(data: ImageSet, target_idx, samples: torch.Tensor, target_index: 
         warnings.simplefilter('ignore', ConvergenceWarning)
         clf = LogisticRegression(max_iter=500).fit(data.images[torch.as_tensor(keep)].flatten(1).numpy(), data.labels.numpy()[keep])
     return (clf.predict(samples.flatten(1).numpy()) == want).astype(float)
-
-def same_class_rate(data: ImageSet, target_idx, samples: torch.Tensor, target_index: torch.Tensor, judge=None) -> float:
-    "Share of samples judged to be their target's class (`class_hits`), NaN without labels."
-    h = class_hits(data, target_idx, samples, target_index, judge)
-    return float('nan') if h is None else float(h.mean())
 
 
 # %% ../nbs/13_report.ipynb #c029c
