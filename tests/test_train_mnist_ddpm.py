@@ -34,6 +34,8 @@ def test_resume_is_exact_and_ship_loads(script, tmp_path):
     script.train(tmp_path/'b', steps=2, ckpt_every=2, log_every=1, quiet=True)           # stopped at step 2 ...
     resumed, step, log = script.train(tmp_path/'b', steps=4, ckpt_every=2, log_every=1, quiet=True)   # ... rerun: resumes there
     assert step == 4 and [r['step'] for r in log] == [1, 2, 3, 4]
+    raw = torch.load(tmp_path/'b'/'checkpoint.pt', weights_only=False)
+    assert not all(torch.equal(raw['model'][k], raw['ema'][k]) for k in raw['model'])          # the EMA is a separate average
     assert all(torch.equal(p, q) for p, q in zip(straight.state_dict().values(), resumed.state_dict().values()))
     assert not list((tmp_path/'b').glob('.*.tmp'))                                       # atomic writes leave no temporary file
     dest = script.ship(tmp_path/'b', tmp_path/'weights'/'mnist_ddpm')
@@ -42,5 +44,6 @@ def test_resume_is_exact_and_ship_loads(script, tmp_path):
     from sparsediff.adapters import load_denoiser, VPDenoiser
     D = load_denoiser(dest)
     assert isinstance(D, VPDenoiser) and D.prediction_type == 'epsilon' and D.net.config.in_channels == 1
-    assert all(torch.equal(p, q) for p, q in zip(D.net.state_dict().values(), resumed.state_dict().values()))
+    assert next(D.net.parameters()).dtype == torch.float32                                # stored in fp16, loaded as fp32
+    assert all(torch.equal(p, q.half().float()) for p, q in zip(D.net.state_dict().values(), resumed.state_dict().values()))
     with pytest.raises(FileNotFoundError, match='train first'): script.ship(tmp_path/'empty', tmp_path/'w2')

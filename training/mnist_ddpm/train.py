@@ -14,11 +14,11 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).parent
 RUN, SHIP = HERE/'run', HERE.parents[1]/'sparsediff'/'weights'/'mnist_ddpm'
-UNET = dict(sample_size=32, in_channels=1, out_channels=1, layers_per_block=2, block_out_channels=(32, 64, 96),
-            down_block_types=('DownBlock2D', 'AttnDownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'AttnUpBlock2D', 'UpBlock2D'),
-            norm_num_groups=8)                                      # 32/64/96 channels (2.5M parameters), attention at 16 px
+UNET = dict(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(32, 64, 96),
+            down_block_types=('DownBlock2D',) * 3, up_block_types=('UpBlock2D',) * 3,
+            norm_num_groups=8)          # 32/64/96 channels, attention only in mid_block at 8 px: 1.69M parameters, 2x faster than 2.5M
 SCHEDULER = dict(num_train_timesteps=1000, beta_schedule='linear', prediction_type='epsilon')
-RECIPE = dict(batch_size=64, lr=2e-4, warmup_steps=500, grad_clip=1.0, seed=0)
+RECIPE = dict(batch_size=64, lr=5e-4, warmup_steps=500, grad_clip=1.0, ema_decay=0.999, seed=0)
 CKPT = 'checkpoint.pt'
 
 def make_unet():
@@ -45,29 +45,37 @@ def eps_loss(unet, scheduler, x01: torch.Tensor, t: torch.Tensor, eps: torch.Ten
     x_t = scheduler.add_noise(2 * x01 - 1, eps, t)
     return F.mse_loss(unet(x_t, t).sample, eps)
 
-def save_checkpoint(run: Path, unet, opt, step: int, log: list):
-    "Model + optimizer + step + log, written atomically (a crash mid-write leaves the previous checkpoint)."
+def update_ema(ema, unet, decay: float):
+    "ema ← decay·ema + (1 − decay)·unet, parameter by parameter (buffers copied)."
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), unet.parameters()): e.lerp_(p, 1 - decay)
+        for e, b in zip(ema.buffers(), unet.buffers()): e.copy_(b)
+
+def save_checkpoint(run: Path, unet, ema, opt, step: int, log: list):
+    "Model + its EMA + optimizer + step + log, written atomically (a crash mid-write leaves the previous checkpoint)."
     tmp = run/f'.{CKPT}.tmp'
-    torch.save({'model': unet.state_dict(), 'optimizer': opt.state_dict(), 'step': step, 'log': log,
+    torch.save({'model': unet.state_dict(), 'ema': ema.state_dict(), 'optimizer': opt.state_dict(), 'step': step, 'log': log,
                 'unet': UNET, 'scheduler': SCHEDULER, 'recipe': RECIPE}, tmp)
     os.replace(tmp, run/CKPT)
 
-def load_checkpoint(run: Path, unet, opt) -> tuple:
-    "(step, log) of the run's checkpoint loaded into `unet` and `opt`; (0, []) for a new run."
+def load_checkpoint(run: Path, unet, ema, opt) -> tuple:
+    "(step, log) of the run's checkpoint loaded into `unet`, `ema` and `opt`; (0, []) for a new run."
     if not (run/CKPT).exists(): return 0, []
     ck = torch.load(run/CKPT, map_location='cpu', weights_only=False)
     if ck['unet'] != UNET or ck['scheduler'] != SCHEDULER: raise ValueError(f'{run/CKPT} was trained with another config; use another --run folder')
-    unet.load_state_dict(ck['model']); opt.load_state_dict(ck['optimizer'])
+    unet.load_state_dict(ck['model']); ema.load_state_dict(ck['ema']); opt.load_state_dict(ck['optimizer'])
     return ck['step'], ck['log']
 
 def train(run: Path = RUN, steps: int = 60_000, ckpt_every: int = 500, log_every: int = 50, quiet: bool = False) -> tuple:
-    "Train (or resume) to `steps`; returns (unet, step reached, log)."
+    "Train (or resume) to `steps`; returns (EMA of the unet, step reached, log)."
+    import copy
     from sparsediff.data import DigitsMixture
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(RECIPE['seed'])
     unet, scheduler = make_unet(), make_scheduler()
+    ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=RECIPE['lr'], weight_decay=0.0)
-    step, log = load_checkpoint(run, unet, opt)
+    step, log = load_checkpoint(run, unet, ema, opt)
     if not quiet: print(f'{sum(p.numel() for p in unet.parameters()):,} parameters; ' + (f'resuming at step {step}' if step else 'new run'), flush=True)
     data, T = DigitsMixture(seed=RECIPE['seed']), scheduler.config.num_train_timesteps
     unet.train(); t0, seen = time.time(), 0
@@ -79,27 +87,28 @@ def train(run: Path = RUN, steps: int = 60_000, ckpt_every: int = 500, log_every
         if not math.isfinite(loss.item()): raise FloatingPointError(f'loss is {loss.item()} at step {step}; the checkpoint at step {step - step % ckpt_every} is intact')
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), RECIPE['grad_clip']); opt.step()
+        update_ema(ema, unet, RECIPE['ema_decay'])
         step += 1; seen += 1
         if step % log_every == 0 or step == steps:
             log.append({'step': step, 'loss': round(loss.item(), 5), 'img_per_s': round(seen * len(x) / (time.time() - t0), 1)})
             if not quiet: print(json.dumps(log[-1]), flush=True)
-        if step % ckpt_every == 0 or step == steps: save_checkpoint(run, unet, opt, step, log)
-    return unet.eval(), step, log
+        if step % ckpt_every == 0 or step == steps: save_checkpoint(run, unet, ema, opt, step, log)
+    return ema.eval(), step, log
 
 def ship(run: Path = RUN, dest: Path = SHIP) -> Path:
-    "Save the run's latest checkpoint as a diffusers DDPMPipeline folder with manifest.json, replacing `dest` atomically."
+    "Save the EMA weights of the run's latest checkpoint, in half precision, as a diffusers DDPMPipeline folder with manifest.json."
     import shutil
     from diffusers import DDPMPipeline
-    unet = make_unet(); opt = torch.optim.AdamW(unet.parameters())
-    step, log = load_checkpoint(run, unet, opt)
+    unet, ema = make_unet(), make_unet(); opt = torch.optim.AdamW(unet.parameters())
+    step, log = load_checkpoint(run, unet, ema, opt)
     if not step: raise FileNotFoundError(f'no checkpoint in {run}: train first')
     tmp = dest.parent/f'.{dest.name}.tmp'; shutil.rmtree(tmp, ignore_errors=True)
-    DDPMPipeline(unet=unet.eval(), scheduler=make_scheduler()).save_pretrained(tmp)
+    DDPMPipeline(unet=ema.eval().half(), scheduler=make_scheduler()).save_pretrained(tmp)   # fp16 on disk: half the bytes in git
     manifest = dict(model='mnist_ddpm', kind='diffusers DDPMPipeline (UNet2DModel + DDPMScheduler), ε-prediction', steps=step,
                     parameters=sum(p.numel() for p in unet.parameters()), final_loss=log[-1]['loss'] if log else None,
                     data="DigitsMixture: MNIST-5k training split (load_mnist('train')), augmented; test digits never seen",
                     image='1×32×32 in [0, 1] (28×28 digits in a 32×32 frame); the network sees 2x − 1', unet=UNET, scheduler=SCHEDULER,
-                    recipe=RECIPE, script='training/mnist_ddpm/train.py', load="sparsediff.adapters.load_denoiser('<this folder>')")
+                    weights='EMA of the training weights (decay in recipe), stored in float16', recipe=RECIPE, script='training/mnist_ddpm/train.py', load="sparsediff.adapters.load_denoiser('<this folder>')")
     (tmp/'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
     old = dest.parent/f'.{dest.name}.old'; shutil.rmtree(old, ignore_errors=True)
     if dest.exists(): os.replace(dest, old)

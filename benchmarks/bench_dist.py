@@ -1,0 +1,55 @@
+"""φ extraction on N CPU ranks (torchrun, gloo, one thread each) against one process with one thread, side by side in one run.
+The same `sparsediff extract` command twice, each timed end to end (process start, model load and imports included), and the two
+stores compared byte for byte. Target (issue 24): ≥ 1.7× with 2 ranks. Run it on an otherwise idle machine with ≥ N cores.
+The machine's own ceiling is measured beside it: N independent one-process extractions at once (no communication at all) against
+one alone. On a VM whose cores share a physical core or memory bandwidth that ceiling is below N, and no rank split can beat it.
+Usage: python benchmarks/bench_dist.py [--model default] [--data mnist] [--n-noise 32] [--sigmas 0.05 0.1 0.2 0.4] [--ranks 2]
+       python benchmarks/bench_dist.py --n-noise 1 --sigmas 0.1          (a quick check that it runs)"""
+import argparse, os, subprocess, sys, tempfile, time
+from pathlib import Path
+
+def extract_args(a, out: Path) -> list:
+    "The `sparsediff extract` arguments shared by both runs."
+    return ['-m', 'sparsediff.cli', 'extract', '--model', a.model, '--data', a.data, '--out', str(out), '--sigmas', *map(str, a.sigmas),
+            '--blocks', *a.blocks, '--n-noise', str(a.n_noise), '--chunk', str(a.chunk), '--threads', '1', '--device', 'cpu', '--quiet']
+
+def timed(cmd: list, env: dict) -> float:
+    "Wall seconds of a command that must succeed."
+    t = time.perf_counter(); r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode: raise SystemExit(f'{" ".join(cmd[:6])} … failed:\n{r.stderr[-3000:]}')
+    return time.perf_counter() - t
+
+def timed_together(cmds: list, env: dict) -> float:
+    "Wall seconds of several commands started at once, until the last one ends."
+    t = time.perf_counter(); ps = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) for c in cmds]
+    for p in ps:
+        if p.wait(): raise SystemExit(f'a concurrent extraction failed:\n{p.stderr.read()[-3000:]}')
+    return time.perf_counter() - t
+
+def store_files(path: Path) -> dict:
+    "{file name: bytes} of a store, without its lock file."
+    return {f.name: f.read_bytes() for f in sorted(path.iterdir()) if f.name != '.lock'}
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--model', default='default'); ap.add_argument('--data', default='mnist')
+    ap.add_argument('--sigmas', type=float, nargs='+', default=[0.05, 0.1, 0.2, 0.4]); ap.add_argument('--blocks', nargs='+', default=['mid'])
+    ap.add_argument('--n-noise', type=int, default=32); ap.add_argument('--chunk', type=int, default=64); ap.add_argument('--ranks', type=int, default=2)
+    a = ap.parse_args()
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    print(f'{os.cpu_count()} CPU cores; {a.model} on {a.data}, σ {a.sigmas}, blocks {a.blocks}, {a.n_noise} noise draws, chunks of {a.chunk}', flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        one = timed([sys.executable, *extract_args(a, Path(d)/'one')], env)
+        print(f'1 process, 1 thread: {one:.1f} s', flush=True)
+        many = timed([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(a.ranks),
+                      *extract_args(a, Path(d)/'many')], env)
+        print(f'{a.ranks} ranks, 1 thread each: {many:.1f} s', flush=True)
+        same = store_files(Path(d)/'one') == store_files(Path(d)/'many')
+        apart = timed_together([[sys.executable, *extract_args(a, Path(d)/f'apart{i}')] for i in range(a.ranks)], env)
+        print(f'{a.ranks} independent single-process extractions at once: {apart:.1f} s (each does all the work)', flush=True)
+    print(f'speed-up {one / many:.2f}× with {a.ranks} ranks (target ≥ 1.7× for 2); stores identical byte for byte: {same}')
+    print(f'ceiling of this machine for {a.ranks} processes: {a.ranks * one / apart:.2f}× (independent processes, no communication); '
+          f'the ranks reach {one / many / (a.ranks * one / apart):.0%} of it')
+    if not same: raise SystemExit('the stores differ')
+
+if __name__ == '__main__': main()
