@@ -266,6 +266,10 @@ class LatentDenoiser(VPDenoiser):
         "The clean latent estimate on the [0, 1] scale of a noisy latent u (B, c, h, w) at σ: (B, c, h, w)."
         return VPDenoiser.forward(self, u, sigma)
 
+    def in_latent_space(self) -> VPDenoiser:
+        "The same network and scheduler as a denoiser of latents, D(u, σ) → clean latent on the [0, 1] scale: what a sampler iterates."
+        return VPDenoiser(self.net, self.scheduler, self.prediction_type, self.extra, self.aliases)
+
     def forward(self, u: torch.Tensor, sigma) -> torch.Tensor:
         "The decoded clean estimate x̂ (B, 3, H, W) on [0, 1] of a noisy latent u (B, c, h, w) at σ."
         return self.decode(self.latent_x0(u, sigma))

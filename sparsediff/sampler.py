@@ -19,8 +19,8 @@ from . import adapters
 __all__ = ['SCHEDULES', 'GUIDANCES', 'SPACINGS', 'PRESETS', 'step_size', 'noise_scale', 'estimate_sigma', 'SamplerConfig',
            'Counter', 'told', 'denoise', 'block_mean', 'denoise_with_block', 'match_target', 'relative_error',
            'gradient_step', 'gradient_match', 'adam_match', 'guide', 'SamplerStep', 'SampleResult', 'noise_record',
-           'image_channels', 'check_sample_memory', 'sample', 'reconstruct', 'phi_error', 'phi_identification',
-           'noise_level_check', 'loop_scheduler', 'scheduler_samples']
+           'image_channels', 'latent_parts', 'decoded', 'check_sample_memory', 'sample', 'reconstruct', 'phi_error',
+           'phi_identification', 'noise_level_check', 'loop_scheduler', 'scheduler_samples']
 
 # %% ../nbs/08_sampler.ipynb #c006
 def step_size(t: int, h0: float, ramp: bool = True) -> float:
@@ -252,6 +252,7 @@ class SampleResult:
     config: dict
     target_index: torch.Tensor | None = None  # (B,) which target each sample reconstructs
     noise: dict | None = None         # an adapter's σ told at each step, the timestep used and its exact σ: {'sigma', 'timestep', 'sigma_t'}, (T, B) each
+    latents: torch.Tensor | None = None  # a latent model's final latents (B, c, h, w) on the [0, 1] scale; `samples` are their decoded images
 
     @property
     def steps(self) -> int: return len(self.sigma)
@@ -444,6 +445,17 @@ def _check_model(model: nn.Module, shape, cfg: SamplerConfig, guided: bool):
     if channels is not None and shape[1] != channels:
         raise ValueError(f'the model takes {channels}-channel images, got shape {tuple(shape)}')
 
+def latent_parts(model: nn.Module) -> tuple:
+    "A latent model as (its network as a denoiser of latents, encode, decode): the sampler iterates latents; any other model as (model, None, None)."
+    if isinstance(model, adapters.LatentDenoiser): return model.in_latent_space(), model.encode, model.decode
+    return model, None, None
+
+def decoded(result: SampleResult, decode) -> SampleResult:
+    "A latent run's result with its samples and clean estimates decoded to [0, 1] images (B, 3, H, W), the final latents kept in `.latents`."
+    lat, den = result.samples, result.denoised
+    with torch.no_grad(): img, den_img = (decode(v).detach().cpu() for v in (lat, den))   # (B, c, h, w) -> (B, 3, H, W)
+    return replace(result, samples=img, denoised=den_img, latents=lat)
+
 def _sample(model, shape, x_c, cfg: SamplerConfig, seed, device, callback, progress, target_index=None) -> SampleResult:
     "Run the configured schedule on a batch of `shape`, guided towards `x_c` when given; a model moved to `device` goes back if the run fails."
     home = model_device(model)
@@ -473,13 +485,15 @@ def check_sample_memory(shape, what: str, copies: int = 8):
 
 def sample(model: nn.Module, n: int = 1, shape=(3, 32, 32), config: SamplerConfig | None = None, seed: int | None = 0,
            device=None, callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
-    "Draw `n` unconditional samples of `shape` (C, H, W) from the denoiser's prior."
+    "Draw `n` unconditional samples of `shape` (C, H, W) from the denoiser's prior; a latent model samples latents of `shape` and decodes them."
     cfg = replace(config or SamplerConfig(), **{**overrides, 'guidance': 'none'})
     n = check_positive_int(n, 'n'); shape = (n, *shape)
     if len(shape) != 4: raise ValueError(f'shape must be (C, H, W), got {shape[1:]}')
     check_sample_memory(shape, f'n={n}')
-    _check_model(model, shape, cfg, False)
-    return _sample(model, shape, None, cfg, seed, device, callback, progress)
+    net, _, decode = latent_parts(model)
+    _check_model(net, shape, cfg, False)
+    res = _sample(net, shape, None, cfg, seed, device, callback, progress)
+    return res if decode is None else decoded(res, decode)
 
 def reconstruct(model: nn.Module, targets: torch.Tensor, n_samples: int = 1, config: SamplerConfig | None = None,
                 seed: int | None = 0, device=None, callback: Callable | None = None, progress: bool = True, **overrides) -> SampleResult:
@@ -489,9 +503,13 @@ def reconstruct(model: nn.Module, targets: torch.Tensor, n_samples: int = 1, con
     n_samples = check_positive_int(n_samples, 'n_samples')
     check_sample_memory((len(targets) * n_samples, *targets.shape[1:]), f'{len(targets)} targets × n_samples={n_samples}')
     x_c = targets.repeat_interleave(n_samples, 0)                          # (M, ...) -> (M·n, ...)
-    _check_model(model, x_c.shape, cfg, cfg.guidance != 'none')
+    net, encode, decode = latent_parts(model)
+    if encode is not None:                                                 # a latent model: match φ of the targets' latents, iterate latents
+        with torch.no_grad(): x_c = encode(x_c.to(model_device(model)))   # (M·n, 3, H, W) -> (M·n, c, h, w)
+    _check_model(net, x_c.shape, cfg, cfg.guidance != 'none')
     index = torch.arange(len(targets), device='cpu').repeat_interleave(n_samples)
-    return _sample(model, tuple(x_c.shape), x_c, cfg, seed, device, callback, progress, index)
+    res = _sample(net, tuple(x_c.shape), x_c, cfg, seed, device, callback, progress, index)
+    return res if decode is None else decoded(res, decode)
 
 # %% ../nbs/08_sampler.ipynb #c038
 def _phi_pair(model, x, targets, sigma, n_noise, seed, block) -> tuple:
@@ -576,7 +594,8 @@ def scheduler_samples(model: nn.Module, n: int = 1, steps: int = 50, scheduler=N
     samples = ((x + 1) / 2).detach().cpu()
     config = dict(schedule='scheduler', guidance='none', scheduler=type(sched).__name__, steps=int(steps),
                   prediction_type=model.prediction_type, sigma_final=float(sig[-1, 0]))
-    return SampleResult(samples, samples if pred is None else ((pred + 1) / 2).detach().cpu(), sig.float(), None,
+    res = SampleResult(samples, samples if pred is None else ((pred + 1) / 2).detach().cpu(), sig.float(), None,
                         dict(denoiser=n * len(ts), encoder=0, backward=0), time.time() - t0, 'converged',
                         f'{len(ts)} steps of {type(sched).__name__}', config, None,
                         {'sigma': sig.clone(), 'timestep': t_used.clone(), 'sigma_t': sig.clone()})
+    return decoded(res, lambda u: model.decode(u.to(device))) if isinstance(model, adapters.LatentDenoiser) else res

@@ -98,3 +98,30 @@ def test_one_line_errors(cond, images):
     assert isinstance(D, VPDenoiser) and not isinstance(D, LatentDenoiser)
     with pytest.raises(ValueError) as e: D(torch.rand(1, 4, 8, 8), 1e3)
     assert "σ=1000 is outside this scheduler's range: σ in [0, 78.7] on [0, 1] images" in one_line(e)
+
+# --- the sampler on latent models: it iterates latents and decodes them ---------------------------------------------------------
+def test_guided_sampler_iterates_latents_and_decodes(vae, cond, images):
+    from sparsediff.sampler import reconstruct, sample, scheduler_samples, SamplerConfig
+    L = as_denoiser(cond, diffusers.DDPMScheduler(), vae=vae, encoder_hidden_states=EMB)
+    cfg = SamplerConfig.thorough(n_levels=4, guidance_steps=2)
+    r = reconstruct(L, images[:2], n_samples=1, config=cfg, seed=0, progress=False)
+    assert r.samples.shape == (2, 3, 16, 16) and r.latents.shape == (2, 4, 8, 8) and 0 <= r.samples.min() and r.samples.max() <= 1
+    with torch.no_grad(): assert torch.allclose(r.samples, L.decode(r.latents), atol=1e-6)
+    with torch.no_grad(): lat = L.encode(images[:2])
+    ref = reconstruct(L.in_latent_space(), lat, n_samples=1, config=cfg, seed=0, progress=False)   # the same loop, run by hand on latents
+    assert (r.latents - ref.samples).abs().max() < 1e-5 and r.phi_error is not None and r.evaluations == ref.evaluations
+    u = sample(L, 2, shape=(4, 8, 8), config=SamplerConfig.thorough(n_levels=3), seed=0, progress=False)
+    assert u.samples.shape == (2, 3, 16, 16) and u.latents.shape == (2, 4, 8, 8)
+    with pytest.raises(ValueError, match='4-channel'): sample(L, 1, shape=(3, 16, 16), progress=False)   # latent models sample latents
+    s = scheduler_samples(L, 2, steps=3, seed=0, progress=False)
+    assert s.samples.shape == (2, 3, 16, 16) and s.latents.shape == (2, 4, 8, 8)
+
+def test_oracle_latent_model_reconstructs_its_latent(vae, images):
+    "A network that returns the exact ε of a latent ℓ0: the fixed schedule ends on ℓ0, decoded to decode(ℓ0), whatever the noise."
+    from sparsediff.sampler import reconstruct, SamplerConfig
+    sched = diffusers.DDPMScheduler()
+    with torch.no_grad(): l0 = vae_codec(vae)[0](images[:1])
+    O = as_denoiser(LatentOracle(l0, sched.alphas_cumprod), sched, vae=vae, blocks={'mid': 'mid'})
+    r = reconstruct(O, images[:1], config=SamplerConfig.thorough(n_levels=5, guidance='none'), seed=3, progress=False)
+    assert torch.allclose(r.latents, (l0 + 1) / 2, atol=1e-4)
+    with torch.no_grad(): assert torch.allclose(r.samples, vae_codec(vae)[1](l0), atol=1e-4)
