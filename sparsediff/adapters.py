@@ -4,17 +4,17 @@
 
 # %% ../nbs/04a_adapters.ipynb #a0000004
 from __future__ import annotations
-import copy, json
+import copy, inspect, json
 from pathlib import Path
 import torch
 from torch import nn
 from .train import add_noise
 
 # %% auto #0
-__all__ = ['OUR_BLOCKS', 'PREDICTIONS', 'KINDS', 'noise_table', 'table_sigmas', 'sigma_to_timestep', 'diffusers_blocks',
-           'block_map', 'net_output', 'fresh_network', 'Denoiser', 'predicted_x0', 'VPDenoiser', 'edm_preconditioning',
-           'EDMDenoiser', 'vae_codec', 'LatentDenoiser', 'is_denoiser', 'as_denoiser', 'denoise', 'describe_noise',
-           'default_blocks', 'describe_denoiser', 'load_denoiser']
+__all__ = ['OUR_BLOCKS', 'PREDICTIONS', 'KINDS', 'LATENT_PARTS', 'noise_table', 'table_sigmas', 'sigma_to_timestep',
+           'diffusers_blocks', 'block_map', 'net_output', 'fresh_network', 'Denoiser', 'predicted_x0', 'VPDenoiser',
+           'edm_preconditioning', 'EDMDenoiser', 'vae_scaling', 'vae_codec', 'LatentDenoiser', 'is_denoiser',
+           'as_denoiser', 'denoise', 'describe_noise', 'default_blocks', 'describe_denoiser', 'load_denoiser']
 
 # %% ../nbs/04a_adapters.ipynb #a0000007
 def _diffusers():
@@ -228,13 +228,19 @@ class EDMDenoiser(Denoiser):
         return dict(sigma_data=self.sigma_data, sigma_min=self.sigma_min, sigma_max=self.sigma_max, prediction_type=self.prediction_type, **super().settings())
 
 # %% ../nbs/04a_adapters.ipynb #8b27e1d2
+def vae_scaling(vae) -> float:
+    "The factor a pipeline multiplies its VAE's latents by: the config's `scaling_factor` for an AutoencoderKL, 1 for a VQModel (LDMPipeline uses none)."
+    if type(vae).__name__ == 'VQModel': return 1.0
+    return float(dict(getattr(vae, 'config', {}) or {}).get('scaling_factor', 1.0))
+
 def vae_codec(vae) -> tuple:
-    "(encode, decode) of a diffusers VAE: [0, 1] images (B, 3, H, W) -> scaled latents ℓ (B, c, h, w) (the posterior mean) -> [0, 1] images."
-    sf = float(dict(getattr(vae, 'config', {}) or {}).get('scaling_factor', 1.0))
+    "(encode, decode) of a diffusers VAE: [0, 1] images (B, 3, H, W) -> scaled latents ℓ (B, c, h, w) (the posterior mean, or a VQModel's unquantized latents) -> [0, 1] images."
+    sf = vae_scaling(vae)
     def encode(x):
         enc = vae.encode(2 * x - 1)
-        dist = getattr(enc, 'latent_dist', None) or net_output(enc)
-        return (dist.mean if hasattr(dist, 'mean') else dist) * sf
+        dist = getattr(enc, 'latent_dist', None)
+        lat = dist.mean if dist is not None else getattr(enc, 'latents', None)
+        return (net_output(enc) if lat is None else lat) * sf
     def decode(l): return ((net_output(vae.decode(l / sf)) + 1) / 2).clamp(0, 1)
     return encode, decode
 
@@ -252,6 +258,9 @@ class LatentDenoiser(VPDenoiser):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         "The latent of [0, 1] images on the adapter's [0, 1] scale: (B, 3, H, W) -> (B, c, h, w), u = (ℓ + 1)/2."
+        want = dict(getattr(self.vae, 'config', {}) or {}).get('in_channels') if self.vae is not None else None
+        if want is not None and (x.ndim != 4 or x.shape[1] != want):
+            raise ValueError(f'a latent model takes images of {want} channels and encodes them itself; got shape {tuple(x.shape)} (latents are not images)')
         return (self._encode(x) + 1) / 2
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
@@ -277,7 +286,7 @@ class LatentDenoiser(VPDenoiser):
     def description(self) -> dict:
         "The VP description, with how latents are made: the VAE's class and scaling factor, or the user's functions."
         vae = self.vae
-        codec = ({'vae': type(vae).__name__, 'scaling_factor': float(dict(getattr(vae, 'config', {}) or {}).get('scaling_factor', 1.0))} if vae is not None
+        codec = ({'vae': type(vae).__name__, 'scaling_factor': vae_scaling(vae)} if vae is not None
                  else {'encode': getattr(self.codec[0], '__name__', type(self.codec[0]).__name__), 'decode': getattr(self.codec[1], '__name__', type(self.codec[1]).__name__)})
         return {**super().description(), 'latent': codec}
 
@@ -350,28 +359,32 @@ def _scheduler_near(folder: Path):
             return _diffusers_class(json.loads((d/'scheduler_config.json').read_text())['_class_name']).from_pretrained(d)
     return None
 
+LATENT_PARTS = ('vae', 'vqvae')   # the names pipelines give their autoencoder (StableDiffusion…: vae; LDMPipeline: vqvae)
+
 def _pipeline_parts(folder: Path) -> tuple:
-    "(network, scheduler) of a pipeline folder, read from its model_index.json."
+    "(network, scheduler, autoencoder or None) of a pipeline folder, read from its model_index.json."
     from sparsediff.core import read_json
     index = read_json(folder/'model_index.json')
     if not isinstance(index, dict): raise ValueError(f'{folder/"model_index.json"} is not a JSON object of pipeline parts')
     name = 'unet' if 'unet' in index else 'transformer' if 'transformer' in index else None
     if name is None or 'scheduler' not in index: raise ValueError(f'{folder} holds no unet and scheduler (its parts: {sorted(k for k in index if not k.startswith("_"))})')
-    if index.get('vae') and isinstance(index['vae'], list) and index['vae'][0]: raise NotImplementedError(f'{folder} is a latent pipeline (it has a VAE): load its unet, scheduler and vae and call as_denoiser(unet, scheduler, vae=vae, encoder_hidden_states=...)')
-    for part in (name, 'scheduler'):
+    auto = next((k for k in LATENT_PARTS if isinstance(index.get(k), list) and index[k][0]), None)
+    for part in (name, 'scheduler') + ((auto,) if auto else ()):
         if not (isinstance(index[part], list) and len(index[part]) == 2 and all(isinstance(s, str) for s in index[part])):
             raise ValueError(f'{folder/"model_index.json"}: field {part!r} is {index[part]!r}, not [library, class name]')
         if not (folder/part).is_dir() or (folder/part).is_symlink():
             raise FileNotFoundError(f'{folder/part} is missing: {folder/"model_index.json"} names a {part} but the pipeline folder has no such sub-folder')
     net = _diffusers_class(index[name][1]).from_pretrained(folder/name)
-    return net, _diffusers_class(index['scheduler'][1]).from_pretrained(folder/'scheduler')
+    vae = _diffusers_class(index[auto][1]).from_pretrained(folder/auto).eval() if auto else None
+    return net, _diffusers_class(index['scheduler'][1]).from_pretrained(folder/'scheduler'), vae
 
 def load_denoiser(path_or_id, device='cpu', scheduler=None, **kw) -> nn.Module:
     "A denoiser from a diffusers folder (pipeline, or model beside a scheduler), our own model folder or shipped name, or a hub id; see `as_denoiser` for `kw`."
     from sparsediff.unet import load_pretrained, list_pretrained, CONFIG_NAME
     from sparsediff.core import read_json
     p = Path(path_or_id)
-    if p.is_dir() and (p/'model_index.json').exists(): net, found = _pipeline_parts(p)
+    vae = None
+    if p.is_dir() and (p/'model_index.json').exists(): net, found, vae = _pipeline_parts(p)
     elif p.is_dir() and (p/CONFIG_NAME).exists() and isinstance(conf := read_json(p/CONFIG_NAME), dict) and '_class_name' in conf:
         net = _diffusers_class(conf['_class_name']).from_pretrained(p)
         found = scheduler if scheduler is not None else _scheduler_near(p)
@@ -382,6 +395,10 @@ def load_denoiser(path_or_id, device='cpu', scheduler=None, **kw) -> nn.Module:
     elif p.is_absolute() or str(path_or_id).startswith(('.', '~')): raise FileNotFoundError(f'No model folder at {p}')
     else:                                                                        # a hub id
         pipe = _diffusers().DiffusionPipeline.from_pretrained(str(path_or_id))
-        if getattr(pipe, 'vae', None) is not None: raise NotImplementedError(f'{path_or_id} is a latent pipeline: call as_denoiser(pipe.unet, pipe.scheduler, vae=pipe.vae, encoder_hidden_states=...)')
-        net, found = pipe.unet, pipe.scheduler
+        net, found, vae = pipe.unet, pipe.scheduler, next((getattr(pipe, k) for k in LATENT_PARTS if getattr(pipe, k, None) is not None), None)
+    if vae is not None and 'vae' not in kw and 'encode' not in kw:
+        kw['vae'] = vae.to(device)
+        if 'encoder_hidden_states' in inspect.signature(net.forward).parameters and 'encoder_hidden_states' not in kw:
+            raise ValueError(f'{path_or_id} is a conditional latent pipeline ({type(net).__name__}): pass the fixed conditioning, '
+                             'load_denoiser(..., encoder_hidden_states=emb), e.g. the embedding of an empty prompt from its text encoder')
     return as_denoiser(net.to(device).eval(), scheduler if scheduler is not None else found, **kw)

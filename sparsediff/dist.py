@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from .core import write_json, read_json, check_images, model_device
-from .phi import (ChunkedData, MANIFEST, LABELS, chunk_generator, draw_noise, noisy_block_means, phi_file, store_lock,
+from .phi import (ChunkedData, MANIFEST, LABELS, chunk_generator, draw_noise, noisy_block_means, model_space, phi_file, store_lock,
                   stream_chunks, verify_store, PhiStore, _specs, _create, store_identity, open_store,
                   _write_rows)
 
@@ -90,8 +90,8 @@ def fold_progress(path, man: dict, recs: dict) -> dict:
 # %% ../nbs/05b_dist.ipynb #7a051bb6
 def _probe_channels(model, src, names, which, keys, sigma, call, forward_kwargs, amp) -> dict:
     "{block key: channels} from one forward pass on the first image without noise."
-    x = src.get(0, 1)[0]
-    out = noisy_block_means(model, x, sigma, 1, names, which, noise=torch.zeros(1, 1, *x.shape[1:]), call=call,
+    m, x = model_space(model, src.get(0, 1)[0])                                   # a latent model: the first image's latent
+    out = noisy_block_means(m, x, sigma, 1, names, which, noise=torch.zeros(1, 1, *x.shape[1:]), call=call,
                             forward_kwargs=forward_kwargs, amp=amp)
     return {k: int(out[k].shape[1]) for k in keys}
 
@@ -153,10 +153,11 @@ def _compute_share(model, src, path, man, mine, rank, world, n_noise, seed, name
     try:
         for j, (ci, i0, x, y) in enumerate(stream_chunks(src, chunk, mine, workers, device)):
             x = check_images(x, f'images {i0}..{i0 + len(x) - 1} of the dataset', warn_range=j == 0)
+            m, x = model_space(model, x)                                          # a latent model: the chunk's latents (b, c, h, w)
             z = draw_noise(x, n_noise, chunk_generator(seed, ci, gen_device))   # (b, n, C, H, W): the same draws as one process
             sums = {}
             for s in sigmas:
-                out = noisy_block_means(model, x, s, n_noise, names, which, None, batch_size, call=call, forward_kwargs=forward_kwargs,
+                out = noisy_block_means(m, x, s, n_noise, names, which, None, batch_size, call=call, forward_kwargs=forward_kwargs,
                                         noise=z, amp=amp, compile=compile)
                 for k, v in out.items(): sums[man['files'][f'{s:g}|{k}']] = _write_rows(path/man['files'][f'{s:g}|{k}'], v.cpu().numpy().astype(np.float32), i0)
             sums[LABELS] = _write_rows(path/LABELS, y.numpy().astype(np.int64), i0)

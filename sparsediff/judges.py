@@ -238,6 +238,11 @@ class SwappedPhi(Denoiser):
         return denoise(self.denoiser, y, sigma)
     def canonical_name(self, name: str) -> str: return name
     def describe(self, sigma: float) -> dict: return describe_noise(self.denoiser, sigma)
+    def latent_parts(self) -> tuple:
+        "For the sampler: (this pair in latent space, encode, decode) when it swaps latent models, else (self, None, None)."
+        from sparsediff.sampler import latent_parts
+        (d, enc, dec), (p, _, _) = latent_parts(self.denoiser), latent_parts(self.phi_net)
+        return (self, None, None) if enc is None else (SwappedPhi(d, p), enc, dec)
     def description(self) -> dict:
         return dict(kind='swapped-phi', net=type(self.denoiser).__name__, phi_net=type(self.phi_net).__name__, blocks={})
 

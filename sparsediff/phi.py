@@ -16,12 +16,12 @@ from .core import (hash_state_dict, write_json, read_json, check_images, check_s
                    open_nofollow, refuse_link, folder_lock)
 from .hooks import capture, resolve, resolve_one, forward
 from .unet import BLOCKS, UNet, check_image_batch
-from .adapters import is_denoiser, describe_noise, describe_denoiser, default_blocks
+from .adapters import is_denoiser, describe_noise, describe_denoiser, default_blocks, LatentDenoiser
 
 # %% auto #0
 __all__ = ['WHICH', 'AMPS', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'MAX_ROWS', 'MAX_CHANNELS', 'block_keys',
            'evaluating', 'block_means', 'draw_noise', 'default_rows', 'autocast_for', 'compiled_means',
-           'check_phi_args', 'noisy_block_means', 'check_finite_phi', 'phi', 'phi_clean', 'ChunkedData',
+           'check_phi_args', 'model_space', 'noisy_block_means', 'check_finite_phi', 'phi', 'phi_clean', 'ChunkedData',
            'chunk_generator', 'is_store_file', 'check_store_folder', 'phi_file', 'store_lock', 'stream_chunks',
            'StoreDamaged', 'check_manifest', 'verify_store', 'extract_phi', 'store_identity', 'open_store', 'PhiStore']
 
@@ -129,12 +129,18 @@ def check_phi_args(model: nn.Module, x, sigma=0.0, n_noise: int = 1, block=None)
                         p.dtype if p is not None and p.is_floating_point() else torch.float32)
 
 # %% ../nbs/05_phi.ipynb #c013
+def model_space(model: nn.Module, x: torch.Tensor, grad: bool = False) -> tuple:
+    "(the network that reads x, x in its space): a latent model's images are encoded once and read by the same network as latents; any other model unchanged."
+    if not isinstance(model, LatentDenoiser): return model, x
+    with torch.set_grad_enabled(grad): return model.in_latent_space(), model.encode(x.to(model_device(model)))   # (B, 3, H, W) -> (B, c, h, w)
+
 def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8, blocks=('mid',), which: str = 'output',
                       generator: torch.Generator | None = None, batch_size: int | None = None, grad: bool = False,
                       call: Callable | None = None, forward_kwargs: dict | None = None, noise: torch.Tensor | None = None,
                       amp: str = 'auto', compile: bool = False) -> dict:
     "ā of `blocks` at x + σz averaged over `n_noise` draws z (or the given `noise` (B, n, C, H, W)), on the model's device: {key: (B, C)}."
     x = check_phi_args(model, x, sigma, n_noise); names = resolve(model, default_blocks(model) if blocks is None else blocks); keys = block_keys(names, which)
+    model, x = model_space(model, x, grad)                    # a latent model: σz is added to the images' latents
     dev = model_device(model, x.device)
     x = x.to(dev); sig = _sigmas(sigma, len(x), dev)
     if noise is not None and noise.shape != (len(x), n_noise, *x.shape[1:]):
@@ -186,6 +192,7 @@ def phi_clean(model: nn.Module, x: torch.Tensor, block: str = 'mid', call: Calla
               forward_kwargs: dict | None = None) -> torch.Tensor:
     "Differentiable spatial mean of `block`'s output at x itself (no noise): (B, C, H, W) -> (B, C)."
     x = check_phi_args(model, x, block=block)
+    model, x = model_space(model, x, True)
     if is_denoiser(model) and call is None: forward_kwargs = {'sigma': 0.0, **(forward_kwargs or {})}   # an adapter at its lowest noise level
     return next(iter(block_means(model, x.to(model_device(model, x.device)), (block,), 'output', True, call, forward_kwargs).values()))
 
@@ -525,9 +532,10 @@ def _extract(model, src, path, sigmas, n_noise, seed, names, keys, which, chunk,
         for j, (ci, i0, x, y) in enumerate(stream_chunks(src, chunk, todo, workers, device)):
             x = check_images(x, f'images {i0}..{i0 + len(x) - 1} of the dataset', warn_range=j == 0)
             create, vals = man is None, {}
+            m, x = model_space(model, x)                                          # a latent model: the chunk's latents (b, c, h, w)
             z = draw_noise(x, n_noise, chunk_generator(seed, ci, gen_device))   # (b, n, C, H, W): the same draws for every σ
             for s in sigmas:
-                out = noisy_block_means(model, x, s, n_noise, names, which, None, batch_size, call=call, forward_kwargs=forward_kwargs,
+                out = noisy_block_means(m, x, s, n_noise, names, which, None, batch_size, call=call, forward_kwargs=forward_kwargs,
                                         noise=z, amp=amp, compile=compile)
                 vals.update({(s, k): v.cpu().numpy().astype(np.float32) for k, v in out.items()})
             if create:

@@ -448,6 +448,7 @@ def _check_model(model: nn.Module, shape, cfg: SamplerConfig, guided: bool):
 def latent_parts(model: nn.Module) -> tuple:
     "A latent model as (its network as a denoiser of latents, encode, decode): the sampler iterates latents; any other model as (model, None, None)."
     if isinstance(model, adapters.LatentDenoiser): return model.in_latent_space(), model.encode, model.decode
+    if callable(split := getattr(model, 'latent_parts', None)): return split()     # a wrapper (e.g. judges.SwappedPhi) splits itself
     return model, None, None
 
 def decoded(result: SampleResult, decode) -> SampleResult:

@@ -37,9 +37,10 @@ def test_latent_shapes_and_phi_in_latent_space(vae, cond, images):
         u = L.inputs(images, 0.2, torch.Generator().manual_seed(0))
         assert u.shape == (3, 4, 8, 8) and L(u, 0.2).shape == (3, 3, 16, 16) and L(u, 0.2).min() >= 0 and L(u, 0.2).max() <= 1
     ran = []; h = vae.decoder.register_forward_hook(lambda *a: ran.append(1))
-    try: f = phi(L, L.encode(images), 0.2, n_noise=2, generator=torch.Generator().manual_seed(0))
+    try: f = phi(L, images, 0.2, n_noise=2, generator=torch.Generator().manual_seed(0))          # images in: φ of their noisy latents
     finally: h.remove()
     assert f.shape == (3, 16) and ran == []                                      # φ stops at mid: no up block, no decoder
+    with pytest.raises(ValueError, match="takes images of 3 channels .*latents are not images"): phi(L, L.encode(images), 0.2, n_noise=1)
     t = int(L.timestep(0.2)[0]); a = L.alphas_cumprod[t].float(); z = draw_noise(L.encode(images), 2, torch.Generator().manual_seed(0))
     with torch.no_grad():                                                        # the native call on the noisy latent at that timestep
         ref = torch.stack([run_with_cache(cond, a.sqrt() * lat + a.sqrt() * 2 * 0.2 * z[:, j], 'mid_block',
@@ -125,3 +126,39 @@ def test_oracle_latent_model_reconstructs_its_latent(vae, images):
     r = reconstruct(O, images[:1], config=SamplerConfig.thorough(n_levels=5, guidance='none'), seed=3, progress=False)
     assert torch.allclose(r.latents, (l0 + 1) / 2, atol=1e-4)
     with torch.no_grad(): assert torch.allclose(r.samples, vae_codec(vae)[1](l0), atol=1e-4)
+
+# --- latent pipeline folders through load_denoiser and the report -----------------------------------------------------------------
+def tiny_ldm(folder):
+    "An LDMPipeline folder (UNet2DModel on the 4-channel latents of a VQModel, DDIM), random weights: what `CompVis/ldm-celebahq-256` is, small."
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                                 down_block_types=('DownBlock2D',) * 2, up_block_types=('UpBlock2D',) * 2)
+    vq = diffusers.VQModel(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D',) * 2, up_block_types=('UpDecoderBlock2D',) * 2,
+                           block_out_channels=(8, 16), latent_channels=4, num_vq_embeddings=32, norm_num_groups=4, layers_per_block=1, sample_size=16)
+    diffusers.LDMPipeline(vqvae=vq, unet=unet, scheduler=diffusers.DDIMScheduler()).save_pretrained(folder)
+    return folder
+
+def test_latent_pipeline_folders_load(vae, cond, images, tmp_path):
+    from sparsediff.adapters import load_denoiser
+    L = load_denoiser(tiny_ldm(tmp_path/'ldm'))
+    assert isinstance(L, LatentDenoiser) and type(L.vae).__name__ == 'VQModel' and L.description()['latent'] == {'vae': 'VQModel', 'scaling_factor': 1.0}
+    with torch.no_grad():
+        lat = L.vae.encode(2 * images - 1).latents                                 # LDMPipeline: no scaling factor, unquantized latents
+        assert torch.allclose(L.encode(images), (lat + 1) / 2, atol=1e-6)
+        assert torch.allclose(L.decode(L.encode(images)), ((L.vae.decode(lat).sample + 1) / 2).clamp(0, 1), atol=1e-6)
+    sd = tmp_path/'sd'; cond.save_pretrained(sd/'unet'); vae.save_pretrained(sd/'vae'); diffusers.DDIMScheduler().save_pretrained(sd/'scheduler')
+    (sd/'model_index.json').write_text('{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"], '
+                                       '"vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "DDIMScheduler"]}')
+    with pytest.raises(ValueError, match=r'conditional latent pipeline \(UNet2DConditionModel\): pass the fixed conditioning'): load_denoiser(sd)
+    S = load_denoiser(sd, encoder_hidden_states=EMB)
+    assert isinstance(S, LatentDenoiser) and S.description()['latent'] == {'vae': 'AutoencoderKL', 'scaling_factor': 0.5}
+    with torch.no_grad(): assert torch.allclose(S.encode(images), (vae_codec(vae)[0](images) + 1) / 2, atol=1e-6)
+
+def test_report_on_a_latent_pipeline_folder(tmp_path):
+    "The report runs end to end on an LDM folder: φ from noisy latents, guided rows sampled in latent space and decoded."
+    from test_report_data import FAST, write_images, claims
+    from sparsediff.report import run_report, ReportConfig
+    html, js = run_report(str(tiny_ldm(tmp_path/'ldm')), write_images(tmp_path/'imgs', 24), tmp_path/'out', ReportConfig(**FAST), progress=False)
+    rep, c = claims(js)
+    assert rep['meta']['denoiser']['kind'] == 'latent' and rep['meta']['denoiser']['latent']['vae'] == 'VQModel'
+    assert len(c) >= 10 and all(v['verdict'] for v in c.values())
