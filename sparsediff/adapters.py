@@ -14,7 +14,8 @@ from .train import add_noise
 __all__ = ['OUR_BLOCKS', 'PREDICTIONS', 'KINDS', 'LATENT_PARTS', 'noise_table', 'table_sigmas', 'sigma_to_timestep',
            'diffusers_blocks', 'block_map', 'net_output', 'fresh_network', 'Denoiser', 'predicted_x0', 'VPDenoiser',
            'edm_preconditioning', 'EDMDenoiser', 'vae_scaling', 'vae_codec', 'LatentDenoiser', 'is_denoiser',
-           'as_denoiser', 'denoise', 'describe_noise', 'default_blocks', 'describe_denoiser', 'load_denoiser']
+           'image_channels', 'as_denoiser', 'denoise', 'describe_noise', 'default_blocks', 'describe_denoiser',
+           'load_denoiser']
 
 # %% ../nbs/04a_adapters.ipynb #a0000007
 def _diffusers():
@@ -299,6 +300,13 @@ KINDS = ('blind', 'vp', 'latent', 'edm')
 def is_denoiser(model) -> bool:
     "Whether `model` is an adapter, called as `model(y, σ)` (a blind network is called as `model(y)`)."
     return isinstance(model, Denoiser)
+
+def image_channels(model: nn.Module) -> int | None:
+    "The image channels a model takes: a latent model's VAE's, else the network's (or our UNet's) config `in_channels`; None when nothing says."
+    if isinstance(model, LatentDenoiser): model = model.vae             # its UNet's channels are the latents'
+    net = getattr(model, 'net', model) if is_denoiser(model) else model   # a wrapper without .net (judges.SwappedPhi) says nothing
+    conf = getattr(net, 'cfg', None) or getattr(net, 'config', None)
+    return conf.get('in_channels') if isinstance(conf, dict) else getattr(conf, 'in_channels', None)
 
 def _is_diffusers(net) -> bool: return type(net).__module__.startswith('diffusers.')
 

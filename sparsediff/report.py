@@ -881,12 +881,11 @@ def model_manifest(model) -> dict | None:
     except FileNotFoundError: return None
 
 def in_channels(net) -> int:
-    "The image channels a model takes (an adapter's network's): its config's `in_channels`, else its first convolution's, else 3."
-    from sparsediff.adapters import is_denoiser
+    "The image channels a model takes (`adapters.image_channels`: a latent model's VAE's, else the network's config), else its first convolution's, else 3."
+    from sparsediff.adapters import is_denoiser, image_channels, LatentDenoiser
+    if (c := image_channels(net)) is not None: return int(c)
+    if isinstance(net, LatentDenoiser): return 3                       # the user's own encode/decode: RGB images
     if is_denoiser(net): net = net.net
-    conf = getattr(net, 'config', None)
-    if isinstance(conf, dict) and 'in_channels' in conf: return int(conf['in_channels'])
-    if hasattr(conf, 'in_channels'): return int(conf.in_channels)
     conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
     return int(conv.in_channels) if conv is not None else 3
 

@@ -19,8 +19,8 @@ from . import adapters
 __all__ = ['SCHEDULES', 'GUIDANCES', 'SPACINGS', 'PRESETS', 'step_size', 'noise_scale', 'estimate_sigma', 'SamplerConfig',
            'Counter', 'told', 'denoise', 'block_mean', 'denoise_with_block', 'match_target', 'relative_error',
            'gradient_step', 'gradient_match', 'adam_match', 'guide', 'SamplerStep', 'SampleResult', 'noise_record',
-           'image_channels', 'latent_parts', 'decoded', 'check_sample_memory', 'sample', 'reconstruct', 'phi_error',
-           'phi_identification', 'noise_level_check', 'loop_scheduler', 'scheduler_samples']
+           'latent_parts', 'decoded', 'check_sample_memory', 'sample', 'reconstruct', 'phi_error', 'phi_identification',
+           'noise_level_check', 'loop_scheduler', 'scheduler_samples']
 
 # %% ../nbs/08_sampler.ipynb #c006
 def step_size(t: int, h0: float, ramp: bool = True) -> float:
@@ -432,16 +432,10 @@ def _check_targets(targets) -> torch.Tensor:
     "Targets as a float (M, C, H, W) batch, with clear errors for anything else."
     return check_images(targets, 'targets')
 
-def image_channels(model: nn.Module) -> int | None:
-    "The image channels a model takes, from our UNet's or an adapted network's config; None when it does not say."
-    net = getattr(model, 'net', model) if adapters.is_denoiser(model) else model
-    conf = getattr(net, 'cfg', None) or getattr(net, 'config', None)
-    return (conf.get('in_channels') if isinstance(conf, dict) else getattr(conf, 'in_channels', None))
-
 def _check_model(model: nn.Module, shape, cfg: SamplerConfig, guided: bool):
     "Fail early on a missing block or an image shape the model cannot take."
     if guided: resolve(model, cfg.block)
-    channels = image_channels(model)
+    channels = adapters.image_channels(model)
     if channels is not None and shape[1] != channels:
         raise ValueError(f'the model takes {channels}-channel images, got shape {tuple(shape)}')
 
