@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['row_blocks', 'release_pages', 'read_block', 'sample_rows', 'nearest_centroids', 'has_faiss', 'streaming_kmeans',
-           'streaming_knn', 'row_pr', 'channel_stats', 'label_agreement', 'read_rows', 'store_report']
+__all__ = ['row_blocks', 'release_pages', 'read_block', 'read_rows', 'sample_rows', 'nearest_centroids', 'has_faiss',
+           'streaming_kmeans', 'streaming_knn', 'row_pr', 'channel_stats', 'label_agreement', 'store_report']
 
 # %% ../nbs/07b_scale.ipynb #0493cff5
 def row_blocks(n: int, size: int):
@@ -28,11 +28,18 @@ def read_block(a, i0: int, i1: int) -> np.ndarray:
     release_pages(a)
     return x
 
+def read_rows(a, idx, block: int = 65536) -> np.ndarray:
+    "Rows `idx` of a (memory-mapped) array as float32 in memory, gathered one block of rows at a time with the map's pages released after each: (len(idx), C)."
+    idx = np.asarray(idx, dtype=np.int64); order = np.argsort(idx, kind='stable'); s = idx[order]
+    out = np.empty((len(idx), *a.shape[1:]), np.float32)
+    for i0, i1 in row_blocks(len(a), block):               # rows spread over the whole file would otherwise all become resident at once
+        lo, hi = np.searchsorted(s, [i0, i1])
+        if hi > lo: out[order[lo:hi]] = a[s[lo:hi]]; release_pages(a)
+    return out
+
 def sample_rows(a, n: int, seed: int = 0) -> np.ndarray:
     "`n` distinct rows of `a` chosen at random (all of them when it has fewer), read in row order: (n, C)."
-    idx = np.sort(np.random.default_rng(seed).choice(len(a), min(n, len(a)), replace=False))
-    x = np.array(a[idx], dtype=np.float32, order='C'); release_pages(a)
-    return x
+    return read_rows(a, np.sort(np.random.default_rng(seed).choice(len(a), min(n, len(a)), replace=False)))
 
 # %% ../nbs/07b_scale.ipynb #730d575f
 def nearest_centroids(a, centroids, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
@@ -118,11 +125,6 @@ def label_agreement(a, labels, k: int = 10, n_queries: int = 1000, seed: int = 0
     q = np.sort(np.random.default_rng(seed).choice(ok, min(n_queries, len(ok)), replace=False))
     idx, _ = streaming_knn(read_rows(a, q), a, k=k, query_ids=q, block=block)
     return float((y[idx] == y[q][:, None]).mean())
-
-def read_rows(a, idx) -> np.ndarray:
-    "Rows `idx` of a (memory-mapped) array as float32 in memory, the map's pages released after: (len(idx), C)."
-    x = np.array(a[np.asarray(idx)], dtype=np.float32, order='C'); release_pages(a)
-    return x
 
 # %% ../nbs/07b_scale.ipynb #33eb7af8
 def store_report(store, out, k: int = 100, n_queries: int = 1000, neighbours: int = 10, seed: int = 0, block: int = 65536,
