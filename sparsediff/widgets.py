@@ -492,7 +492,8 @@ class NeighbourBrowser(Panel):
         self.data, block = as_imageset(data), resolve(self.model, block)[0]
         self.phis, self.sigma = dataset_phi(self.model, self.data, store, sigma, block, n_noise, seed)
         self.pixels = pixel_features(self.data.images)                          # (N, C, H, W) -> (N, C·H·W)
-        self.k, self.per_cluster = int(k), int(per_cluster)
+        if int(k) < 1: raise ValueError(f'k must be at least 1, got {k}')
+        self.k, self.per_cluster = min(int(k), len(self.data) - 1), int(per_cluster)   # fewer images than k + 1: every other image
         self.labels, self.centres = kmeans(self.phis, min(n_clusters, len(self.phis)), seed, n_init=10)
         sizes = np.bincount(self.labels, minlength=len(self.centres))
         self.image = index_box(image, len(self.data))
@@ -519,7 +520,8 @@ class NeighbourBrowser(Panel):
         return FigureWidget(nb, deferred=True), FigureWidget(cl, deferred=True)
 
     def neighbours(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        "The `k` nearest images to `index` by cosine similarity in φ and in pixels."
+        "The `k` nearest images to `index` by cosine similarity in φ and in pixels (none in a one-image dataset)."
+        if self.k < 1: return np.zeros(0, np.int64), np.zeros(0, np.int64)
         knn = lambda f: cosine_knn(f[[index]], f, k=self.k, query_ids=[index], device=self.device)[0][0]   # (1, k) -> (k,)
         return knn(self.phis), knn(self.pixels)
 
@@ -531,8 +533,8 @@ class NeighbourBrowser(Panel):
         ncol = max(1, -(-self.k // 2))
         with f.batch_update():
             f.data[0].z = rgb(self.data.images[index])
-            f.data[1].z = grid_rgb(self.data.images[torch.as_tensor(by_phi)], ncol)
-            f.data[2].z = grid_rgb(self.data.images[torch.as_tensor(by_pixel)], ncol)
+            f.data[1].z = grid_rgb(self.data.images[torch.as_tensor(by_phi)], ncol, slots=1)   # a blank image when there is no neighbour
+            f.data[2].z = grid_rgb(self.data.images[torch.as_tensor(by_pixel)], ncol, slots=1)
             _set_title(f, 0, f'image {index}')
             _set_title(f, 1, f'nearest in φ: {same(by_phi)}/{self.k} same class')
             _set_title(f, 2, f'nearest in pixels: {same(by_pixel)}/{self.k} same class')

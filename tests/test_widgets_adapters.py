@@ -55,3 +55,12 @@ def test_dashboard_opens_on_a_diffusers_model(D, data):
     db = dashboard(D, data, n_noise=1, n_clusters=3, device='cpu', background=False)
     assert db.wait(60) and db.progress.value == 1 and db.error is None
     assert db.phis.shape == (12, 16) and db.sigma_explorer.timestep.value.startswith('t = ')
+
+def test_dashboard_opens_on_a_handful_of_images(D, data):
+    "Fewer images than the neighbour browser's k + 1 (a handful of CIFAR-sized pictures in the browser test): every other image is a neighbour."
+    for n in (5, 1):
+        db = dashboard(D, data.subset(range(n)), n_noise=1, n_clusters=3, device='cpu', background=False)
+        assert db.wait(60) and db.error is None and db.neighbours.k == n - 1
+        by_phi, by_pixel = db.neighbours.neighbours(0)
+        assert sorted(by_phi.tolist()) == sorted(by_pixel.tolist()) == list(range(1, n))
+        assert f'/{n - 1} same class' in db.neighbours.figure.layout.annotations[1].text
