@@ -388,9 +388,10 @@ def _pipeline_parts(folder: Path) -> tuple:
 
 def load_denoiser(path_or_id, device='cpu', scheduler=None, **kw) -> nn.Module:
     "A denoiser from a diffusers folder (pipeline, or model beside a scheduler), our own model folder or shipped name, or a hub id; see `as_denoiser` for `kw`."
-    from sparsediff.unet import load_pretrained, list_pretrained, CONFIG_NAME
+    from sparsediff.unet import load_pretrained, list_pretrained, pretrained_dir, CONFIG_NAME
     from sparsediff.core import read_json
     p = Path(path_or_id)
+    if not p.exists() and (pretrained_dir(str(path_or_id))/'model_index.json').exists(): p = pretrained_dir(str(path_or_id))   # a shipped pipeline by name ('mnist_ddpm')
     vae = None
     if p.is_dir() and (p/'model_index.json').exists(): net, found, vae = _pipeline_parts(p)
     elif p.is_dir() and (p/CONFIG_NAME).exists() and isinstance(conf := read_json(p/CONFIG_NAME), dict) and '_class_name' in conf:

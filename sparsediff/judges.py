@@ -20,7 +20,8 @@ __all__ = ['JUDGES_DIR', 'conv_block', 'DigitClassifier', 'non_digits', 'train_d
            'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter',
            'scene_count_set', 'count_classes', 'train_scene_reader', 'image_statistics', 'statistics_ratio',
            'nearest_distances', 'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target',
-           'SwappedPhi', 'judge_unconditional', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
+           'SwappedPhi', 'judge_unconditional', 'judge_images', 'save_grid', 'pick_real', 'judge_guided', 'guided_grid',
+           'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -253,10 +254,21 @@ def judge_unconditional(model: nn.Module, judge: nn.Module, train, test, n: int 
     from sparsediff.sampler import sample
     res = sample(model, n, shape=tuple(test.shape[1:]), config=config, seed=seed, progress=progress)
     x = res.denoised.clamp(0, 1)                                        # (n, C, H, W) the final clean estimates
+    return dict(result=res, evaluations_per_sample=res.evaluations_per_sample, **judge_images(judge, x, train, test))
+
+def judge_images(judge: nn.Module, x: torch.Tensor, train, test) -> dict:
+    "Images (n, C, H, W) in [0, 1] judged as samples: the judge's confident share and its spread, pixel statistics against `test`, memorisation against `train`."
     conf = classify(judge, x).max(1).values >= 0.9
-    return dict(result=res, images=x, confident=float(conf.float().mean()), confident_spread=bootstrap_spread(conf.float()),
-                statistics=statistics_ratio(x, test), memorisation=memorisation_check(x, train, test),
-                evaluations_per_sample=res.evaluations_per_sample)
+    return dict(images=x, confident=float(conf.float().mean()), confident_spread=bootstrap_spread(conf.float()),
+                statistics=statistics_ratio(x, test), memorisation=memorisation_check(x, train, test))
+
+def save_grid(x: torch.Tensor, ncol: int, path, scale: int = 3):
+    "An image grid of (n, C, H, W) images in [0, 1] as a PNG (for the README), each pixel `scale` × `scale`."
+    from PIL import Image
+    from sparsediff.core import image_grid, to_uint8
+    g = to_uint8(image_grid(x, ncol=ncol, pad=2)[None])[0]            # (H, W, C) uint8
+    im = Image.fromarray(g.squeeze(-1) if g.shape[-1] == 1 else g)
+    im.resize((im.width * scale, im.height * scale), Image.NEAREST).save(path)
 
 # %% ../nbs/08a_judges.ipynb #425078e4
 def _guided_row(name, judge, x, labels, index, errors, n_targets, evals=float('nan')) -> dict:

@@ -285,7 +285,9 @@ def load_report_model(model, device='auto'):
     from sparsediff.unet import load_pretrained
     from sparsediff.adapters import load_denoiser
     if isinstance(model, torch.nn.Module): return model.to(as_device(device)).eval()
-    if is_diffusers_folder(model): return load_denoiser(model, device=as_device(device)).eval()   # a diffusers save_pretrained folder, with its scheduler
+    from sparsediff.unet import pretrained_dir
+    if is_diffusers_folder(model) or (not Path(str(model)).exists() and is_diffusers_folder(pretrained_dir(str(model)))):   # a diffusers folder, or a shipped one by name
+        return load_denoiser(model, device=as_device(device)).eval()
     return load_pretrained(str(model), device=as_device(device))
 
 # %% ../nbs/13_report.ipynb #c022

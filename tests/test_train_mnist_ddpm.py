@@ -41,6 +41,7 @@ def test_resume_is_exact_and_ship_loads(script, tmp_path):
     dest = script.ship(tmp_path/'b', tmp_path/'weights'/'mnist_ddpm')
     man = json.loads((dest/'manifest.json').read_text())
     assert man['steps'] == 4 and 'training split' in man['data'] and (dest/'model_index.json').exists()
+    assert [r['step'] for r in json.loads((dest/'log.json').read_text())] == [1, 2, 3, 4]
     from sparsediff.adapters import load_denoiser, VPDenoiser
     D = load_denoiser(dest)
     assert isinstance(D, VPDenoiser) and D.prediction_type == 'epsilon' and D.net.config.in_channels == 1

@@ -110,6 +110,7 @@ def ship(run: Path = RUN, dest: Path = SHIP) -> Path:
                     image='1×32×32 in [0, 1] (28×28 digits in a 32×32 frame); the network sees 2x − 1', unet=UNET, scheduler=SCHEDULER,
                     weights='EMA of the training weights (decay in recipe), stored in float16', recipe=RECIPE, script='training/mnist_ddpm/train.py', load="sparsediff.adapters.load_denoiser('<this folder>')")
     (tmp/'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
+    (tmp/'log.json').write_text(json.dumps(log) + '\n')                       # the loss every --log-every steps, for the notebook's plot
     old = dest.parent/f'.{dest.name}.old'; shutil.rmtree(old, ignore_errors=True)
     if dest.exists(): os.replace(dest, old)
     os.replace(tmp, dest); shutil.rmtree(old, ignore_errors=True)
