@@ -31,3 +31,16 @@ def test_read_rows_gathers_any_order_block_by_block(tmp_path):
     m = np.load(tmp_path/'a.npy', mmap_mode='r'); idx = np.array([49, 3, 3, 0, 17, 48, 8])
     for block in (7, 64): assert np.array_equal(read_rows(m, idx, block=block), np.asarray(m)[idx])
     s = sample_rows(m, 20, seed=1); assert s.shape == (20, 3) and len(np.unique(s[:, 0])) == 20 and np.all(np.diff(s[:, 0]) > 0)
+
+def test_nmi_and_purity_from_one_contingency_table():
+    "NMI equals scikit-learn's on random, identical, relabelled and one-cluster labellings; purity is the majority share."
+    from sklearn.metrics import normalized_mutual_info_score
+    from sparsediff.semantics import nmi, purity, contingency
+    rng = np.random.default_rng(0)
+    for n, ky, kc in [(1000, 10, 7), (50, 2, 30), (200, 5, 1), (10, 1, 1)]:
+        y, c = rng.integers(0, ky, n), rng.integers(0, kc, n)
+        assert abs(nmi(y, c) - normalized_mutual_info_score(y, c)) < 1e-12
+    y = rng.integers(0, 10, 1000)
+    assert nmi(y, (y + 3) * 2) == pytest.approx(1.0) and purity(y, (y + 3) * 2) == 1.0
+    assert purity([0, 0, 1, 1, 1], [0, 0, 0, 1, 1]) == pytest.approx(4 / 5) and contingency([0, 0, 1, 1, 1], [0, 0, 0, 1, 1]).tolist() == [[2, 1], [0, 2]]
+    with pytest.raises(ValueError, match='equally long'): nmi([0, 1], [0])
