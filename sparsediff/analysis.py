@@ -11,6 +11,7 @@ from torch import nn
 from .core import make_generator, show_images, check_sigma, check_positive_int, escape_text
 from .phi import noisy_block_means
 from .unet import BLOCKS
+from .scale import release_pages, block_rows
 
 # %% auto #0
 __all__ = ['as_numpy', 'as_matrix', 'palette', 'row_chunks', 'participation_ratio', 'live_channels', 'block_sparsity',
@@ -159,11 +160,12 @@ def plot_noise_stability(table: pd.DataFrame, sigma_ref: float | None = None):
 # %% ../nbs/06_sparsity.ipynb #c023
 def column_stats(features, tol: float = 0.0, chunk: int = 65536) -> dict:
     "One pass over the rows of an (N, C) array: per column the sums of |x| and x², max, mean and rms of |x|, and the fraction of rows with |x| > tol."
-    features = as_matrix(features, dtype=None)
+    features = as_matrix(features, dtype=None)                            # a memory map stays on disk: read chunk by chunk, its pages released
     n, c = features.shape
+    if isinstance(features, np.memmap): chunk = min(chunk, block_rows(features))   # chunks of a few MB, whatever N
     l1, l2, peak, active = np.zeros(c), np.zeros(c), np.zeros(c), np.zeros(c)
     for i0, i1 in row_chunks(n, chunk):
-        a = np.abs(as_numpy(features[i0:i1]))
+        a = np.abs(as_numpy(features[i0:i1])); release_pages(features)
         if not np.isfinite(a).all():
             bad = i0 + np.flatnonzero(~np.isfinite(a).all(1))
             raise ValueError(f'features hold NaN or inf values (rows {bad[:5].tolist()}); recompute them or drop those rows')
@@ -272,7 +274,7 @@ def top_activating(features, channels=None, k: int = 8, chunk: int = 65536) -> t
     if ((channels < 0) | (channels >= c)).any(): raise IndexError(f'channels must lie in [0, {c}), got {channels.tolist()}')
     best_v, best_i = np.full((len(channels), 0), -np.inf), np.zeros((len(channels), 0), dtype=np.int64)
     for i0, i1 in row_chunks(n, chunk):
-        v = as_numpy(features[i0:i1])[:, channels].T                                            # (rows, ch) -> (ch, rows)
+        v = as_numpy(features[i0:i1][:, channels]).T; release_pages(features)                   # (rows, ch) -> (ch, rows)
         best_v = np.concatenate([best_v, v], 1); best_i = np.concatenate([best_i, np.broadcast_to(np.arange(i0, i1), v.shape)], 1)
         if best_v.shape[1] > k:
             j = np.argpartition(-best_v, k - 1, axis=1)[:, :k]

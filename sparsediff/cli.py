@@ -129,7 +129,9 @@ def report_parser(sub, name='report'):
             'no labels (sparsity, noise stability, channel selectivity, clusters, neighbours, reconstructions) and marks the class-based '
             'claims "needs labels". Any size, greyscale or colour: images are resized on the short side and centre-cropped to 32x32 '
             '(at least 32 pixels on the short side, 20 images in all, 5 per class for the class-based analyses). A folder written by '
-            'datasets.Dataset.save_to_disk works too (needs the datasets package). Problems are reported before any compute.')
+            'datasets.Dataset.save_to_disk works too (needs the datasets package). Problems are reported before any compute. A folder is never '
+            'loaded whole: φ of every image streams through DataLoader workers, and the other analyses use at most 10,000 of its images '
+            '(a random sample of a larger folder).')
     p = sub.add_parser(name, help='full report on the shipped model and offline datasets' if demo else 'full report on a checkpoint and a folder of your images',
                        description=desc, formatter_class=HelpFormatter)
     p.add_argument('--out', default='sparsediff_demo' if demo else 'sparsediff_report', help='folder for report.html, report.json and the cache')

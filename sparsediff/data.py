@@ -318,6 +318,14 @@ class LazyImageFolder(torch.utils.data.Dataset):
             with Image.open(self.files[i]) as im: return pil_to_tensor(im, self.size, self.channels), self.labels[i]
         except (OSError, ValueError) as e: raise ValueError(f'{self.files[i]} could not be decoded ({e}): remove or replace it') from None
 
+    def read(self, idx, workers: int = 0, batch: int = 256) -> torch.Tensor:
+        "Images `idx` in the order given, decoded in batches by `workers` DataLoader processes (in this one for a single batch): (len(idx), C, size, size)."
+        idx = np.asarray(idx, dtype=np.int64).ravel()
+        if not len(idx): return torch.empty(0, self.channels, self.size, self.size)
+        dl = torch.utils.data.DataLoader(torch.utils.data.Subset(self, idx.tolist()), batch_size=batch, shuffle=False,
+                                         num_workers=workers if len(idx) > batch else 0)
+        return torch.cat([x for x, _ in dl])
+
     def fingerprint(self) -> str:
         "Hash of the size, channels and each file's name, byte size, modification time and label (no pixels read)."
         import hashlib

@@ -11,17 +11,18 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import atomic_path, write_json, hash_state_dict, as_device, escape_text, check_regular_file, printable
-from .data import ImageSet, load_mnist, load_textures, image_folder, fit_images
+from .data import ImageSet, load_mnist, load_textures, fit_images
 
 # %% auto #0
-__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'MIN_IMAGES', 'METRIC_NAMES', 'SAMPLING_RUNS',
-           'FLAT_RATIO', 'GENERATES', 'MARGIN_NA', 'Section', 'plotly_js', 'table_html', 'fit_figure', 'safe_text',
-           'section_html', 'render_html', 'to_jsonable', 'write_report', 'step_key', 'safe_name', 'inside', 'encode',
-           'decode', 'cached', 'ReportConfig', 'sparsity_section', 'stability_section', 'selectivity_section',
-           'is_diffusers_folder', 'load_report_model', 'validation_photos', 'held_out_scenes', 'overlap_notes',
-           'load_report_data', 'class_plan', 'phi_features', 'cluster_comparison', 'metrics_table', 'named_metrics',
-           'scores_table', 'semantics_section', 'reconstruction_section', 'judge_for', 'judge_name', 'class_hits',
-           'sparsity_runs', 'as_np', 'guided_targets', 'sampling_run', 'fig7_figures', 'dataset_scores',
+__all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'MIN_IMAGES', 'FOLDER_SAMPLE', 'FOLDER_WORKERS',
+           'PHI_CHUNK', 'METRIC_NAMES', 'SAMPLING_RUNS', 'FLAT_RATIO', 'GENERATES', 'MARGIN_NA', 'Section', 'plotly_js',
+           'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html', 'to_jsonable', 'write_report',
+           'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached', 'ReportConfig', 'sparsity_section',
+           'stability_section', 'selectivity_section', 'is_diffusers_folder', 'load_report_model', 'validation_photos',
+           'held_out_scenes', 'overlap_notes', 'FolderSample', 'folder_sample', 'sample_note', 'FolderImages',
+           'load_report_data', 'class_plan', 'phi_features', 'every_image', 'cluster_comparison', 'metrics_table',
+           'named_metrics', 'scores_table', 'semantics_section', 'reconstruction_section', 'judge_for', 'judge_name',
+           'class_hits', 'sparsity_runs', 'as_np', 'guided_targets', 'sampling_run', 'fig7_figures', 'dataset_scores',
            'source_identity_sets', 'source_identity_run', 'controls_section', 'pass_fail_verdict', 'reproduction_table',
            'claims_markdown', 'model_manifest', 'in_channels', 'data_hash', 'run_report', 'architecture_key',
            'report_plan', 'report_sections', 'analyse', 'readable_claims', 'claims_summary', 'check_report_config',
@@ -324,9 +325,38 @@ def overlap_notes(sets: dict, manifest: dict | None) -> list:
                          'with colours, textures, light and camera random, so the class-based rows test whether φ reads a scene-level property that pixels and simple statistics cannot')
     return notes
 MIN_IMAGES = 20
+FOLDER_SAMPLE = 10_000   # a folder report analyses at most this many of its images in pixel space; φ is extracted from all of them
+FOLDER_WORKERS = 2       # DataLoader processes that decode, resize and convert a folder's images
+PHI_CHUNK = 512          # images per chunk of φ extraction: the most of a folder's images decoded at once
+
+@dataclass(repr=False)
+class FolderSample(ImageSet):
+    "The images of a folder that a report analyses (all of them up to `FOLDER_SAMPLE`, else a seeded sample of that many), with the `LazyImageFolder` they come from and their `rows` in it."
+    folder: object = None
+    rows: np.ndarray | None = None
+
+def folder_sample(path, size: int = 32, channels: int = 3, n: int | None = None, seed: int = 0) -> FolderSample:
+    "An image folder listed and checked from the file headers, and at most `n` (default `FOLDER_SAMPLE`) of its images read by index, decoded by DataLoader workers: never the whole folder at once."
+    from sparsediff.data import LazyImageFolder
+    f = LazyImageFolder(path, size, channels); n = FOLDER_SAMPLE if n is None else n
+    rows = np.arange(len(f)) if len(f) <= n else np.sort(np.random.default_rng(seed).choice(len(f), n, replace=False))   # (m,)
+    return FolderSample(f.read(rows, FOLDER_WORKERS), torch.as_tensor(np.asarray(f.labels)[rows]), list(f.classes), f.name, f.labelled,
+                        folder=f, rows=rows)
+
+def sample_note(data) -> str:
+    "' (a random sample of the folder's N images)' when `data` is a sample of a larger folder, else ''."
+    return f" (a random sample of the folder's {len(data.folder):,} images)" if isinstance(data, FolderSample) and len(data) < len(data.folder) else ''
+
+class FolderImages:
+    "Every image of a `LazyImageFolder`, decoded only when indexed (`.images[idx]`): the pictures a report shows of a folder it never loads whole."
+    def __init__(self, folder): self.folder, self.name = folder, folder.name
+    @property
+    def images(self): return self            # indexed like an ImageSet's images
+    def __len__(self): return len(self.folder)
+    def __getitem__(self, idx): return self.folder.read(np.atleast_1d(np.asarray(idx)), FOLDER_WORKERS)
 
 def load_report_data(data, size: int = 32, channels: int = 3, model='default') -> dict:
-    "Named datasets (`'demo'` = MNIST test + textures), an image folder or a saved Hugging Face dataset, as {name: ImageSet}, checked before any compute."
+    "Named datasets (`'demo'` = MNIST test + textures), an image folder (a `FolderSample`) or a saved Hugging Face dataset, as {name: ImageSet}, checked before any compute."
     from sparsediff.data import is_hf_dataset_dir, hf_from_disk, warn_shadowed
     if isinstance(data, ImageSet): sets = {data.name: data}
     elif data in (None, 'demo'): sets = {k: DEMO_DATA[k](model) for k in ('mnist', 'textures')}
@@ -338,7 +368,7 @@ def load_report_data(data, size: int = 32, channels: int = 3, model='default') -
         if not p.exists(): raise FileNotFoundError(f'No dataset named {str(data)!r} and no folder at {p}: give demo, {", ".join(DEMO_DATA)}, '
                                                    'a folder of images (optionally one sub-folder per class) or a folder written by datasets.Dataset.save_to_disk')
         if not p.is_dir(): raise ValueError(f'{p} is a file: give the folder that holds the images')
-        s = hf_from_disk(p, size=size, channels=channels) if is_hf_dataset_dir(p) else image_folder(p, size=size, channels=channels)
+        s = hf_from_disk(p, size=size, channels=channels) if is_hf_dataset_dir(p) else folder_sample(p, size, channels)
         sets = {s.name: s}
     sets = {k: v if v.images.shape[1] == channels else ImageSet(fit_images(v.images, v.images.shape[-1], channels), v.labels, v.classes, v.name)
             for k, v in sets.items()}                                               # grey digits for a grey model, and the other way round
@@ -369,15 +399,25 @@ def class_plan(data: ImageSet, min_per_class: int = 5) -> dict:
 
 # %% ../nbs/13_report.ipynb #c025
 def phi_features(model, data: ImageSet, folder, cfg: ReportConfig, progress: bool = True, seed: int | None = None) -> dict:
-    "φ and the last encoder block's ā ('enc3', enc3 on our UNet) at σ for every image of `data`, one noise seed (default `cfg.seed`), from (or into) a resumable store in `folder`."
+    "φ and the last encoder block's ā ('enc3', enc3 on our UNet) at σ for every image of `data`, one noise seed (default `cfg.seed`), from (or into) a resumable store in `folder`; of a `FolderSample`, every image of the folder streams through DataLoader workers into the store, and its sample's rows are returned, with the store's path."
     from sparsediff.phi import extract_phi
     from sparsediff.adapters import default_blocks
     enc = [b for b in default_blocks(model) if b.startswith('enc')][-1]                   # enc3 on our UNet, enc2 on a two-level diffusers UNet
     seed = cfg.seed if seed is None else seed
     name = f'phi-{safe_name(data.name)}' + ('' if seed == cfg.seed else f'-seed{seed}')
-    store = extract_phi(model, data, inside(folder, Path(folder)/name), sigmas=(cfg.sigma,), n_noise=cfg.n_noise, seed=seed,
-                        blocks=(enc, 'mid'), progress=progress, overwrite=True)
-    return {'phi': np.asarray(store.phi(cfg.sigma, 'mid')), 'enc3': np.asarray(store.phi(cfg.sigma, enc))}
+    src = data.folder if isinstance(data, FolderSample) else data                       # a folder: decoded chunk by chunk, never whole
+    store = extract_phi(model, src, inside(folder, Path(folder)/name), sigmas=(cfg.sigma,), n_noise=cfg.n_noise, seed=seed,
+                        blocks=(enc, 'mid'), progress=progress, overwrite=True, chunk=PHI_CHUNK, workers=FOLDER_WORKERS if src is not data else None)
+    if src is data: return {'phi': np.asarray(store.phi(cfg.sigma, 'mid')), 'enc3': np.asarray(store.phi(cfg.sigma, enc))}
+    from sparsediff.scale import read_rows
+    return {'phi': read_rows(store.phi(cfg.sigma, 'mid'), data.rows), 'enc3': read_rows(store.phi(cfg.sigma, enc), data.rows), 'store': str(Path(store.path).resolve())}
+
+def every_image(feats: dict, data: ImageSet, cfg: ReportConfig) -> tuple:
+    "φ of every image and their pictures: a folder's store (a memory map, read in blocks) and its images read by index, else (or if that store is gone) the analysed φ and images."
+    from sparsediff.phi import PhiStore
+    if 'store' not in feats or not isinstance(data, FolderSample): return feats['phi'], data
+    try: return PhiStore(feats['store'], verify=False).phi(cfg.sigma, 'mid'), FolderImages(data.folder)
+    except (OSError, ValueError): return feats['phi'], data
 
 # %% ../nbs/13_report.ipynb #c026
 def cluster_comparison(reps: dict, n_clusters: int, seed: int = 0) -> pd.DataFrame:
@@ -436,7 +476,7 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig, scores: di
                             labels=y if data.labelled else None, class_names=data.classes, scale=3),
             plot_separation(sep, title=f'{escape_text(data.name)}: separation of adjacent groups in φ' + (', KMeans clusters vs human classes' if labelled else ', KMeans clusters')),
             plot_embedding(emb, colour[erows], names, title=f't-SNE of φ on {escape_text(data.name)}, coloured by {legend}', legend=legend)]
-    head = f'{data.name}, {len(data)} images, φ at σ = {cfg.sigma} averaged over {cfg.n_noise} noise draws. '
+    head = f'{data.name}, {len(data)} images{sample_note(data)}, φ at σ = {cfg.sigma} averaged over {cfg.n_noise} noise draws. '
     if labelled:
         long, k = scores['scores'], scores['n_clusters']
         texts = score_table(long)                                          # 'mean ± spread' by representation and metric
@@ -892,9 +932,10 @@ def in_channels(net) -> int:
     return int(conv.in_channels) if conv is not None else 3
 
 def data_hash(s: ImageSet) -> str:
-    "A short hash of a data set's images and labels."
+    "A short hash of a data set's images and labels; of a `FolderSample`, also of its folder's file list (names, sizes, times: φ reads every file) and its rows."
     h = hashlib.blake2b(digest_size=8)
     h.update(s.images.detach().cpu().contiguous().numpy().tobytes()); h.update(s.labels.cpu().numpy().tobytes())
+    if isinstance(s, FolderSample): h.update(s.folder.fingerprint().encode()); h.update(np.asarray(s.rows, np.int64).tobytes())
     return h.hexdigest()
 
 def run_report(model='default', data='demo', out='sparsediff_report', cfg: ReportConfig | None = None, progress: bool = True,
@@ -948,7 +989,7 @@ def report_sections(r: dict, net, sets: dict, cfg: ReportConfig, manifest: dict 
     sections = [sparsity_section(sp, cfg), stability_section(st, cfg)]
     for name, s in sets.items():
         feats, scores = r[f'phi-{name}-seed{cfg.noise_seeds[0]}'], r[f'scores-{name}']
-        sections += [selectivity_section(feats['phi'], s, cfg), semantics_section(feats, s, cfg, None if scores.get('needs_labels') else scores)]
+        sections += [selectivity_section(*every_image(feats, s, cfg), cfg), semantics_section(feats, s, cfg, None if scores.get('needs_labels') else scores)]
     sections.append(reconstruction_section(g, images, cfg))
     nums = {'sparsity': {'trained': sp['trained'], 'random-init': sp['random-init']},
             'stability': {n: {k: v for k, v in d.items() if k != 'table'} for n, d in st.items()},
@@ -966,6 +1007,8 @@ def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) 
     net = load_report_model(model, cfg.device)
     sets = load_report_data(data, channels=in_channels(net), model=model if isinstance(model, (str, Path)) else 'default')
     notes = [n for n in (class_plan(s, cfg.min_per_class)['note'] for s in sets.values()) if n] + overlap_notes(sets, model_manifest(model))
+    notes += [f'{k}: φ is extracted from all {len(s.folder):,} images (selectivity); the other analyses use a random sample of {len(s):,}'
+              for k, s in sets.items() if sample_note(s)]
     for n in notes: print(f'note: {n}.', file=sys.stderr)  # before any compute, even without a progress bar
     for name, s in sets.items():
         if cfg.k_neighbours >= len(s) // 2: raise ValueError(f'ReportConfig.k_neighbours={cfg.k_neighbours} needs more than {2 * cfg.k_neighbours} images; {name} has {len(s)}')
@@ -995,7 +1038,7 @@ def analyse(model, data, cache: Path, cfg: ReportConfig, progress: bool = True) 
         timing['steps from cache'] = f'{len(from_cache)} of {len(plan)}'
         if all(v is not None for v in seconds.values()): timing['seconds of compute (all steps, when first computed)'] = round(sum(seconds.values()), 1)
     meta = {'model': printable(model) if isinstance(model, (str, Path)) else type(model).__name__, 'model hash': hash_state_dict(net.state_dict()),
-            'parameters': sum(p.numel() for p in net.parameters()), 'data': ', '.join(f'{k} ({len(v)})' for k, v in sets.items()), **timing}
+            'parameters': sum(p.numel() for p in net.parameters()), 'data': ', '.join(f'{k} ({len(v)}' + (f' of {len(v.folder):,})' if sample_note(v) else ')') for k, v in sets.items()), **timing}
     from sparsediff.adapters import is_denoiser, describe_denoiser, describe_noise
     if is_denoiser(net): meta |= {'denoiser': describe_denoiser(net), 'noise': [describe_noise(net, s) for s in (cfg.sigma, cfg.sparsity_sigma)]}  # σ -> timestep used
     step_seconds = {name: (seconds[name], control) for name, _, _, control in plan}

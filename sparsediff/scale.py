@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['row_blocks', 'release_pages', 'read_block', 'read_rows', 'sample_rows', 'nearest_centroids', 'has_faiss',
-           'streaming_kmeans', 'streaming_knn', 'row_pr', 'channel_stats', 'label_agreement', 'store_report']
+__all__ = ['BLOCK_BYTES', 'row_blocks', 'release_pages', 'block_rows', 'read_block', 'read_rows', 'sample_rows', 'column_moments',
+           'nearest_centroids', 'has_faiss', 'streaming_kmeans', 'streaming_knn', 'row_pr', 'channel_stats',
+           'label_agreement', 'store_report']
 
 # %% ../nbs/07b_scale.ipynb #0493cff5
 def row_blocks(n: int, size: int):
@@ -22,24 +23,42 @@ def release_pages(a):
     m = getattr(a, '_mmap', None)
     if m is not None and hasattr(m, 'madvise') and hasattr(mmap, 'MADV_DONTNEED'): m.madvise(mmap.MADV_DONTNEED)
 
+BLOCK_BYTES = 2**23   # a block of rows read as float32 takes about this much memory (8 MB), whatever N
+
+def block_rows(a, budget: int = BLOCK_BYTES) -> int:
+    "Rows of an (N, C) array per block such that a block read as float32 takes about `budget` bytes (at least 1)."
+    return max(1, budget // (4 * max(1, a.shape[1])))
+
 def read_block(a, i0: int, i1: int) -> np.ndarray:
     "Rows i0..i1-1 of a (memory-mapped) array as a float32 array in memory, the map's pages released after: (i1 - i0, C)."
     x = np.array(a[i0:i1], dtype=np.float32, order='C')   # a copy: torch cannot share a read-only memory map
     release_pages(a)
     return x
 
-def read_rows(a, idx, block: int = 65536) -> np.ndarray:
-    "Rows `idx` of a (memory-mapped) array as float32 in memory, gathered one block of rows at a time with the map's pages released after each: (len(idx), C)."
-    idx = np.asarray(idx, dtype=np.int64); order = np.argsort(idx, kind='stable'); s = idx[order]
+def read_rows(a, idx, group: int = 16) -> np.ndarray:
+    "Rows `idx` of a (memory-mapped) array as float32 in memory, `group` at a time, the map's pages released after each: (len(idx), C)."
+    idx = np.asarray(idx)
+    if getattr(a, '_mmap', None) is None: return np.array(a[idx], dtype=np.float32, order='C')
     out = np.empty((len(idx), *a.shape[1:]), np.float32)
-    for i0, i1 in row_blocks(len(a), block):               # rows spread over the whole file would otherwise all become resident at once
-        lo, hi = np.searchsorted(s, [i0, i1])
-        if hi > lo: out[order[lo:hi]] = a[s[lo:hi]]; release_pages(a)
+    for i0, i1 in row_blocks(len(idx), group): out[i0:i1] = a[idx[i0:i1]]; release_pages(a)   # a scattered read maps whole 2 MB pages of the file
     return out
 
 def sample_rows(a, n: int, seed: int = 0) -> np.ndarray:
     "`n` distinct rows of `a` chosen at random (all of them when it has fewer), read in row order: (n, C)."
     return read_rows(a, np.sort(np.random.default_rng(seed).choice(len(a), min(n, len(a)), replace=False)))
+
+def column_moments(a, block: int = 65536, name: str = 'features') -> tuple[np.ndarray, np.ndarray]:
+    "Mean and standard deviation of each column of a (memory-mapped) (N, C) array in float64, from one pass of blocks; NaN or inf refused, naming rows: (C,), (C,)."
+    n, mu, m2 = 0, np.zeros(a.shape[1]), np.zeros(a.shape[1])
+    for i0, i1 in row_blocks(len(a), block):
+        x = read_block(a, i0, i1).astype(np.float64)                                    # (b, C)
+        if not np.isfinite(x).all():
+            rows = i0 + np.flatnonzero(~np.isfinite(x).all(1))
+            raise ValueError(f'{name} holds NaN or inf (rows {rows[:5].tolist()}{" …" * (len(rows) > 5)}); a score on them would mean nothing: drop or recompute those rows')
+        b, bm = len(x), x.mean(0); d = bm - mu
+        m2 += ((x - bm) ** 2).sum(0) + d * d * n * b / (n + b)                            # Chan et al.: the blocks' moments merged
+        mu += d * b / (n + b); n += b
+    return mu, np.sqrt(m2 / n)
 
 # %% ../nbs/07b_scale.ipynb #730d575f
 def nearest_centroids(a, centroids, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
@@ -88,22 +107,25 @@ def streaming_kmeans(a, k: int, seed: int = 0, block: int = 65536, epochs: int =
     return nearest_centroids(a, cent, block)[0], cent
 
 # %% ../nbs/07b_scale.ipynb #d5cf4e38
-def streaming_knn(queries, database, k: int = 5, query_ids=None, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
-    "Indices and cosines of each query's `k` most similar rows of a (memory-mapped) database read in blocks, best first: (n, k), (n, k)."
-    q = torch.from_numpy(np.array(queries, dtype=np.float32, order='C'))
+def streaming_knn(queries, database, k: int = 5, query_ids=None, block: int = 65536, transform=None, device=None) -> tuple[np.ndarray, np.ndarray]:
+    "Indices and cosines of each query's `k` most similar rows of a (memory-mapped) database read in blocks (each sent through `transform` first, if given), best first: (n, k), (n, k)."
+    dev = torch.device('cpu') if device is None else torch.device(device)
+    q = torch.from_numpy(np.array(queries, dtype=np.float32, order='C')).to(dev)
     q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)                                  # (n, C)
     if not 1 <= k <= len(database) - (query_ids is not None): raise ValueError(f'k must be between 1 and {len(database) - (query_ids is not None)}, got {k}')
-    ids = None if query_ids is None else torch.as_tensor(np.asarray(query_ids), dtype=torch.long)
-    best_s, best_i = torch.full((len(q), k), -float('inf')), torch.zeros((len(q), k), dtype=torch.long)
+    ids = None if query_ids is None else torch.as_tensor(np.asarray(query_ids), dtype=torch.long, device=dev)
+    best_s, best_i = torch.full((len(q), k), -float('inf'), device=dev), torch.zeros((len(q), k), dtype=torch.long, device=dev)
     sub = max(1, min(block, 2**24 // max(1, len(q))))
     for i0, i1 in row_blocks(len(database), sub):
-        d = torch.from_numpy(read_block(database, i0, i1)); d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        d = read_block(database, i0, i1); d = d if transform is None else np.ascontiguousarray(transform(d), dtype=np.float32)
+        d = torch.from_numpy(d).to(dev); d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)   # (b, C)
         s = q @ d.T                                                                        # (n, b)
         if ids is not None:
             own = (ids >= i0) & (ids < i1); s[own.nonzero()[:, 0], ids[own] - i0] = -float('inf')
-        s, j = torch.cat([best_s, s], 1), torch.cat([best_i, torch.arange(i0, i1).expand(len(q), -1)], 1)
+        v, j = s.topk(min(k, i1 - i0), dim=1)                                              # (n, ≤k): only a block's own best can enter the best k
+        s, j = torch.cat([best_s, v], 1), torch.cat([best_i, j + i0], 1)
         best_s, t = s.topk(k, dim=1); best_i = j.gather(1, t)
-    return best_i.numpy(), best_s.numpy()
+    return best_i.cpu().numpy(), best_s.cpu().numpy()
 
 # %% ../nbs/07b_scale.ipynb #330019a2
 def row_pr(x: np.ndarray) -> np.ndarray:

@@ -10,12 +10,14 @@ import torch
 from tqdm.auto import tqdm
 from .core import as_device, show_images, escape_text
 from .analysis import as_numpy, as_matrix, row_chunks, palette
+from .scale import row_blocks, read_block, block_rows, column_moments, streaming_knn, streaming_kmeans
 
 # %% auto #0
-__all__ = ['PREPROCESS', 'SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'mean_colour', 'pca_features', 'unit_rows',
-           'has_faiss', 'cosine_knn', 'knn_vote', 'check_labels', 'fit_preprocess', 'knn_hits', 'knn_accuracy',
-           'readout_folds', 'knn_cv_hits', 'knn_cv_accuracy', 'planted_clusters', 'kmeans', 'contingency', 'purity',
-           'nmi', 'cluster_scores', 'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated',
+__all__ = ['STREAM_BYTES', 'PREPROCESS', 'SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'mean_colour', 'pca_features',
+           'unit_rows', 'has_faiss', 'streams', 'knn_inputs', 'check_backend', 'cosine_knn', 'blocked_knn', 'knn_vote',
+           'check_labels', 'fit_preprocess', 'knn_hits', 'blocked_knn_hits', 'knn_accuracy', 'readout_folds',
+           'knn_cv_hits', 'knn_cv_accuracy', 'planted_clusters', 'kmeans', 'contingency', 'purity', 'nmi',
+           'cluster_scores', 'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated',
            'matched_gaussian', 'split_halves', 'nearest_centroid', 'heldout_separation', 'own_span', 'separation_score',
            'tsne_embedding', 'plot_embedding', 'plot_neighbours', 'linear_probe_hits', 'linear_probe',
            'compare_representations', 'plot_comparison', 'plot_separation']
@@ -74,16 +76,32 @@ def _float_tensor(a) -> torch.Tensor:
     a = np.asarray(a, dtype=np.float32)
     return torch.from_numpy(a if a.flags.writeable else a.copy())
 
-def cosine_knn(queries, database=None, k: int = 5, query_ids=None, chunk: int | None = None, device=None,
-               backend: str = 'auto', progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    "Indices and cosines of the `k` most similar database rows for each query row, best first: (n, k) and (n, k)."
-    q = as_matrix(queries, 'queries')
-    db = q if database is None else as_matrix(database, 'database')
+STREAM_BYTES = 2**31   # every memory map, and any array larger than this, is read in blocks of rows rather than copied whole
+
+def streams(a) -> bool:
+    "Whether `a` is read in blocks of rows rather than copied: an (N, d) NumPy memory map (a φ store's `phi`) or an array of more than `STREAM_BYTES`."
+    return isinstance(a, np.ndarray) and a.ndim == 2 and (isinstance(a, np.memmap) or a.nbytes > STREAM_BYTES)
+
+def knn_inputs(queries, database, k: int, query_ids, dtype=np.float32) -> tuple:
+    "Queries, database (the queries themselves when None, each then left out of its own list) and query ids of a cosine kNN, checked: (n, d), (N, d), (n,) or None."
+    q = as_matrix(queries, 'queries', dtype)
+    db = q if database is None else as_matrix(database, 'database', dtype)
     if database is None and query_ids is None: query_ids = np.arange(len(q))
     if q.shape[1] != db.shape[1]: raise ValueError(f'queries have {q.shape[1]} dimensions but the database has {db.shape[1]}')
     if query_ids is not None and len(query_ids) != len(q): raise ValueError(f'query_ids needs one database index per query ({len(q)}), got {len(query_ids)}')
     if not 1 <= k <= len(db) - (query_ids is not None): raise ValueError(f'k must be between 1 and {len(db) - (query_ids is not None)}, got {k}')
+    return q, db, query_ids
+
+def check_backend(backend: str):
+    "Refuse a kNN backend other than 'auto', 'torch' or 'faiss'."
     if backend not in ('auto', 'torch', 'faiss'): raise ValueError(f"backend must be 'auto', 'torch' or 'faiss', got {backend!r}")
+
+def cosine_knn(queries, database=None, k: int = 5, query_ids=None, chunk: int | None = None, device=None,
+               backend: str = 'auto', progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    "Indices and cosines of the `k` most similar database rows for each query row, best first: (n, k) and (n, k); memory maps and very large arrays go to `blocked_knn`."
+    check_backend(backend)
+    if streams(queries) or streams(database): return blocked_knn(queries, database, k, query_ids, chunk, device, backend, progress)
+    q, db, query_ids = knn_inputs(queries, database, k, query_ids)
     if backend == 'faiss' or (backend == 'auto' and has_faiss() and device is None): return _faiss_knn(q, db, k, query_ids)
     dev = as_device(device)
     dbt = unit_rows(_float_tensor(db)).to(dev)                                                   # (N, d)
@@ -96,6 +114,17 @@ def cosine_knn(queries, database=None, k: int = 5, query_ids=None, chunk: int | 
         v, j = s.topk(k, dim=1)
         out_i.append(j.cpu()); out_s.append(v.cpu())
     return torch.cat(out_i).numpy().astype(np.int64), torch.cat(out_s).numpy()
+
+def blocked_knn(queries, database=None, k: int = 5, query_ids=None, chunk: int | None = None, device=None, backend: str = 'auto',
+                progress: bool = False, transform=None) -> tuple[np.ndarray, np.ndarray]:
+    "`cosine_knn` with queries and database both read in blocks of `chunk` rows (`scale.streaming_knn`), each block sent through `transform` first: neither is ever copied whole (faiss would hold the database in memory, so torch searches it)."
+    check_backend(backend)
+    q, db, query_ids = knn_inputs(queries, database, k, query_ids, dtype=None)   # a memory map stays on disk
+    block, prep = chunk or block_rows(db), transform or (lambda b: b)
+    ids = None if query_ids is None else np.asarray(query_ids)
+    out = [streaming_knn(prep(read_block(q, i0, i1)), db, k, None if ids is None else ids[i0:i1], block, transform, device)
+           for i0, i1 in tqdm(list(row_blocks(len(q), block)), desc='cosine kNN', disable=not progress)]   # [((b, k), (b, k))]
+    return np.concatenate([i for i, _ in out]).astype(np.int64), np.concatenate([s for _, s in out])
 
 # %% ../nbs/07_semantics.ipynb #c015
 def knn_vote(neighbour_labels: np.ndarray, sims: np.ndarray, n_classes: int) -> np.ndarray:
@@ -115,20 +144,37 @@ def check_labels(labels, n: int, name: str = 'labels') -> np.ndarray:
 PREPROCESS = ('none', 'centre', 'zscore')
 
 def fit_preprocess(train, mode: str = 'centre'):
-    "A transform of (n, d) rows fitted on the `train` rows only: 'centre' subtracts their mean, 'zscore' also divides by their std (1 where 0), 'none' keeps rows."
+    "A transform of (n, d) rows fitted on the `train` rows only: 'centre' subtracts their mean, 'zscore' also divides by their std (1 where 0), 'none' keeps rows; a memory map's mean and std come from one pass of blocks (which refuses NaN/inf)."
     if mode not in PREPROCESS: raise ValueError(f'preprocess must be one of {PREPROCESS}, got {mode!r}')
-    x = as_matrix(train, dtype=np.float64)
-    mu = x.mean(0) if mode != 'none' else np.zeros(x.shape[1])                                   # (d,)
-    sd = x.std(0) if mode == 'zscore' else np.ones(x.shape[1]); sd = np.where(sd > 0, sd, 1.0)
+    if streams(train): mu, sd = column_moments(train, block_rows(train))                            # (d,), (d,) from one pass of blocks
+    else:
+        x = as_matrix(train, dtype=np.float64)
+        mu, sd = x.mean(0) if mode != 'none' else np.zeros(x.shape[1]), x.std(0) if mode == 'zscore' else np.ones(x.shape[1])
+    if mode == 'none': mu = np.zeros_like(mu)
+    if mode != 'zscore': sd = np.ones_like(sd)
+    sd = np.where(sd > 0, sd, 1.0)
     return lambda a: ((as_matrix(a, dtype=np.float64) - mu) / sd).astype(np.float32)
 
 def knn_hits(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> np.ndarray:
-    "Whether each row (leave-one-out) or each query gets its own label from a k-nearest-neighbour cosine vote, after `fit_preprocess` fitted on `features`: (n,) bool."
+    "Whether each row (leave-one-out) or each query gets its own label from a k-nearest-neighbour cosine vote, after `fit_preprocess` fitted on `features`: (n,) bool; memory maps are read in blocks."
+    if streams(features) or streams(queries): return blocked_knn_hits(features, labels, k, queries, query_labels, preprocess, **kw)
     x = as_matrix(features, finite=True); y = check_labels(labels, len(x)); prep = fit_preprocess(x, preprocess); x = prep(x)
     if queries is None: idx, sims = cosine_knn(x, k=k, **kw); truth = y
     else:
         q = prep(as_matrix(queries, 'queries', finite=True)); truth = check_labels(query_labels, len(q), 'query_labels')
         idx, sims = cosine_knn(q, x, k=k, **kw)
+    return knn_vote(y[idx], sims, int(max(y.max(), truth.max())) + 1) == truth
+
+def blocked_knn_hits(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> np.ndarray:
+    "`knn_hits` with features and queries read in blocks (`blocked_knn`), each block preprocessed as it is read: one pass for the mean and std, one for the kNN: (n,) bool."
+    x = as_matrix(features, dtype=None); y = check_labels(labels, len(x))
+    prep = fit_preprocess(x if streams(x) else as_matrix(x, finite=True), preprocess)
+    if queries is None: q, truth = x, y
+    else:
+        q = as_matrix(queries, 'queries', dtype=None); truth = check_labels(query_labels, len(q), 'query_labels')
+        if streams(q): column_moments(q, block_rows(q), 'queries')                           # one pass that refuses NaN/inf
+        else: as_matrix(q, 'queries', finite=True)
+    idx, sims = blocked_knn(q, None if queries is None else x, k, **kw, transform=None if preprocess == 'none' else prep)
     return knn_vote(y[idx], sims, int(max(y.max(), truth.max())) + 1) == truth
 
 def knn_accuracy(features, labels, k: int = 5, queries=None, query_labels=None, preprocess: str = 'none', **kw) -> float:
@@ -167,10 +213,13 @@ def planted_clusters(n_clusters: int = 5, per: int = 40, dim: int = 32, spread: 
 # %% ../nbs/07_semantics.ipynb #c019
 def kmeans(features, n_clusters: int, seed: int = 0, n_init: int = 3, minibatch: bool | None = None, batch_size: int = 4096,
            max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    "KMeans cluster of each row and the centroids: (N,) and (n_clusters, d); MiniBatchKMeans for N > 20,000 unless told."
+    "KMeans cluster of each row and the centroids: (N,) and (n_clusters, d); MiniBatchKMeans for N > 20,000 unless told; a memory map (or an array over `STREAM_BYTES`) goes to `scale.streaming_kmeans`, read in blocks of `batch_size` rows."
     from sklearn.cluster import KMeans, MiniBatchKMeans
-    x = as_matrix(features)
+    x = as_matrix(features, dtype=None if streams(features) else np.float32)   # a memory map stays on disk
     if not 1 <= n_clusters <= len(x): raise ValueError(f'n_clusters must be between 1 and the number of rows ({len(x)}), got {n_clusters}')
+    if streams(x):                                                  # blocks of `batch_size` rows, passes enough for ~100 mini-batch steps
+        epochs = min(max_iter, -(-100 // -(-len(x) // batch_size)))
+        return streaming_kmeans(x, n_clusters, seed, block=batch_size, epochs=epochs)
     if minibatch is None: minibatch = len(x) > 20_000
     km = (MiniBatchKMeans(n_clusters, batch_size=batch_size, n_init=n_init, random_state=seed, max_iter=max_iter) if minibatch
           else KMeans(n_clusters, n_init=n_init, random_state=seed, max_iter=max_iter))

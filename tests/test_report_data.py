@@ -223,3 +223,40 @@ def test_a_bundled_set_named_unlike_its_key(tmp_path, monkeypatch, no_sampler):
     h, j = run_report(m, 'mnist', tmp_path/'out', ReportConfig(**FAST), progress=False)
     rep, c = claims(j)
     assert 'Semantics (mnist-test)' in rep['sections'] and c
+
+def test_folder_report_equals_the_in_memory_report(tmp_path, tiny_model, no_sampler):
+    "A folder streamed (φ through DataLoader workers, images read by index) gives the report of the same folder loaded whole."
+    from sparsediff.data import image_folder
+    from sparsediff.report import FolderSample
+    for k in range(2): write_images(tmp_path/'pets'/'ab'[k], 12, seed=k, tone=k)
+    s = load_report_data(tmp_path/'pets')['pets']
+    assert isinstance(s, FolderSample) and len(s.folder) == 24 and s.rows.tolist() == list(range(24))
+    whole = image_folder(tmp_path/'pets')
+    assert torch.equal(s.images, whole.images) and torch.equal(s.labels, whole.labels) and s.classes == whole.classes
+    a = json.loads(run_report(tiny_model, tmp_path/'pets', tmp_path/'a', ReportConfig(**FAST), progress=False)[1].read_text())
+    b = json.loads(run_report(tiny_model, whole, tmp_path/'b', ReportConfig(**FAST), progress=False)[1].read_text())
+    assert a['sections'] == b['sections'] and a['meta']['data'] == b['meta']['data'] == 'pets (24)'
+    assert (tmp_path/'a'/'cache'/'phi-pets'/'manifest.json').exists()
+
+def test_folder_report_never_holds_all_images(tmp_path, tiny_model, no_sampler, monkeypatch):
+    "40 images, a sample of 24, extraction chunks of 16: the whole folder is never loaded, and φ of every image is extracted."
+    import sparsediff.report as rp, sparsediff.data as D
+    from sparsediff.phi import ChunkedData
+    for k in range(2): write_images(tmp_path/'pets'/'ab'[k], 20, seed=k, tone=k)
+    monkeypatch.setattr(rp, 'FOLDER_SAMPLE', 24); monkeypatch.setattr(rp, 'PHI_CHUNK', 16)
+    monkeypatch.setattr(rp, 'FOLDER_WORKERS', 0)                                    # decoded in this process, where they are counted
+    monkeypatch.setattr(D, 'image_folder', lambda *a, **kw: pytest.fail('the whole folder was loaded'))
+    held, decoded = [], [0]
+    for cls, name in ((D.ImageSet, '__post_init__'), (ChunkedData, 'get'), (D.LazyImageFolder, 'read'), (D.LazyImageFolder, '__getitem__')):
+        def spy(self, *a, real=getattr(cls, name), name=name, **kw):
+            out = real(self, *a, **kw)
+            if name == '__getitem__': decoded[0] += 1
+            else: held.append(len(self.images) if name == '__post_init__' else len(out[0]) if name == 'get' else len(out))
+            return out
+        monkeypatch.setattr(cls, name, spy)
+    h, j = run_report(tiny_model, tmp_path/'pets', tmp_path/'out', ReportConfig(**FAST), progress=False); rep = json.loads(j.read_text())
+    assert held and max(held) < 40                                                 # no batch, chunk or image set of all 40 images
+    assert decoded[0] >= 24 + 2 * 40                                               # the sample, then every image for each noise seed's φ
+    assert rep['meta']['data'] == 'pets (24 of 40)' and 'the other analyses use a random sample of 24' in h.read_text()
+    assert rep['sections']['Semantics (pets)']['numbers']['n_labelled'] == 24
+    assert rep['sections']['Channel selectivity (pets)']['numbers']['n_channels'] > 0 and 'over the 40 images of pets' in h.read_text()   # every image's φ

@@ -25,11 +25,11 @@ def test_knn_over_a_phi_store_equals_in_memory(tmp_path):
     with pytest.raises(ValueError, match='k must be'): streaming_knn(f[:2], f, k=30, query_ids=[0, 1])
 
 def test_read_rows_gathers_any_order_block_by_block(tmp_path):
-    "Rows in any order, repeated or not, equal fancy indexing, whatever the block size (blocks of 7 rows split the gathers)."
+    "Rows in any order, repeated or not, equal fancy indexing, whatever the group size."
     from sparsediff.scale import read_rows, sample_rows
     a = np.lib.format.open_memmap(tmp_path/'a.npy', mode='w+', dtype=np.float32, shape=(50, 3)); a[:] = np.arange(150).reshape(50, 3); a.flush()
     m = np.load(tmp_path/'a.npy', mmap_mode='r'); idx = np.array([49, 3, 3, 0, 17, 48, 8])
-    for block in (7, 64): assert np.array_equal(read_rows(m, idx, block=block), np.asarray(m)[idx])
+    for group in (1, 3, 64): assert np.array_equal(read_rows(m, idx, group=group), np.asarray(m)[idx])
     s = sample_rows(m, 20, seed=1); assert s.shape == (20, 3) and len(np.unique(s[:, 0])) == 20 and np.all(np.diff(s[:, 0]) > 0)
 
 def test_nmi_and_purity_from_one_contingency_table():
