@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BLOCK_BYTES', 'row_blocks', 'release_pages', 'block_rows', 'read_block', 'read_rows', 'sample_rows', 'column_moments',
-           'nearest_centroids', 'has_faiss', 'streaming_kmeans', 'streaming_knn', 'row_pr', 'channel_stats',
-           'label_agreement', 'store_report']
+__all__ = ['BLOCK_BYTES', 'KMEANS_PP_MAX', 'row_blocks', 'release_pages', 'block_rows', 'read_block', 'read_rows', 'sample_rows',
+           'column_moments', 'nearest_centroids', 'has_faiss', 'streaming_kmeans', 'streaming_knn', 'row_pr',
+           'channel_stats', 'label_agreement', 'store_report']
 
 # %% ../nbs/07b_scale.ipynb #0493cff5
 def row_blocks(n: int, size: int):
@@ -86,11 +86,14 @@ def _faiss_centroids(a, k: int, seed: int, iters: int) -> np.ndarray:
     km = faiss.Kmeans(x.shape[1], k, niter=iters, seed=seed, verbose=False); km.train(x)
     return km.centroids.copy()
 
+KMEANS_PP_MAX = 1000   # above this k, k-means++ seeding (cost ∝ k² · d on a sample of ≥ 3k rows) would cost more than the clustering itself
+
 def _minibatch_centroids(a, k: int, seed: int, block: int, epochs: int) -> np.ndarray:
-    "scikit-learn MiniBatchKMeans centroids: k-means++ on a random sample of rows, then `partial_fit` over blocks in a seeded order, `epochs` passes."
+    "scikit-learn MiniBatchKMeans centroids: seeded on a random sample of rows (k-means++ up to `KMEANS_PP_MAX` clusters, random rows above, as faiss does), then `partial_fit` over blocks in a seeded order, `epochs` passes."
     from sklearn.cluster import MiniBatchKMeans
     block = max(block, 3 * k)                            # the first block initialises k centroids: it needs more rows than k
-    km, rng = MiniBatchKMeans(k, random_state=seed, n_init=1, batch_size=block), np.random.default_rng(seed)
+    init = 'k-means++' if k <= KMEANS_PP_MAX else 'random'
+    km, rng = MiniBatchKMeans(k, init=init, random_state=seed, n_init=1, batch_size=block), np.random.default_rng(seed)
     blocks = list(row_blocks(len(a), block))
     km.partial_fit(sample_rows(a, block, seed))          # initialised from rows of the whole array, not of one block (rows may be sorted)
     for _ in range(epochs):

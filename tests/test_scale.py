@@ -44,3 +44,18 @@ def test_nmi_and_purity_from_one_contingency_table():
     assert nmi(y, (y + 3) * 2) == pytest.approx(1.0) and purity(y, (y + 3) * 2) == 1.0
     assert purity([0, 0, 1, 1, 1], [0, 0, 0, 1, 1]) == pytest.approx(4 / 5) and contingency([0, 0, 1, 1, 1], [0, 0, 0, 1, 1]).tolist() == [[2, 1], [0, 2]]
     with pytest.raises(ValueError, match='equally long'): nmi([0, 1], [0])
+
+def test_large_k_seeds_from_random_rows(monkeypatch, tmp_path):
+    "Above KMEANS_PP_MAX clusters the seeding takes random rows (k-means++ costs ∝ k²); over-clustering planted clusters stays pure."
+    import sparsediff.scale as scale
+    from sklearn.cluster import MiniBatchKMeans
+    inits, real = [], MiniBatchKMeans.partial_fit
+    def spy(self, X, *a, **kw):
+        if not hasattr(self, 'cluster_centers_'): inits.append(self.init)        # the seeding call
+        return real(self, X, *a, **kw)
+    monkeypatch.setattr(MiniBatchKMeans, 'partial_fit', spy); monkeypatch.setattr(scale, 'KMEANS_PP_MAX', 5)
+    x, y = planted_clusters(n_clusters=10, per=60, dim=16, spread=0.05, seed=0)
+    runs = [scale.streaming_kmeans(x.astype(np.float32), 20, backend='sklearn', block=256, seed=s) for s in range(4)]
+    assert inits == ['random'] * 4 and runs[0][1].shape == (20, 16)
+    assert np.mean([purity(y, lab) for lab, _ in runs]) > 0.9                     # measured 0.975 (k-means++ seeding: 1.0)
+    scale.streaming_kmeans(x.astype(np.float32), 4, backend='sklearn', block=256); assert inits[-1] == 'k-means++'
