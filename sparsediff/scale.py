@@ -64,7 +64,7 @@ def column_moments(a, block: int = 65536, name: str = 'features') -> tuple[np.nd
 def nearest_centroids(a, centroids, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     "Index of each row's nearest centroid and the squared distance to it, reading `a` in blocks: (N,) int64 and (N,) float32."
     c = torch.from_numpy(np.array(centroids, dtype=np.float32, order='C'))            # (k, C)
-    cc, sub = (c * c).sum(1), max(1, min(block, 2**24 // len(c)))
+    cc, sub = (c * c).sum(1), max(1, min(block, 2**24 // len(c), block_rows(a)))   # blocks of ≈ 8 MB: temporaries stay small whatever N
     lab, dist = np.empty(len(a), np.int64), np.empty(len(a), np.float32)
     for i0, i1 in row_blocks(len(a), sub):
         x = torch.from_numpy(read_block(a, i0, i1))                                      # (b, C)
@@ -139,7 +139,7 @@ def row_pr(x: np.ndarray) -> np.ndarray:
 def channel_stats(a, block: int = 65536) -> dict:
     "One pass of blocks over a (memory-mapped) (N, C) array: dead channels (never ≠ 0), each channel's fraction of rows > 0, rows' median PR."
     n, c = a.shape; peak, pos, pr = np.zeros(c, np.float32), np.zeros(c), []
-    for i0, i1 in row_blocks(n, block):
+    for i0, i1 in row_blocks(n, min(block, block_rows(a))):                        # blocks of ≈ 8 MB
         x = read_block(a, i0, i1); peak = np.maximum(peak, np.abs(x).max(0)); pos += (x > 0).sum(0); pr.append(row_pr(x))
     return dict(channels=c, dead=int((peak == 0).sum()), active=pos / n, median_pr=float(np.median(np.concatenate(pr))))
 
