@@ -14,8 +14,8 @@ from .train import add_noise
 __all__ = ['OUR_BLOCKS', 'PREDICTIONS', 'KINDS', 'LATENT_PARTS', 'noise_table', 'table_sigmas', 'sigma_to_timestep',
            'diffusers_blocks', 'block_map', 'net_output', 'fresh_network', 'Denoiser', 'predicted_x0', 'VPDenoiser',
            'edm_preconditioning', 'EDMDenoiser', 'vae_scaling', 'vae_codec', 'LatentDenoiser', 'is_denoiser',
-           'image_channels', 'as_denoiser', 'denoise', 'describe_noise', 'default_blocks', 'describe_denoiser',
-           'load_denoiser']
+           'image_channels', 'latent_parts', 'as_denoiser', 'denoise', 'describe_noise', 'default_blocks',
+           'describe_denoiser', 'load_denoiser']
 
 # %% ../nbs/04a_adapters.ipynb #a0000007
 def _diffusers():
@@ -307,6 +307,12 @@ def image_channels(model: nn.Module) -> int | None:
     net = getattr(model, 'net', model) if is_denoiser(model) else model   # a wrapper without .net (judges.SwappedPhi) says nothing
     conf = getattr(net, 'cfg', None) or getattr(net, 'config', None)
     return conf.get('in_channels') if isinstance(conf, dict) else getattr(conf, 'in_channels', None)
+
+def latent_parts(model: nn.Module) -> tuple:
+    "A latent model as (its network as a denoiser of latents, encode, decode); any other model as (model, None, None)."
+    if isinstance(model, LatentDenoiser): return model.in_latent_space(), model.encode, model.decode
+    if callable(split := getattr(model, 'latent_parts', None)): return split()     # a wrapper (e.g. judges.SwappedPhi) splits itself
+    return model, None, None
 
 def _is_diffusers(net) -> bool: return type(net).__module__.startswith('diffusers.')
 

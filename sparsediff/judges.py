@@ -241,7 +241,7 @@ class SwappedPhi(Denoiser):
     def describe(self, sigma: float) -> dict: return describe_noise(self.denoiser, sigma)
     def latent_parts(self) -> tuple:
         "For the sampler: (this pair in latent space, encode, decode) when it swaps latent models, else (self, None, None)."
-        from sparsediff.sampler import latent_parts
+        from sparsediff.adapters import latent_parts
         (d, enc, dec), (p, _, _) = latent_parts(self.denoiser), latent_parts(self.phi_net)
         return (self, None, None) if enc is None else (SwappedPhi(d, p), enc, dec)
     def description(self) -> dict:

@@ -16,7 +16,7 @@ from .core import (hash_state_dict, write_json, read_json, check_images, check_s
                    open_nofollow, refuse_link, folder_lock)
 from .hooks import capture, resolve, resolve_one, forward
 from .unet import BLOCKS, UNet, check_image_batch
-from .adapters import is_denoiser, describe_noise, describe_denoiser, default_blocks, LatentDenoiser
+from .adapters import is_denoiser, describe_noise, describe_denoiser, default_blocks, latent_parts
 
 # %% auto #0
 __all__ = ['WHICH', 'AMPS', 'MANIFEST', 'LABELS', 'LOCK', 'FORMAT', 'IDENTITY', 'MAX_ROWS', 'MAX_CHANNELS', 'block_keys',
@@ -131,8 +131,9 @@ def check_phi_args(model: nn.Module, x, sigma=0.0, n_noise: int = 1, block=None)
 # %% ../nbs/05_phi.ipynb #c013
 def model_space(model: nn.Module, x: torch.Tensor, grad: bool = False) -> tuple:
     "(the network that reads x, x in its space): a latent model's images are encoded once and read by the same network as latents; any other model unchanged."
-    if not isinstance(model, LatentDenoiser): return model, x
-    with torch.set_grad_enabled(grad): return model.in_latent_space(), model.encode(x.to(model_device(model)))   # (B, 3, H, W) -> (B, c, h, w)
+    net, encode, _ = latent_parts(model)
+    if encode is None: return model, x
+    with torch.set_grad_enabled(grad): return net, encode(x.to(model_device(model)))   # (B, 3, H, W) -> (B, c, h, w)
 
 def noisy_block_means(model: nn.Module, x: torch.Tensor, sigma, n_noise: int = 8, blocks=('mid',), which: str = 'output',
                       generator: torch.Generator | None = None, batch_size: int | None = None, grad: bool = False,

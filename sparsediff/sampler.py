@@ -19,7 +19,7 @@ from . import adapters
 __all__ = ['SCHEDULES', 'GUIDANCES', 'SPACINGS', 'PRESETS', 'step_size', 'noise_scale', 'estimate_sigma', 'SamplerConfig',
            'Counter', 'told', 'denoise', 'block_mean', 'denoise_with_block', 'match_target', 'relative_error',
            'gradient_step', 'gradient_match', 'adam_match', 'guide', 'SamplerStep', 'SampleResult', 'noise_record',
-           'latent_parts', 'decoded', 'check_sample_memory', 'sample', 'reconstruct', 'phi_error', 'phi_identification',
+           'decoded', 'check_sample_memory', 'sample', 'reconstruct', 'phi_error', 'phi_identification',
            'noise_level_check', 'loop_scheduler', 'scheduler_samples']
 
 # %% ../nbs/08_sampler.ipynb #c006
@@ -439,12 +439,6 @@ def _check_model(model: nn.Module, shape, cfg: SamplerConfig, guided: bool):
     if channels is not None and shape[1] != channels:
         raise ValueError(f'the model takes {channels}-channel images, got shape {tuple(shape)}')
 
-def latent_parts(model: nn.Module) -> tuple:
-    "A latent model as (its network as a denoiser of latents, encode, decode): the sampler iterates latents; any other model as (model, None, None)."
-    if isinstance(model, adapters.LatentDenoiser): return model.in_latent_space(), model.encode, model.decode
-    if callable(split := getattr(model, 'latent_parts', None)): return split()     # a wrapper (e.g. judges.SwappedPhi) splits itself
-    return model, None, None
-
 def decoded(result: SampleResult, decode) -> SampleResult:
     "A latent run's result with its samples and clean estimates decoded to [0, 1] images (B, 3, H, W), the final latents kept in `.latents`."
     lat, den = result.samples, result.denoised
@@ -485,7 +479,7 @@ def sample(model: nn.Module, n: int = 1, shape=(3, 32, 32), config: SamplerConfi
     n = check_positive_int(n, 'n'); shape = (n, *shape)
     if len(shape) != 4: raise ValueError(f'shape must be (C, H, W), got {shape[1:]}')
     check_sample_memory(shape, f'n={n}')
-    net, _, decode = latent_parts(model)
+    net, _, decode = adapters.latent_parts(model)
     _check_model(net, shape, cfg, False)
     res = _sample(net, shape, None, cfg, seed, device, callback, progress)
     return res if decode is None else decoded(res, decode)
@@ -498,7 +492,7 @@ def reconstruct(model: nn.Module, targets: torch.Tensor, n_samples: int = 1, con
     n_samples = check_positive_int(n_samples, 'n_samples')
     check_sample_memory((len(targets) * n_samples, *targets.shape[1:]), f'{len(targets)} targets × n_samples={n_samples}')
     x_c = targets.repeat_interleave(n_samples, 0)                          # (M, ...) -> (M·n, ...)
-    net, encode, decode = latent_parts(model)
+    net, encode, decode = adapters.latent_parts(model)
     if encode is not None:                                                 # a latent model: match φ of the targets' latents, iterate latents
         with torch.no_grad(): x_c = encode(x_c.to(model_device(model)))   # (M·n, 3, H, W) -> (M·n, c, h, w)
     _check_model(net, x_c.shape, cfg, cfg.guidance != 'none')

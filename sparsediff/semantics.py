@@ -10,11 +10,11 @@ import torch
 from tqdm.auto import tqdm
 from .core import as_device, show_images, escape_text
 from .analysis import as_numpy, as_matrix, row_chunks, palette
-from .scale import row_blocks, read_block, block_rows, column_moments, streaming_knn, streaming_kmeans
+from .scale import row_blocks, read_block, block_rows, column_moments, streaming_knn, streaming_kmeans, has_faiss
 
 # %% auto #0
 __all__ = ['STREAM_BYTES', 'PREPROCESS', 'SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'mean_colour', 'pca_features',
-           'unit_rows', 'has_faiss', 'streams', 'knn_inputs', 'check_backend', 'cosine_knn', 'blocked_knn', 'knn_vote',
+           'unit_rows', 'streams', 'knn_inputs', 'check_backend', 'cosine_knn', 'blocked_knn', 'knn_vote',
            'check_labels', 'fit_preprocess', 'knn_hits', 'blocked_knn_hits', 'knn_accuracy', 'readout_folds',
            'knn_cv_hits', 'knn_cv_accuracy', 'planted_clusters', 'kmeans', 'contingency', 'purity', 'nmi',
            'cluster_scores', 'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated',
@@ -52,11 +52,6 @@ def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     "Rows scaled to unit L2 norm; zero rows stay zero."
     return x / x.norm(dim=1, keepdim=True).clamp_min(eps)
 
-def has_faiss() -> bool:
-    "True when the optional `faiss` package can be imported."
-    try: import faiss  # noqa: F401
-    except ImportError: return False
-    return True
 
 def _faiss_knn(q: np.ndarray, db: np.ndarray, k: int, query_ids):
     "Exact cosine kNN with a faiss inner-product index; `query_ids` rows are left out of their own lists."
