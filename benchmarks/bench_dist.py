@@ -3,15 +3,41 @@ The same `sparsediff extract` command twice, each timed end to end (process star
 stores compared byte for byte. Target (issue 24): ≥ 1.7× with 2 ranks. Run it on an otherwise idle machine with ≥ N cores.
 The machine's own ceiling is measured beside it: N independent one-process extractions at once (no communication at all) against
 one alone. On a VM whose cores share a physical core or memory bandwidth that ceiling is below N, and no rank split can beat it.
+Two ratios: end to end (each command's wall time, so torchrun's own start-up, about 1.6 s on this machine, counts against the
+ranks) and `extract_phi` itself (the call timed inside the processes, from a barrier after model and data are loaded to the slowest
+rank's return: planning, hashing, compute, commit and verification included). The target is read on the second.
 Usage: python benchmarks/bench_dist.py [--model default] [--data mnist] [--n-noise 32] [--sigmas 0.05 0.1 0.2 0.4] [--ranks 2]
        python benchmarks/bench_dist.py --n-noise 1 --sigmas 0.1          (a quick check that it runs)"""
-import argparse, os, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 def extract_args(a, out: Path) -> list:
     "The `sparsediff extract` arguments shared by both runs."
     return ['-m', 'sparsediff.cli', 'extract', '--model', a.model, '--data', a.data, '--out', str(out), '--sigmas', *map(str, a.sigmas),
             '--blocks', *a.blocks, '--n-noise', str(a.n_noise), '--chunk', str(a.chunk), '--threads', '1', '--device', 'cpu', '--quiet']
+
+def inner(a):
+    "Run inside each process (`--inner`): load as `sparsediff extract` does, then time `extract_phi` alone; rank 0 writes the seconds to --timing."
+    import json, torch
+    from sparsediff.cli import extract_dataset
+    from sparsediff.report import load_report_model
+    from sparsediff.phi import extract_phi
+    from sparsediff.dist import launched_by_torchrun
+    torch.set_num_threads(1)
+    if launched_by_torchrun(): torch.distributed.init_process_group('gloo')   # ours: extract_phi uses it and leaves it open
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if launched_by_torchrun() else (0, 1)
+    model = load_report_model(a.model, 'cpu')
+    data = extract_dataset(a.data, a.model, 32, getattr(getattr(model, 'cfg', None), 'in_channels', 3))
+    if world > 1: torch.distributed.barrier()                     # every rank ready: the clock starts together
+    t = time.perf_counter()
+    extract_phi(model, data, a.out, sigmas=a.sigmas, n_noise=a.n_noise, blocks=tuple(a.blocks), chunk=a.chunk, progress=False)
+    if world > 1: torch.distributed.barrier(); torch.distributed.destroy_process_group()   # the slowest rank's return
+    if rank == 0: Path(a.timing).write_text(json.dumps({'seconds': time.perf_counter() - t, 'world': world}))
+
+def inner_args(a, out: Path, timing: Path) -> list:
+    "This script's `--inner` arguments: the same extraction as `extract_args`, timed in-process."
+    return [str(Path(__file__).resolve()), '--inner', '--out', str(out), '--timing', str(timing), '--model', a.model, '--data', a.data,
+            '--sigmas', *map(str, a.sigmas), '--blocks', *a.blocks, '--n-noise', str(a.n_noise), '--chunk', str(a.chunk)]
 
 def timed(cmd: list, env: dict) -> float:
     "Wall seconds of a command that must succeed."
@@ -35,7 +61,10 @@ def main():
     ap.add_argument('--model', default='default'); ap.add_argument('--data', default='mnist')
     ap.add_argument('--sigmas', type=float, nargs='+', default=[0.05, 0.1, 0.2, 0.4]); ap.add_argument('--blocks', nargs='+', default=['mid'])
     ap.add_argument('--n-noise', type=int, default=32); ap.add_argument('--chunk', type=int, default=64); ap.add_argument('--ranks', type=int, default=2)
+    ap.add_argument('--inner', action='store_true', help=argparse.SUPPRESS); ap.add_argument('--out', help=argparse.SUPPRESS)
+    ap.add_argument('--timing', help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.inner: return inner(a)
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     print(f'{os.cpu_count()} CPU cores; {a.model} on {a.data}, σ {a.sigmas}, blocks {a.blocks}, {a.n_noise} noise draws, chunks of {a.chunk}', flush=True)
     with tempfile.TemporaryDirectory() as d:
@@ -45,11 +74,18 @@ def main():
                       *extract_args(a, Path(d)/'many')], env)
         print(f'{a.ranks} ranks, 1 thread each: {many:.1f} s', flush=True)
         same = store_files(Path(d)/'one') == store_files(Path(d)/'many')
+        torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(a.ranks)]
+        timed([sys.executable, *inner_args(a, Path(d)/'in1', Path(d)/'t1.json')], env)
+        timed([*torchrun, *inner_args(a, Path(d)/'inN', Path(d)/'tN.json')], env)
+        in1, inN = (json.loads((Path(d)/f).read_text())['seconds'] for f in ('t1.json', 'tN.json'))
+        same = same and store_files(Path(d)/'in1') == store_files(Path(d)/'inN') == store_files(Path(d)/'one')
+        print(f'extract_phi alone (timed in the processes): 1 process {in1:.1f} s, {a.ranks} ranks {inN:.1f} s', flush=True)
         apart = timed_together([[sys.executable, *extract_args(a, Path(d)/f'apart{i}')] for i in range(a.ranks)], env)
         print(f'{a.ranks} independent single-process extractions at once: {apart:.1f} s (each does all the work)', flush=True)
-    print(f'speed-up {one / many:.2f}× with {a.ranks} ranks (target ≥ 1.7× for 2); stores identical byte for byte: {same}')
+    print(f'speed-up end to end {one / many:.2f}× with {a.ranks} ranks (torchrun\'s start-up included)')
+    print(f'speed-up of extract_phi {in1 / inN:.2f}× with {a.ranks} ranks (target ≥ 1.7× for 2); all four stores identical byte for byte: {same}')
     print(f'ceiling of this machine for {a.ranks} processes: {a.ranks * one / apart:.2f}× (independent processes, no communication); '
-          f'the ranks reach {one / many / (a.ranks * one / apart):.0%} of it')
+          f'the ranks reach {one / many / (a.ranks * one / apart):.0%} of it end to end, {in1 / inN / (a.ranks * one / apart):.0%} in extract_phi')
     if not same: raise SystemExit('the stores differ')
 
 if __name__ == '__main__': main()

@@ -47,17 +47,20 @@ def sample_rows(a, n: int, seed: int = 0) -> np.ndarray:
     "`n` distinct rows of `a` chosen at random (all of them when it has fewer), read in row order: (n, C)."
     return read_rows(a, np.sort(np.random.default_rng(seed).choice(len(a), min(n, len(a)), replace=False)))
 
-def column_moments(a, block: int = 65536, name: str = 'features') -> tuple[np.ndarray, np.ndarray]:
-    "Mean and standard deviation of each column of a (memory-mapped) (N, C) array in float64, from one pass of blocks; NaN or inf refused, naming rows: (C,), (C,)."
+def column_moments(a, block: int = 65536, name: str = 'features', keep=None) -> tuple[np.ndarray, np.ndarray]:
+    "Mean and standard deviation of each column of a (memory-mapped) (N, C) array in float64, from one pass of blocks (only rows where the (N,) bool `keep` is True, if given); NaN or inf refused, naming rows: (C,), (C,)."
     n, mu, m2 = 0, np.zeros(a.shape[1]), np.zeros(a.shape[1])
     for i0, i1 in row_blocks(len(a), block):
         x = read_block(a, i0, i1).astype(np.float64)                                    # (b, C)
         if not np.isfinite(x).all():
             rows = i0 + np.flatnonzero(~np.isfinite(x).all(1))
             raise ValueError(f'{name} holds NaN or inf (rows {rows[:5].tolist()}{" …" * (len(rows) > 5)}); a score on them would mean nothing: drop or recompute those rows')
+        if keep is not None: x = x[keep[i0:i1]]                                          # (b', C): the rows asked for
+        if not len(x): continue
         b, bm = len(x), x.mean(0); d = bm - mu
         m2 += ((x - bm) ** 2).sum(0) + d * d * n * b / (n + b)                            # Chan et al.: the blocks' moments merged
         mu += d * b / (n + b); n += b
+    if not n: raise ValueError(f'{name}: no rows to take moments of')
     return mu, np.sqrt(m2 / n)
 
 # %% ../nbs/07b_scale.ipynb #730d575f
@@ -110,12 +113,13 @@ def streaming_kmeans(a, k: int, seed: int = 0, block: int = 65536, epochs: int =
     return nearest_centroids(a, cent, block)[0], cent
 
 # %% ../nbs/07b_scale.ipynb #d5cf4e38
-def streaming_knn(queries, database, k: int = 5, query_ids=None, block: int = 65536, transform=None, device=None) -> tuple[np.ndarray, np.ndarray]:
-    "Indices and cosines of each query's `k` most similar rows of a (memory-mapped) database read in blocks (each sent through `transform` first, if given), best first: (n, k), (n, k)."
+def streaming_knn(queries, database, k: int = 5, query_ids=None, block: int = 65536, transform=None, device=None, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+    "Indices and cosines of each query's `k` most similar rows of a (memory-mapped) database read in blocks (each sent through `transform` first, if given; rows where the (N,) bool `exclude` is True never count), best first: (n, k), (n, k)."
     dev = torch.device('cpu') if device is None else torch.device(device)
     q = torch.from_numpy(np.array(queries, dtype=np.float32, order='C')).to(dev)
     q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)                                  # (n, C)
-    if not 1 <= k <= len(database) - (query_ids is not None): raise ValueError(f'k must be between 1 and {len(database) - (query_ids is not None)}, got {k}')
+    n_db = len(database) - (query_ids is not None) - (0 if exclude is None else int(np.count_nonzero(exclude)))
+    if not 1 <= k <= n_db: raise ValueError(f'k must be between 1 and {n_db}, got {k}')
     ids = None if query_ids is None else torch.as_tensor(np.asarray(query_ids), dtype=torch.long, device=dev)
     best_s, best_i = torch.full((len(q), k), -float('inf'), device=dev), torch.zeros((len(q), k), dtype=torch.long, device=dev)
     sub = max(1, min(block, 2**24 // max(1, len(q))))
@@ -125,6 +129,7 @@ def streaming_knn(queries, database, k: int = 5, query_ids=None, block: int = 65
         s = q @ d.T                                                                        # (n, b)
         if ids is not None:
             own = (ids >= i0) & (ids < i1); s[own.nonzero()[:, 0], ids[own] - i0] = -float('inf')
+        if exclude is not None: s[:, torch.from_numpy(np.asarray(exclude[i0:i1], bool)).to(dev)] = -float('inf')
         v, j = s.topk(min(k, i1 - i0), dim=1)                                              # (n, ≤k): only a block's own best can enter the best k
         s, j = torch.cat([best_s, v], 1), torch.cat([best_i, j + i0], 1)
         best_s, t = s.topk(k, dim=1); best_i = j.gather(1, t)

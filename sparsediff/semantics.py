@@ -10,17 +10,17 @@ import torch
 from tqdm.auto import tqdm
 from .core import as_device, show_images, escape_text
 from .analysis import as_numpy, as_matrix, row_chunks, palette
-from .scale import row_blocks, read_block, block_rows, column_moments, streaming_knn, streaming_kmeans, has_faiss
+from .scale import row_blocks, read_block, read_rows, block_rows, column_moments, streaming_knn, streaming_kmeans, has_faiss
 
 # %% auto #0
 __all__ = ['STREAM_BYTES', 'PREPROCESS', 'SEPARATION_COLUMNS', 'as_images', 'pixel_features', 'mean_colour', 'pca_features',
            'unit_rows', 'streams', 'knn_inputs', 'check_backend', 'cosine_knn', 'blocked_knn', 'knn_vote',
            'check_labels', 'fit_preprocess', 'knn_hits', 'blocked_knn_hits', 'knn_accuracy', 'readout_folds',
-           'knn_cv_hits', 'knn_cv_accuracy', 'planted_clusters', 'kmeans', 'contingency', 'purity', 'nmi',
-           'cluster_scores', 'group_centroids', 'adjacent_pairs', 'centroid_separation', 'fraction_separated',
-           'matched_gaussian', 'split_halves', 'nearest_centroid', 'heldout_separation', 'own_span', 'separation_score',
-           'tsne_embedding', 'plot_embedding', 'plot_neighbours', 'linear_probe_hits', 'linear_probe',
-           'compare_representations', 'plot_comparison', 'plot_separation']
+           'knn_cv_hits', 'blocked_knn_cv_hits', 'knn_cv_accuracy', 'planted_clusters', 'kmeans', 'contingency',
+           'purity', 'nmi', 'cluster_scores', 'group_centroids', 'adjacent_pairs', 'centroid_separation',
+           'fraction_separated', 'matched_gaussian', 'split_halves', 'nearest_centroid', 'heldout_separation',
+           'own_span', 'separation_score', 'tsne_embedding', 'plot_embedding', 'plot_neighbours', 'linear_probe_hits',
+           'linear_probe', 'compare_representations', 'plot_comparison', 'plot_separation']
 
 # %% ../nbs/07_semantics.ipynb #c006
 def as_images(images) -> torch.Tensor:
@@ -138,10 +138,11 @@ def check_labels(labels, n: int, name: str = 'labels') -> np.ndarray:
 
 PREPROCESS = ('none', 'centre', 'zscore')
 
-def fit_preprocess(train, mode: str = 'centre'):
-    "A transform of (n, d) rows fitted on the `train` rows only: 'centre' subtracts their mean, 'zscore' also divides by their std (1 where 0), 'none' keeps rows; a memory map's mean and std come from one pass of blocks (which refuses NaN/inf)."
+def fit_preprocess(train, mode: str = 'centre', keep=None):
+    "A transform of (n, d) rows fitted on the `train` rows only (those where the (N,) bool `keep` is True, if given): 'centre' subtracts their mean, 'zscore' also divides by their std (1 where 0), 'none' keeps rows; a memory map's mean and std come from one pass of blocks (which refuses NaN/inf)."
     if mode not in PREPROCESS: raise ValueError(f'preprocess must be one of {PREPROCESS}, got {mode!r}')
-    if streams(train): mu, sd = column_moments(train, block_rows(train))                            # (d,), (d,) from one pass of blocks
+    if streams(train): mu, sd = column_moments(train, block_rows(train), keep=keep)                # (d,), (d,) from one pass of blocks
+    elif keep is not None: return fit_preprocess(as_matrix(train)[np.asarray(keep, bool)], mode)
     else:
         x = as_matrix(train, dtype=np.float64)
         mu, sd = x.mean(0) if mode != 'none' else np.zeros(x.shape[1]), x.std(0) if mode == 'zscore' else np.ones(x.shape[1])
@@ -185,10 +186,26 @@ def readout_folds(labels, folds: int = 5, seed: int = 0) -> list:
     return list(split.split(np.zeros(len(y)), y))
 
 def knn_cv_hits(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', **kw) -> np.ndarray:
-    "Cross-validated kNN: whether each row is voted its label by its cosine neighbours in the other folds, `preprocess` fitted on those folds only: (N,) bool."
+    "Cross-validated kNN: whether each row is voted its label by its cosine neighbours in the other folds, `preprocess` fitted on those folds only: (N,) bool; a memory map is read in blocks (`blocked_knn_cv_hits`)."
+    if streams(features): return blocked_knn_cv_hits(features, labels, k, folds, seed, preprocess, **kw)
     x = as_matrix(features, finite=True); y = check_labels(labels, len(x)); hits = np.zeros(len(y), bool)
     for tr, te in readout_folds(y, folds, seed):
         hits[te] = knn_hits(x[tr], y[tr], min(k, len(tr)), x[te], y[te], preprocess=preprocess, **kw)
+    return hits
+
+def blocked_knn_cv_hits(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', chunk: int | None = None,
+                        device=None, progress: bool = False, **kw) -> np.ndarray:
+    "`knn_cv_hits` on a memory map: each fold's test rows, `chunk` at a time, search the whole map with the test fold's rows excluded, so no fold is ever copied: (N,) bool."
+    x = as_matrix(features, dtype=None); y = check_labels(labels, len(x)); hits = np.zeros(len(y), bool)
+    block, n_classes = chunk or block_rows(x), int(y.max()) + 1
+    for tr, te in tqdm(readout_folds(y, folds, seed), desc='kNN folds', disable=not progress):
+        out = np.ones(len(x), bool); out[tr] = False                                                 # (N,): rows the fold may not use
+        prep = fit_preprocess(x, preprocess, keep=~out)
+        for i0, i1 in row_blocks(len(te), block):
+            rows = te[i0:i1]
+            idx, sims = streaming_knn(prep(read_rows(x, rows)), x, min(k, len(tr)), block=block, device=device, exclude=out,
+                                      transform=None if preprocess == 'none' else prep)              # (b, k), (b, k)
+            hits[rows] = knn_vote(y[idx], sims, n_classes) == y[rows]
     return hits
 
 def knn_cv_accuracy(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', **kw) -> float:

@@ -2,7 +2,7 @@
 import json, os, subprocess, sys, textwrap
 import numpy as np, pandas as pd, pytest
 from sparsediff.semantics import (planted_clusters, cosine_knn, knn_hits, knn_accuracy, kmeans, purity, streams, fit_preprocess,
-                                  PREPROCESS)
+                                  PREPROCESS, knn_cv_hits, blocked_knn_cv_hits)
 from sparsediff.analysis import channel_selectivity, top_activating
 
 @pytest.fixture
@@ -34,6 +34,23 @@ def test_knn_accuracy_on_a_memory_map_equals_in_memory(data, preprocess):
     assert knn_accuracy(m, y, 5, preprocess=preprocess) == acc
     q, qy = x[::7] + 0.1, y[::7]
     assert knn_accuracy(m, y, 3, q, qy, preprocess, chunk=16) == knn_accuracy(x, y, 3, q, qy, preprocess)
+
+@pytest.mark.parametrize('preprocess', PREPROCESS)
+def test_cross_validated_knn_on_a_memory_map_equals_in_memory(data, preprocess, device):
+    x, y, m = data
+    ref = knn_cv_hits(x, y, 5, folds=5, seed=3, preprocess=preprocess)
+    assert 0.3 < ref.mean() < 0.95                                                 # a score that could differ
+    got = knn_cv_hits(m, y, 5, folds=5, seed=3, preprocess=preprocess, chunk=23, device=device)   # blocks that straddle folds
+    assert np.array_equal(got, ref)
+    assert not np.array_equal(knn_cv_hits(m, y, 5, folds=5, seed=4, preprocess=preprocess), ref)   # the folds matter
+
+def test_moments_of_chosen_rows(data):
+    x, y, m = data
+    keep = y % 2 == 0
+    mu, sd = __import__('sparsediff.scale', fromlist=['column_moments']).column_moments(m, 17, keep=keep)
+    assert np.allclose(mu, x[keep].mean(0), atol=1e-5) and np.allclose(sd, x[keep].std(0), atol=1e-5)
+    assert np.allclose(fit_preprocess(m, 'zscore', keep=keep)(x), fit_preprocess(x[keep], 'zscore')(x), atol=1e-4)
+    assert np.allclose(fit_preprocess(x, 'centre', keep=keep)(x), x - x[keep].mean(0), atol=1e-4)
 
 def test_streamed_preprocess_and_nan(data, tmp_path):
     x, y, m = data

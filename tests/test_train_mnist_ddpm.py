@@ -48,3 +48,17 @@ def test_resume_is_exact_and_ship_loads(script, tmp_path):
     assert next(D.net.parameters()).dtype == torch.float32                                # stored in fp16, loaded as fp32
     assert all(torch.equal(p, q.half().float()) for p, q in zip(D.net.state_dict().values(), resumed.state_dict().values()))
     with pytest.raises(FileNotFoundError, match='train first'): script.ship(tmp_path/'empty', tmp_path/'w2')
+
+def test_scenes_data_trains_a_colour_eps_model(script, tmp_path):
+    script.use_data('scenes')
+    assert script.UNET['in_channels'] == script.UNET['out_channels'] == 3 and script.RUN.parent.name == 'scenes_ddpm'
+    x = script.make_data().batch(0, 4)
+    assert x.shape == (4, 3, 32, 32) and 0 <= x.min() and x.max() <= 1 and x.std() > 0.05       # rendered colour scenes
+    ema, step, log = script.train(tmp_path/'s', steps=2, ckpt_every=2, log_every=1, quiet=True)
+    assert step == 2 and ema.config.in_channels == 3 and all(map(lambda r: r['loss'] > 0, log))
+    dest = script.ship(tmp_path/'s', tmp_path/'weights'/'scenes_ddpm')
+    man = json.loads((dest/'manifest.json').read_text())
+    assert man['model'] == 'scenes_ddpm' and 'SceneStream' in man['data'] and '--data scenes' in man['script']
+    from sparsediff.adapters import load_denoiser
+    assert load_denoiser(dest).net.config.out_channels == 3
+    with pytest.raises(ValueError, match='digits'): script.use_data('faces')

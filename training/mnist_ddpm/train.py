@@ -1,4 +1,4 @@
-"""Train the digits ε-model (issue 23, item 3) in the background, resumably: `python training/mnist_ddpm/train.py [--threads N] [--steps S]`.
+"""Train an ε-model (digits: issue 23, item 3; scenes: issue 22) in the background, resumably: `python training/mnist_ddpm/train.py [--data digits|scenes] [--threads N] [--steps S]`.
 
 A diffusers `UNet2DModel` (1 grey channel, 32×32, ≤ 3M parameters) trained with diffusers' own `DDPMScheduler` (`add_noise`, linear
 β, 1,000 steps) and ε-MSE on the MNIST-5k training split only — `DigitsMixture`, the augmented `load_mnist('train')` digits our
@@ -6,6 +6,8 @@ blind digits model trained on (the 28×28 digits sit in a 32×32 frame); the tes
 and noise come from the step number, so killing the run and rerunning the same command resumes exactly from the last checkpoint
 (model + optimizer + step, written atomically every `--ckpt-every` steps). `--ship` saves the latest checkpoint as a diffusers
 pipeline folder, `DDPMPipeline(unet, scheduler).save_pretrained`, under sparsediff/weights/mnist_ddpm with a small manifest.json.
+`--data scenes` trains the same network with three colour channels on the endless rendered-scene stream (`SceneStream(size=32,
+seed=1)`: fresh scenes every batch, nothing to memorise), checkpoints in training/scenes_ddpm/run and ships sparsediff/weights/scenes_ddpm.
 """
 import argparse, json, math, os, time
 from pathlib import Path
@@ -20,6 +22,31 @@ UNET = dict(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1, b
 SCHEDULER = dict(num_train_timesteps=1000, beta_schedule='linear', prediction_type='epsilon')
 RECIPE = dict(batch_size=64, lr=5e-4, warmup_steps=500, grad_clip=1.0, ema_decay=0.999, seed=0)
 CKPT = 'checkpoint.pt'
+DATASETS = {          # what differs between the two ε-models: channels, data stream, folders and the manifest's words
+    'digits': dict(name='mnist_ddpm', channels=1, run=RUN, ship=SHIP,
+                   data="DigitsMixture: MNIST-5k training split (load_mnist('train')), augmented; test digits never seen",
+                   image='1×32×32 in [0, 1] (28×28 digits in a 32×32 frame); the network sees 2x − 1'),
+    'scenes': dict(name='scenes_ddpm', channels=3, run=HERE.parent/'scenes_ddpm'/'run', ship=SHIP.parent/'scenes_ddpm',
+                   data='SceneStream(size=32, seed=1): fresh rendered scenes every batch (1-4 objects on a ground under a backdrop); held-out sets use other seeds',
+                   image='3×32×32 RGB in [0, 1]; the network sees 2x − 1'),
+}
+
+def use_data(name: str):
+    "Point the module's config (UNET channels, default folders) at dataset `name` ('digits' or 'scenes')."
+    global UNET, RUN, SHIP, DATA
+    if name not in DATASETS: raise ValueError(f'--data must be one of {list(DATASETS)}, not {name!r}')
+    DATA = DATASETS[name]; c = DATA['channels']
+    UNET = dict(UNET, in_channels=c, out_channels=c); RUN, SHIP = DATA['run'], DATA['ship']
+
+def make_data():
+    "The training stream of the current dataset: `.batch(step, B)` → (B, C, 32, 32) in [0, 1]."
+    if DATA['name'] == 'scenes_ddpm':
+        from sparsediff.scenes import SceneStream
+        return SceneStream(size=32, seed=1)
+    from sparsediff.data import DigitsMixture
+    return DigitsMixture(seed=RECIPE['seed'])
+
+DATA = DATASETS['digits']
 
 def make_unet():
     "The ε-network: a UNet2DModel from `UNET`."
@@ -36,12 +63,12 @@ def lr_at(step: int, lr: float, warmup: int) -> float:
     return lr * min(1.0, (step + 1) / warmup)
 
 def step_noise(step: int, x: torch.Tensor, T: int, seed: int) -> tuple:
-    "The timesteps (B,) and noise ε (B, 1, 32, 32) of `step`, the same on every run."
+    "The timesteps (B,) and noise ε (B, C, 32, 32) of `step`, the same on every run."
     g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_777_777)
     return torch.randint(T, (len(x),), generator=g), torch.randn(x.shape, generator=g)
 
 def eps_loss(unet, scheduler, x01: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    "ε-MSE at timesteps t on [0, 1] digits x01 (B, 1, 32, 32), mapped to the scheduler's [−1, 1] data."
+    "ε-MSE at timesteps t on [0, 1] images x01 (B, C, 32, 32), mapped to the scheduler's [−1, 1] data."
     x_t = scheduler.add_noise(2 * x01 - 1, eps, t)
     return F.mse_loss(unet(x_t, t).sample, eps)
 
@@ -66,21 +93,20 @@ def load_checkpoint(run: Path, unet, ema, opt) -> tuple:
     unet.load_state_dict(ck['model']); ema.load_state_dict(ck['ema']); opt.load_state_dict(ck['optimizer'])
     return ck['step'], ck['log']
 
-def train(run: Path = RUN, steps: int = 60_000, ckpt_every: int = 500, log_every: int = 50, quiet: bool = False) -> tuple:
+def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_every: int = 50, quiet: bool = False) -> tuple:
     "Train (or resume) to `steps`; returns (EMA of the unet, step reached, log)."
     import copy
-    from sparsediff.data import DigitsMixture
-    run.mkdir(parents=True, exist_ok=True)
+    run = Path(run or RUN); run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(RECIPE['seed'])
     unet, scheduler = make_unet(), make_scheduler()
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=RECIPE['lr'], weight_decay=0.0)
     step, log = load_checkpoint(run, unet, ema, opt)
     if not quiet: print(f'{sum(p.numel() for p in unet.parameters()):,} parameters; ' + (f'resuming at step {step}' if step else 'new run'), flush=True)
-    data, T = DigitsMixture(seed=RECIPE['seed']), scheduler.config.num_train_timesteps
+    data, T = make_data(), scheduler.config.num_train_timesteps
     unet.train(); t0, seen = time.time(), 0
     while step < steps:
-        x = data.batch(step, RECIPE['batch_size'])                                  # (B, 1, 32, 32) in [0, 1], training digits only
+        x = data.batch(step, RECIPE['batch_size'])                                  # (B, C, 32, 32) in [0, 1], training images only
         t, eps = step_noise(step, x, T, RECIPE['seed'])
         for g in opt.param_groups: g['lr'] = lr_at(step, RECIPE['lr'], RECIPE['warmup_steps'])
         loss = eps_loss(unet, scheduler, x, t, eps)
@@ -95,20 +121,20 @@ def train(run: Path = RUN, steps: int = 60_000, ckpt_every: int = 500, log_every
         if step % ckpt_every == 0 or step == steps: save_checkpoint(run, unet, ema, opt, step, log)
     return ema.eval(), step, log
 
-def ship(run: Path = RUN, dest: Path = SHIP) -> Path:
+def ship(run: Path = None, dest: Path = None) -> Path:
     "Save the EMA weights of the run's latest checkpoint, in half precision, as a diffusers DDPMPipeline folder with manifest.json."
     import shutil
     from diffusers import DDPMPipeline
+    run, dest = Path(run or RUN), Path(dest or SHIP)
     unet, ema = make_unet(), make_unet(); opt = torch.optim.AdamW(unet.parameters())
     step, log = load_checkpoint(run, unet, ema, opt)
     if not step: raise FileNotFoundError(f'no checkpoint in {run}: train first')
     tmp = dest.parent/f'.{dest.name}.tmp'; shutil.rmtree(tmp, ignore_errors=True)
     DDPMPipeline(unet=ema.eval().half(), scheduler=make_scheduler()).save_pretrained(tmp)   # fp16 on disk: half the bytes in git
-    manifest = dict(model='mnist_ddpm', kind='diffusers DDPMPipeline (UNet2DModel + DDPMScheduler), ε-prediction', steps=step,
+    manifest = dict(model=DATA['name'], kind='diffusers DDPMPipeline (UNet2DModel + DDPMScheduler), ε-prediction', steps=step,
                     parameters=sum(p.numel() for p in unet.parameters()), final_loss=log[-1]['loss'] if log else None,
-                    data="DigitsMixture: MNIST-5k training split (load_mnist('train')), augmented; test digits never seen",
-                    image='1×32×32 in [0, 1] (28×28 digits in a 32×32 frame); the network sees 2x − 1', unet=UNET, scheduler=SCHEDULER,
-                    weights='EMA of the training weights (decay in recipe), stored in float16', recipe=RECIPE, script='training/mnist_ddpm/train.py', load="sparsediff.adapters.load_denoiser('<this folder>')")
+                    data=DATA['data'], image=DATA['image'], unet=UNET, scheduler=SCHEDULER,
+                    weights='EMA of the training weights (decay in recipe), stored in float16', recipe=RECIPE, script='training/mnist_ddpm/train.py' + (' --data scenes' if DATA['name'] == 'scenes_ddpm' else ''), load="sparsediff.adapters.load_denoiser('<this folder>')")
     (tmp/'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
     (tmp/'log.json').write_text(json.dumps(log) + '\n')                       # the loss every --log-every steps, for the notebook's plot
     old = dest.parent/f'.{dest.name}.old'; shutil.rmtree(old, ignore_errors=True)
@@ -120,9 +146,10 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--threads', type=int, default=1); ap.add_argument('--steps', type=int, default=60_000)
     ap.add_argument('--ckpt-every', type=int, default=500); ap.add_argument('--log-every', type=int, default=50)
-    ap.add_argument('--run', type=Path, default=RUN, help='checkpoint folder (default: training/mnist_ddpm/run)')
+    ap.add_argument('--data', default='digits', choices=list(DATASETS), help='digits (mnist_ddpm) or scenes (scenes_ddpm)')
+    ap.add_argument('--run', type=Path, default=None, help='checkpoint folder (default: training/mnist_ddpm/run, or training/scenes_ddpm/run)')
     ap.add_argument('--ship', action='store_true', help='save the latest checkpoint as a diffusers pipeline folder (see --ship-to)')
-    ap.add_argument('--ship-to', type=Path, default=SHIP, help='where --ship writes (default: sparsediff/weights/mnist_ddpm)')
-    a = ap.parse_args(); torch.set_num_threads(a.threads)
+    ap.add_argument('--ship-to', type=Path, default=None, help='where --ship writes (default: sparsediff/weights/mnist_ddpm or scenes_ddpm)')
+    a = ap.parse_args(); torch.set_num_threads(a.threads); use_data(a.data)
     if a.ship: print('shipped to', ship(a.run, a.ship_to)); raise SystemExit
     train(a.run, a.steps, a.ckpt_every, a.log_every)
