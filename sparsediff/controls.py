@@ -20,12 +20,12 @@ from .semantics import (as_images, pixel_features, mean_colour, pca_features, kn
 
 # %% auto #0
 __all__ = ['STABILITY_DESCRIPTORS', 'TRAINED', 'RANDOM', 'NULL_Z', 'N_BOOT', 'ALL_PHOTOS', 'random_init', 'random_inits',
-           'gradient_energy', 'simple_statistics', 'centred_pixels', 'descriptor_stability', 'phi_draws',
-           'baseline_features', 'control_features', 'cluster_count', 'bootstrap_sd', 'resampled_accuracy',
-           'semantic_scores', 'separation_verdict', 'combined_spread', 'compare_with_controls', 'score_table',
-           'as_pair', 'verdict', 'metric_verdict', 'planted_sparse_code', 'widest_band', 'unseen_pictures',
-           'validation_pictures', 'seen_pictures', 'picture_crops', 'disjoint_crops', 'source_identity',
-           'plot_controls']
+           'SpaceToChannels', 'PooledPixels', 'pooled_size', 'gaussian_images', 'gradient_energy', 'simple_statistics',
+           'centred_pixels', 'descriptor_stability', 'phi_draws', 'baseline_features', 'control_features',
+           'cluster_count', 'bootstrap_sd', 'resampled_accuracy', 'semantic_scores', 'separation_verdict',
+           'combined_spread', 'compare_with_controls', 'score_table', 'as_pair', 'verdict', 'metric_verdict',
+           'planted_sparse_code', 'widest_band', 'unseen_pictures', 'validation_pictures', 'seen_pictures',
+           'picture_crops', 'disjoint_crops', 'source_identity', 'plot_controls']
 
 # %% ../nbs/07a_controls.ipynb #c006
 def random_init(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -44,6 +44,35 @@ def random_init(model: nn.Module, seed: int = 0) -> nn.Module:
 def random_inits(model: nn.Module, seeds=(0, 1, 2)) -> list:
     "One random-init copy of `model` per seed."
     return [random_init(model, s) for s in seeds]
+
+# %% ../nbs/07a_controls.ipynb #faebd234
+class SpaceToChannels(nn.Module):
+    "Average-pool to `size` × `size` and move the pooled pixels to channels: (B, C, H, W) -> (B, C·size², 1, 1)."
+    def __init__(self, size: int): super().__init__(); self.size = size
+    def forward(self, y): return F.adaptive_avg_pool2d(y, self.size).flatten(1)[:, :, None, None]
+
+class PooledPixels(nn.Module):
+    "A parameter-free 'network' whose block `mid` is the image's `size` × `size` colour layout (its spatial mean is that layout): a pixel-statistic guide for the sampler."
+    def __init__(self, size: int = 4):
+        super().__init__()
+        if size < 1: raise ValueError(f'size must be at least 1, got {size}')
+        self.mid = SpaceToChannels(size)
+    def forward(self, y): return self.mid(y)
+
+def pooled_size(phi_dim: int, channels: int) -> int:
+    "The largest pooled layout size s with channels·s² ≤ `phi_dim` (at least 1): a pixel guide no richer than φ."
+    return max(1, math.isqrt(max(1, phi_dim // channels)))
+
+def gaussian_images(real, n: int, seed: int = 0, max_rank: int = 1024, clamp: bool = True) -> torch.Tensor:
+    "`n` images drawn from a Gaussian with the mean and covariance of `real` (N, C, H, W) (its top `max_rank` principal components), clamped to [0, 1] unless told: (n, C, H, W)."
+    x = torch.as_tensor(real, dtype=torch.float32)
+    if x.ndim != 4 or len(x) < 2: raise ValueError(f'real must be (N, C, H, W) with N ≥ 2 images, got shape {tuple(x.shape)}')
+    flat = x.flatten(1); mu = flat.mean(0)                                           # (N, D), (D,)
+    _, s, vt = torch.linalg.svd(flat - mu, full_matrices=False)                      # (r,), (r, D)
+    s, vt = s[:max_rank] / math.sqrt(len(x) - 1), vt[:max_rank]                      # spread of each component
+    z = torch.randn(n, len(s), generator=torch.Generator().manual_seed(seed))         # (n, r)
+    g = (mu + (z * s) @ vt).view(n, *x.shape[1:])
+    return g.clamp(0, 1) if clamp else g
 
 # %% ../nbs/07a_controls.ipynb #c009
 def gradient_energy(images, scales=(1, 2, 4)) -> np.ndarray:
