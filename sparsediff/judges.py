@@ -302,8 +302,9 @@ def pick_real(pool_labels: torch.Tensor, labels: torch.Tensor, same: bool, seed:
 # %% ../nbs/08a_judges.ipynb #52ef2b5e
 def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: int = 2, config=None, seed: int = 0,
                  phi_sigma: float = 0.2, controls: bool = True, pixel_guide: bool = True, progress: bool = True) -> dict:
-    "φ-guided samples of `targets` (an ImageSet) judged by class and φ error against unguided, random-init-φ, pooled-pixel-guided (`pixel_guide`) and real-image controls from `pool`."
+    "φ-guided samples of `targets` (an ImageSet) judged by class and φ error against unguided, random-init-φ, pooled-pixel-guided (`pixel_guide`, pixel-space models) and real-image controls from `pool`."
     from sparsediff.sampler import reconstruct, sample, phi_error, match_target
+    from sparsediff.adapters import latent_parts
     from sparsediff.controls import random_init, PooledPixels, pooled_size
     M, x_c, labels = len(targets.images), targets.images, targets.labels
     index = torch.arange(M).repeat_interleave(n_samples)                      # (M·n,) target of each sample
@@ -318,7 +319,7 @@ def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: i
         swap = SwappedPhi(model, random_init(model, seed))
         rnd = reconstruct(swap, x_c, n_samples, config=config, seed=seed, progress=progress, block=f'phi_net.{block}')
         rows.append(_guided_row("guided by a random-init copy's φ", judge, rnd.denoised.clamp(0, 1), labels, index, err(rnd.denoised.clamp(0, 1)), M, rnd.evaluations_per_sample))
-        if pixel_guide:                                                       # a pixel statistic with no more numbers than φ
+        if pixel_guide and latent_parts(model)[1] is None:                    # a pixel statistic with no more numbers than φ (pixel models: a latent one's would pool latents)
             size = pooled_size(match_target(model, x_c[:1], torch.tensor([phi_sigma]), block).shape[1], x_c.shape[1])
             px = reconstruct(SwappedPhi(model, PooledPixels(size)), x_c, n_samples, config=config, seed=seed, progress=progress, block='phi_net.mid')
             rows.append(_guided_row(f"guided by pooled pixels ({size}×{size}×{x_c.shape[1]})", judge, px.denoised.clamp(0, 1), labels, index, err(px.denoised.clamp(0, 1)), M, px.evaluations_per_sample))

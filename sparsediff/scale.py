@@ -10,8 +10,8 @@ import torch
 
 # %% auto #0
 __all__ = ['BLOCK_BYTES', 'KMEANS_PP_MAX', 'row_blocks', 'release_pages', 'block_rows', 'read_block', 'read_rows', 'sample_rows',
-           'column_moments', 'nearest_centroids', 'has_faiss', 'streaming_kmeans', 'streaming_knn', 'row_pr',
-           'channel_stats', 'label_agreement', 'store_report']
+           'check_mask', 'column_moments', 'nearest_centroids', 'has_faiss', 'streaming_kmeans', 'streaming_knn',
+           'row_pr', 'channel_stats', 'label_agreement', 'store_report']
 
 # %% ../nbs/07b_scale.ipynb #0493cff5
 def row_blocks(n: int, size: int):
@@ -47,9 +47,16 @@ def sample_rows(a, n: int, seed: int = 0) -> np.ndarray:
     "`n` distinct rows of `a` chosen at random (all of them when it has fewer), read in row order: (n, C)."
     return read_rows(a, np.sort(np.random.default_rng(seed).choice(len(a), min(n, len(a)), replace=False)))
 
+def check_mask(mask, n: int, name: str = 'mask') -> np.ndarray:
+    "A row mask as an (n,) bool array, refused with a clear error when it has another shape."
+    m = np.asarray(mask)
+    if m.shape != (n,) or m.dtype != bool: raise ValueError(f'{name} must be an ({n},) bool array, one entry per row; got {m.dtype} of shape {m.shape}')
+    return m
+
 def column_moments(a, block: int = 65536, name: str = 'features', keep=None) -> tuple[np.ndarray, np.ndarray]:
     "Mean and standard deviation of each column of a (memory-mapped) (N, C) array in float64, from one pass of blocks (only rows where the (N,) bool `keep` is True, if given); NaN or inf refused, naming rows: (C,), (C,)."
     n, mu, m2 = 0, np.zeros(a.shape[1]), np.zeros(a.shape[1])
+    if keep is not None: keep = check_mask(keep, len(a), 'keep')
     for i0, i1 in row_blocks(len(a), block):
         x = read_block(a, i0, i1).astype(np.float64)                                    # (b, C)
         if not np.isfinite(x).all():
@@ -118,6 +125,7 @@ def streaming_knn(queries, database, k: int = 5, query_ids=None, block: int = 65
     dev = torch.device('cpu') if device is None else torch.device(device)
     q = torch.from_numpy(np.array(queries, dtype=np.float32, order='C')).to(dev)
     q = q / q.norm(dim=1, keepdim=True).clamp_min(1e-12)                                  # (n, C)
+    if exclude is not None: exclude = check_mask(exclude, len(database), 'exclude')
     n_db = len(database) - (query_ids is not None) - (0 if exclude is None else int(np.count_nonzero(exclude)))
     if not 1 <= k <= n_db: raise ValueError(f'k must be between 1 and {n_db}, got {k}')
     ids = None if query_ids is None else torch.as_tensor(np.asarray(query_ids), dtype=torch.long, device=dev)
@@ -129,7 +137,7 @@ def streaming_knn(queries, database, k: int = 5, query_ids=None, block: int = 65
         s = q @ d.T                                                                        # (n, b)
         if ids is not None:
             own = (ids >= i0) & (ids < i1); s[own.nonzero()[:, 0], ids[own] - i0] = -float('inf')
-        if exclude is not None: s[:, torch.from_numpy(np.asarray(exclude[i0:i1], bool)).to(dev)] = -float('inf')
+        if exclude is not None: s[:, torch.from_numpy(exclude[i0:i1]).to(dev)] = -float('inf')
         v, j = s.topk(min(k, i1 - i0), dim=1)                                              # (n, ≤k): only a block's own best can enter the best k
         s, j = torch.cat([best_s, v], 1), torch.cat([best_i, j + i0], 1)
         best_s, t = s.topk(k, dim=1); best_i = j.gather(1, t)

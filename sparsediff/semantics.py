@@ -194,8 +194,9 @@ def knn_cv_hits(features, labels, k: int = 5, folds: int = 5, seed: int = 0, pre
     return hits
 
 def blocked_knn_cv_hits(features, labels, k: int = 5, folds: int = 5, seed: int = 0, preprocess: str = 'centre', chunk: int | None = None,
-                        device=None, progress: bool = False, **kw) -> np.ndarray:
-    "`knn_cv_hits` on a memory map: each fold's test rows, `chunk` at a time, search the whole map with the test fold's rows excluded, so no fold is ever copied: (N,) bool."
+                        device=None, progress: bool = False, backend: str = 'auto') -> np.ndarray:
+    "`knn_cv_hits` on a memory map: each fold's test rows, `chunk` at a time, search the whole map with the test fold's rows excluded (torch, whatever `backend`: faiss would hold the map in memory), so no fold is ever copied: (N,) bool."
+    check_backend(backend)
     x = as_matrix(features, dtype=None); y = check_labels(labels, len(x)); hits = np.zeros(len(y), bool)
     block, n_classes = chunk or block_rows(x), int(y.max()) + 1
     for tr, te in tqdm(readout_folds(y, folds, seed), desc='kNN folds', disable=not progress):

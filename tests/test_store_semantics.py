@@ -116,3 +116,11 @@ def test_memory_stays_flat_on_an_800_mb_memory_map(tmp_path):
     print(f"RSS before {m['before'] / 1e6:.0f} MB, peak {m['peak'] / 1e6:.0f} MB (after kNN, selectivity, KMeans: {[round(v / 1e6) for v in m['steps']]}): "
           f"grew {grew / 1e6:.0f} MB for an array of {m['nbytes'] / 1e6:.0f} MB")
     assert grew < 0.4 * m['nbytes'], grew
+
+def test_masks_and_keywords_are_checked(data):
+    x, y, m = data
+    from sparsediff.scale import column_moments, streaming_knn
+    with pytest.raises(ValueError, match=r'keep must be an \(300,\) bool'): column_moments(m, 17, keep=np.ones(299, bool))
+    with pytest.raises(ValueError, match='exclude must be'): streaming_knn(x[:3], m, 2, exclude=np.zeros(len(m)))      # floats, not bool
+    with pytest.raises(ValueError, match='backend'): knn_cv_hits(m, y, 5, backend='fast')
+    with pytest.raises(TypeError): knn_cv_hits(m, y, 5, backnd='torch')                                              # a typo is not swallowed
