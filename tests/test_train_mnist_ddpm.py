@@ -48,6 +48,9 @@ def test_resume_is_exact_and_ship_loads(script, tmp_path):
     assert next(D.net.parameters()).dtype == torch.float32                                # stored in fp16, loaded as fp32
     assert all(torch.equal(p, q.half().float()) for p, q in zip(D.net.state_dict().values(), resumed.state_dict().values()))
     with pytest.raises(FileNotFoundError, match='train first'): script.ship(tmp_path/'empty', tmp_path/'w2')
+    rawd = load_denoiser(script.ship(tmp_path/'b', tmp_path/'weights'/'raw', raw=True))                    # the training weights, not the EMA
+    assert all(torch.equal(rawd.net.state_dict()[k], raw['model'][k].half().float()) for k in raw['model'])
+    assert 'not their EMA' in json.loads((tmp_path/'weights'/'raw'/'manifest.json').read_text())['weights']
 
 def test_scenes_data_trains_a_colour_eps_model(script, tmp_path):
     script.use_data('scenes')

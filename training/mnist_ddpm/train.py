@@ -121,8 +121,8 @@ def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_ever
         if step % ckpt_every == 0 or step == steps: save_checkpoint(run, unet, ema, opt, step, log)
     return ema.eval(), step, log
 
-def ship(run: Path = None, dest: Path = None) -> Path:
-    "Save the EMA weights of the run's latest checkpoint, in half precision, as a diffusers DDPMPipeline folder with manifest.json."
+def ship(run: Path = None, dest: Path = None, raw: bool = False) -> Path:
+    "Save the EMA weights (the training weights if `raw`) of the run's latest checkpoint, in half precision, as a diffusers DDPMPipeline folder with manifest.json."
     import shutil
     from diffusers import DDPMPipeline
     run, dest = Path(run or RUN), Path(dest or SHIP)
@@ -130,11 +130,11 @@ def ship(run: Path = None, dest: Path = None) -> Path:
     step, log = load_checkpoint(run, unet, ema, opt)
     if not step: raise FileNotFoundError(f'no checkpoint in {run}: train first')
     tmp = dest.parent/f'.{dest.name}.tmp'; shutil.rmtree(tmp, ignore_errors=True)
-    DDPMPipeline(unet=ema.eval().half(), scheduler=make_scheduler()).save_pretrained(tmp)   # fp16 on disk: half the bytes in git
+    DDPMPipeline(unet=(unet if raw else ema).eval().half(), scheduler=make_scheduler()).save_pretrained(tmp)   # fp16 on disk: half the bytes in git
     manifest = dict(model=DATA['name'], kind='diffusers DDPMPipeline (UNet2DModel + DDPMScheduler), ε-prediction', steps=step,
                     parameters=sum(p.numel() for p in unet.parameters()), final_loss=log[-1]['loss'] if log else None,
                     data=DATA['data'], image=DATA['image'], unet=UNET, scheduler=SCHEDULER,
-                    weights='EMA of the training weights (decay in recipe), stored in float16', recipe=RECIPE, script='training/mnist_ddpm/train.py' + (' --data scenes' if DATA['name'] == 'scenes_ddpm' else ''), load="sparsediff.adapters.load_denoiser('<this folder>')")
+                    weights=('the training weights (not their EMA, which lags early in a run)' if raw else 'EMA of the training weights (decay in recipe)') + ', stored in float16', recipe=RECIPE, script='training/mnist_ddpm/train.py' + (' --data scenes' if DATA['name'] == 'scenes_ddpm' else ''), load="sparsediff.adapters.load_denoiser('<this folder>')")
     (tmp/'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
     (tmp/'log.json').write_text(json.dumps(log) + '\n')                       # the loss every --log-every steps, for the notebook's plot
     old = dest.parent/f'.{dest.name}.old'; shutil.rmtree(old, ignore_errors=True)
@@ -149,7 +149,8 @@ if __name__ == '__main__':
     ap.add_argument('--data', default='digits', choices=list(DATASETS), help='digits (mnist_ddpm) or scenes (scenes_ddpm)')
     ap.add_argument('--run', type=Path, default=None, help='checkpoint folder (default: training/mnist_ddpm/run, or training/scenes_ddpm/run)')
     ap.add_argument('--ship', action='store_true', help='save the latest checkpoint as a diffusers pipeline folder (see --ship-to)')
+    ap.add_argument('--raw', action='store_true', help='with --ship: the training weights instead of their EMA')
     ap.add_argument('--ship-to', type=Path, default=None, help='where --ship writes (default: sparsediff/weights/mnist_ddpm or scenes_ddpm)')
     a = ap.parse_args(); torch.set_num_threads(a.threads); use_data(a.data)
-    if a.ship: print('shipped to', ship(a.run, a.ship_to)); raise SystemExit
+    if a.ship: print('shipped to', ship(a.run, a.ship_to, a.raw)); raise SystemExit
     train(a.run, a.steps, a.ckpt_every, a.log_every)
