@@ -20,8 +20,8 @@ __all__ = ['JUDGES_DIR', 'conv_block', 'DigitClassifier', 'non_digits', 'train_d
            'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter',
            'scene_count_set', 'count_classes', 'train_scene_reader', 'image_statistics', 'statistics_ratio',
            'nearest_distances', 'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target',
-           'SwappedPhi', 'judge_unconditional', 'judge_images', 'image_controls', 'save_grid', 'pick_real',
-           'judge_guided', 'guided_grid', 'fig7_markdown']
+           'SwappedPhi', 'pixel_guided', 'judge_unconditional', 'judge_images', 'image_controls', 'save_grid',
+           'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -247,6 +247,13 @@ class SwappedPhi(Denoiser):
     def description(self) -> dict:
         return dict(kind='swapped-phi', net=type(self.denoiser).__name__, phi_net=type(self.phi_net).__name__, blocks={})
 
+def pixel_guided(model: nn.Module, images: torch.Tensor, sigma: float = 0.2, block: str = 'mid') -> tuple:
+    "`model` with guidance read from its images' pooled pixels (`controls.PooledPixels`, block 'phi_net.mid') no richer than φ of `block`: (SwappedPhi, pooled size s)."
+    from sparsediff.sampler import match_target
+    from sparsediff.controls import PooledPixels, pooled_size
+    s = pooled_size(match_target(model, images[:1], torch.tensor([sigma]), block).shape[1], images.shape[1])   # φ's channels, the images' channels
+    return SwappedPhi(model, PooledPixels(s)), s
+
 # %% ../nbs/08a_judges.ipynb #bb506b9e
 def judge_unconditional(model: nn.Module, judge: nn.Module, train, test, n: int = 64, config=None, seed: int = 0,
                         progress: bool = True) -> dict:
@@ -319,9 +326,9 @@ def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: i
         swap = SwappedPhi(model, random_init(model, seed))
         rnd = reconstruct(swap, x_c, n_samples, config=config, seed=seed, progress=progress, block=f'phi_net.{block}')
         rows.append(_guided_row("guided by a random-init copy's φ", judge, rnd.denoised.clamp(0, 1), labels, index, err(rnd.denoised.clamp(0, 1)), M, rnd.evaluations_per_sample))
-        if pixel_guide and latent_parts(model)[1] is None:                    # a pixel statistic with no more numbers than φ (pixel models: a latent one's would pool latents)
-            size = pooled_size(match_target(model, x_c[:1], torch.tensor([phi_sigma]), block).shape[1], x_c.shape[1])
-            px = reconstruct(SwappedPhi(model, PooledPixels(size)), x_c, n_samples, config=config, seed=seed, progress=progress, block='phi_net.mid')
+        if pixel_guide and latent_parts(model)[1] is None:                    # pixel models only: a latent one's guide would pool latents
+            net, size = pixel_guided(model, x_c, phi_sigma, block)
+            px = reconstruct(net, x_c, n_samples, config=config, seed=seed, progress=progress, block='phi_net.mid')
             rows.append(_guided_row(f"guided by pooled pixels ({size}×{size}×{x_c.shape[1]})", judge, px.denoised.clamp(0, 1), labels, index, err(px.denoised.clamp(0, 1)), M, px.evaluations_per_sample))
             out['pixel_guided'] = px
         not_target = ~(pool.images.flatten(1)[:, None] == x_c.flatten(1)[None]).all(-1).any(1)   # (P,) the targets themselves are never picked

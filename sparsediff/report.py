@@ -15,18 +15,18 @@ from .data import ImageSet, load_mnist, load_textures, fit_images
 
 # %% auto #0
 __all__ = ['CSS', 'FIG_MAX_WIDTH', 'CACHE_FORMAT', 'DEMO_DATA', 'DEMO_PARTS', 'MIN_IMAGES', 'FOLDER_SAMPLE', 'FOLDER_WORKERS',
-           'PHI_CHUNK', 'METRIC_NAMES', 'SAMPLING_RUNS', 'FLAT_RATIO', 'GENERATES', 'MARGIN_NA', 'Section', 'plotly_js',
-           'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html', 'to_jsonable', 'write_report',
-           'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached', 'ReportConfig', 'sparsity_section',
-           'stability_section', 'selectivity_section', 'is_diffusers_folder', 'load_report_model', 'validation_photos',
-           'held_out_scenes', 'overlap_notes', 'FolderSample', 'folder_sample', 'sample_note', 'FolderImages',
-           'load_report_data', 'class_plan', 'phi_features', 'every_image', 'cluster_comparison', 'metrics_table',
-           'named_metrics', 'scores_table', 'semantics_section', 'reconstruction_section', 'judge_for', 'judge_name',
-           'class_hits', 'sparsity_runs', 'as_np', 'guided_targets', 'sampling_run', 'fig7_figures', 'dataset_scores',
-           'source_identity_sets', 'source_identity_run', 'controls_section', 'pass_fail_verdict', 'reproduction_table',
-           'claims_markdown', 'model_manifest', 'in_channels', 'data_hash', 'run_report', 'architecture_key',
-           'report_plan', 'report_sections', 'analyse', 'readable_claims', 'claims_summary', 'check_report_config',
-           'analyse_parts', 'demo']
+           'PHI_CHUNK', 'METRIC_NAMES', 'SAMPLING_RUNS', 'PIXEL_RUN', 'FLAT_RATIO', 'GENERATES', 'MARGIN_NA', 'Section',
+           'plotly_js', 'table_html', 'fit_figure', 'safe_text', 'section_html', 'render_html', 'to_jsonable',
+           'write_report', 'step_key', 'safe_name', 'inside', 'encode', 'decode', 'cached', 'ReportConfig',
+           'sparsity_section', 'stability_section', 'selectivity_section', 'is_diffusers_folder', 'load_report_model',
+           'validation_photos', 'held_out_scenes', 'overlap_notes', 'FolderSample', 'folder_sample', 'sample_note',
+           'FolderImages', 'load_report_data', 'class_plan', 'phi_features', 'every_image', 'cluster_comparison',
+           'metrics_table', 'named_metrics', 'scores_table', 'semantics_section', 'reconstruction_section', 'judge_for',
+           'judge_name', 'class_hits', 'sparsity_runs', 'as_np', 'sampling_kinds', 'guided_targets', 'sampling_run',
+           'fig7_figures', 'dataset_scores', 'source_identity_sets', 'source_identity_run', 'controls_section',
+           'pass_fail_verdict', 'reproduction_table', 'claims_markdown', 'model_manifest', 'in_channels', 'data_hash',
+           'run_report', 'architecture_key', 'report_plan', 'report_sections', 'analyse', 'readable_claims',
+           'claims_summary', 'check_report_config', 'analyse_parts', 'demo']
 
 # %% ../nbs/13_report.ipynb #c006
 @dataclass
@@ -508,13 +508,14 @@ def reconstruction_section(g: dict, images: dict, cfg: ReportConfig) -> Section:
     med = lambda k, run: float(np.median(g[run][k]))
     per = lambda k, run: _per_target(g[run][k], g)[0]
     cls = (f"Share judged the target's class by {g['class_judge']} (mean over targets): guided {per('class_hit', 'guided'):.0%}, unguided {per('class_hit', 'unguided'):.0%}, "
-           f"guided by a random-init copy's φ {per('class_hit', 'random_phi'):.0%} (chance {g['class_chance']:.0%}). ") if g['guided'].get('class_hit') is not None else \
+           f"guided by a random-init copy's φ {per('class_hit', 'random_phi'):.0%}" + (f", guided by the target's pooled pixels {per('class_hit', PIXEL_RUN):.0%}" if PIXEL_RUN in g else '')
+           + f" (chance {g['class_chance']:.0%}). ") if g['guided'].get('class_hit') is not None else \
           "Whether samples keep their target's class needs labels (class sub-folders with enough images each). "
     real = f", a real image of the target's class {per('phi_error', 'real_same_class'):.3f}" if 'real_same_class' in g else ''
     text = (f"{g['guided']['n']} samples of {g['n_targets']} {g['data']} targets ({cfg.n_guided_samples} each), sampler preset <b>{g['preset']}</b>, "
             f"{g['guided']['evals_per_sample']:.0f} network evaluations per guided sample ({g['unguided']['evals_per_sample']:.0f} unguided), status {g.get('status', 'n/a')}. "
             f"Relative φ error ‖φ(x)−φ(x_c)‖/‖φ(x_c)‖ at σ = {cfg.sigma}, mean over targets: guided {per('phi_error', 'guided'):.3f}, unguided {per('phi_error', 'unguided'):.3f}, "
-            f"guided by a random-init copy's φ {per('phi_error', 'random_phi'):.3f}{real}. " + cls +
+            f"guided by a random-init copy's φ {per('phi_error', 'random_phi'):.3f}" + (f", guided by pooled pixels {per('phi_error', PIXEL_RUN):.3f}" if PIXEL_RUN in g else '') + f"{real}. " + cls +
             f"Median pixel std of unguided samples {med('pixel_std', 'unguided'):.3f} against {float(np.median(g['real_pixel_std'])):.3f} for real images. "
             'The claims table tests these numbers against each other.')
     return Section('Reconstruction from φ (Fig. 7)', text, fig7_figures(images, cfg.n_guided_samples, g['data']), {},
@@ -623,6 +624,12 @@ def _selectivity_controls(reps: dict) -> dict:
     return out
 
 SAMPLING_RUNS = ('guided', 'unguided', 'random_phi')   # the sampling claims' runs: φ-guided, the prior alone, guidance by a random-init copy's φ
+PIXEL_RUN = 'pixel_phi'   # and, on pixel-space models, guidance by the target's pooled pixels (no more numbers than φ)
+
+def sampling_kinds(model) -> tuple:
+    "The sampling runs a report makes on `model`: `SAMPLING_RUNS`, and `PIXEL_RUN` unless the model samples in a latent space."
+    from sparsediff.adapters import latent_parts
+    return SAMPLING_RUNS + ((PIXEL_RUN,) if latent_parts(model)[1] is None else ())
 
 def guided_targets(data: ImageSet, cfg: ReportConfig) -> np.ndarray:
     "Indices of the sampling claims' targets: from classes with enough images when there are labels."
@@ -639,26 +646,28 @@ def guided_targets(data: ImageSet, cfg: ReportConfig) -> np.ndarray:
     return np.array(keep)
 
 def sampling_run(model, data: ImageSet, cfg: ReportConfig, kind: str) -> dict:
-    "One of the sampling claims' runs (`SAMPLING_RUNS`) on the targets of `guided_targets`: samples, their target index and network evaluations per sample."
+    "One of the sampling claims' runs (`SAMPLING_RUNS` or `PIXEL_RUN`) on the targets of `guided_targets`: samples, their target index and network evaluations per sample."
     from sparsediff.sampler import reconstruct, SamplerConfig
     from sparsediff.controls import random_init
-    from sparsediff.judges import SwappedPhi
+    from sparsediff.judges import SwappedPhi, pixel_guided
+    from sparsediff.core import model_device
     from dataclasses import replace
-    if kind not in SAMPLING_RUNS: raise ValueError(f'kind must be one of {SAMPLING_RUNS}, got {kind!r}')
+    if kind not in SAMPLING_RUNS + (PIXEL_RUN,): raise ValueError(f'kind must be one of {SAMPLING_RUNS + (PIXEL_RUN,)}, got {kind!r}')
     base = SamplerConfig.preset(cfg.guided_preset)
-    if kind == 'random_phi': net, sc = SwappedPhi(model, random_init(model, cfg.seed)), replace(base, block='phi_net.mid')
-    else: net, sc = model, (base if kind == 'guided' else replace(base, guidance='none'))
     targets = data.images[torch.as_tensor(guided_targets(data, cfg))]
+    if kind == 'random_phi': net, sc = SwappedPhi(model, random_init(model, cfg.seed)), replace(base, block='phi_net.mid')
+    elif kind == PIXEL_RUN: net, sc = pixel_guided(model, targets.to(model_device(model)), cfg.sigma, base.block)[0], replace(base, block='phi_net.mid')
+    else: net, sc = model, (base if kind == 'guided' else replace(base, guidance='none'))
     r = reconstruct(net, targets, n_samples=cfg.n_guided_samples, config=sc, seed=cfg.seed, device=cfg.device, progress=False)
     return dict(images=r.denoised.clamp(0, 1).cpu(), target_index=r.target_index.cpu(), evals_per_sample=r.evaluations_per_sample, status=r.status)
 
 def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None = None) -> dict:
-    "Guided samples against unguided ones, guidance by a random-init copy's φ and real images of the same class, every score kept per sample."
+    "Guided samples against unguided ones, guidance by a random-init copy's φ and by pooled pixels (pixel-space models), and real images of the same class, every score kept per sample."
     from sparsediff.sampler import phi_error
     from sparsediff.phi import phi as phi_of
     from sparsediff.core import make_generator
     from sparsediff.judges import pick_real, classify, confident_share
-    runs = runs or {k: sampling_run(model, data, cfg, k) for k in SAMPLING_RUNS}
+    runs = runs or {k: sampling_run(model, data, cfg, k) for k in sampling_kinds(model)}
     labelled = len(class_plan(data, cfg.min_per_class)['rows']) > 0
     idx = guided_targets(data, cfg)
     targets, judge = data.images[torch.as_tensor(idx)], judge_for(data)
@@ -736,7 +745,7 @@ def controls_section(nums: dict, cfg: ReportConfig) -> Section:
             f'(simple statistics, pixels, centred pixels, PCA of pixels, mean colour; kNN and linear read-outs preprocessed alike, fitted on training folds). '
             f'KMeans at the paper\'s scale (up to {cfg.n_clusters} clusters), separation measured on held-out points against a matched Gaussian null. '
             f'Sparsity: PR over live channels, per data set and mixed, against random-init copies. Stability: centred, over σ ≥ {cfg.stability_min_sigma}, per data set, beside pixels and mean colour. '
-            f'Sampling: {cfg.n_guided_targets * cfg.n_guided_samples} guided samples against as many unguided ones, as many guided by a random-init copy\'s φ, and real images of the target\'s class '
+            f'Sampling: {cfg.n_guided_targets * cfg.n_guided_samples} guided samples against as many unguided ones, as many guided by a random-init copy\'s φ, as many guided by the target\'s pooled pixels (no more numbers than φ; pixel-space models), and real images of the target\'s class '
             f'(scored per target: {cfg.n_guided_targets} targets). {src} Each section above shows the same numbers the claims table uses.')
     return Section('Controls', text, figs, tables, nums)
 
@@ -843,7 +852,9 @@ def _generation_rows(g: dict) -> list:
     gd, ud, rd, n = g['guided'], g['unguided'], g['random_phi'], g['guided']['n']
     prior = _prior_row(g); flat = _flat_prior(g)      # flat: unguided samples are not images at all
     rand, where = "guidance by a random-init copy's φ", f"({n} samples of {g['n_targets']} targets, {g['data']}, {g.get('preset', 'default')} sampler)"
-    ctrl = lambda key: {**({'unguided sampling': _per_target(ud[key], g)} if not flat else {}), rand: _per_target(rd[key], g)}
+    pix = {PIXEL_RUN: "guidance by the target's pooled pixels (no more numbers than φ)"} if PIXEL_RUN in g else {}
+    ctrl = lambda key: {**({'unguided sampling': _per_target(ud[key], g)} if not flat else {}), rand: _per_target(rd[key], g),
+                        **{name: _per_target(g[k][key], g) for k, name in pix.items()}}
     rows = []
     err = ctrl('phi_error')
     if 'real_same_class' in g: err['a real image of the same class'] = _per_target(g['real_same_class']['phi_error'], g)
@@ -975,9 +986,10 @@ def report_plan(net, sets: dict, cfg: ReportConfig, cache: Path, manifest: dict 
     for label, photos in source_identity_sets(net, manifest).items():
         plan.append((f'source-{label}', lambda r, photos=photos: source_identity_run(net, photos, cfg), dict(trained, photos=sorted(photos)), True))
     sampling = dict(model=mhash, content=content[next(iter(sets))], targets=guided_targets(first, cfg).tolist(), cfg=_fields(cfg, 'sigma', 'guided_preset', 'n_guided_targets', 'n_guided_samples', 'min_per_class', 'seed', 'device'))
-    for kind in SAMPLING_RUNS:
+    kinds = sampling_kinds(net)
+    for kind in kinds:
         plan.append((f'samples-{kind}', lambda r, kind=kind: sampling_run(net, first, cfg, kind), dict(sampling, kind=kind), kind != 'guided'))
-    plan.append(('guided-scores', lambda r: _guided_controls(net, first, cfg, {k: r[f'samples-{k}'] for k in SAMPLING_RUNS}), dict(trained, data=first.name), True))
+    plan.append(('guided-scores', lambda r: _guided_controls(net, first, cfg, {k: r[f'samples-{k}'] for k in kinds}), dict(trained, data=first.name, runs=list(kinds)), True))
     return plan
 
 def report_sections(r: dict, net, sets: dict, cfg: ReportConfig, manifest: dict | None) -> list:

@@ -209,6 +209,24 @@ def test_a_flat_prior_is_no_control_for_the_guided_rows():
     rep = {'sections': {"The paper's claims, measured": {'tables': {'claims': json.loads(t.to_json(orient='records'))}}}}
     assert f"{(t['verdict'] == 'holds').sum()} of {len(t) - 1} claims hold" in claims_markdown(rep) and '1 has a degenerate control' in claims_markdown(rep)
 
+def test_a_pixel_guide_as_good_as_phi_refutes_the_class_row():
+    "Guidance by the target's pooled pixels is a control of the guided rows: when it keeps the class as well as φ does, the class row cannot hold."
+    num = claims_numbers(True); g = num['Controls']['guided']
+    t = reproduction_table(num)
+    assert (t[t['claim'].str.startswith(ROW_KINDS['class rate'])]['verdict'] == 'holds').all()      # without the pixel run: holds
+    g['pixel_phi'] = dict(g['guided'], phi_error=list(0.4 + 0.02 * np.random.default_rng(1).random(g['guided']['n'])))   # the class kept, φ matched worse
+    t = reproduction_table(num).set_index('claim')
+    cls, err = t.filter(like=ROW_KINDS['class rate'], axis=0).iloc[0], t.filter(like=ROW_KINDS['guided φ error'], axis=0).iloc[0]
+    assert cls['verdict'] != 'holds' and cls['best control'].startswith("guidance by the target's pooled pixels")
+    assert err['verdict'] == 'holds'                                                                # φ guidance still matches φ better
+
+def test_the_report_guides_by_pooled_pixels(small_report):
+    rep = json.loads(small_report[1].read_text())
+    g = rep['sections']['Controls']['numbers']['guided']
+    assert len(g['pixel_phi']['phi_error']) == g['pixel_phi']['n'] == g['guided']['n']              # one pixel-guided sample per guided one
+    html = small_report[0].read_text()
+    assert 'guided by pooled pixels' in html and 'pooled pixels (no more numbers than φ; pixel-space models)' in html
+
 def test_guided_rows_are_scored_per_target():
     "Spreads come from a bootstrap over targets: one target's samples are not independent, so pooling them cannot shrink the spread."
     from sparsediff.report import _per_target
