@@ -118,7 +118,7 @@ def test_cached_rerun_reports_both_times(tmp_path, tiny_model, no_sampler):
     d = write_images(tmp_path/'imgs', 20)
     run_report(tiny_model, d, tmp_path/'out', ReportConfig(**FAST), progress=False)
     meta = json.loads(run_report(tiny_model, d, tmp_path/'out', ReportConfig(**FAST), progress=False)[1].read_text())['meta']
-    assert 'seconds' not in meta and meta['steps from cache'] == '11 of 11'      # 2 noise seeds, 1 data set: 3 sparsity/stability, 4 φ, 1 scores, 3 sampling runs
+    assert 'seconds' not in meta and meta['steps from cache'] == '12 of 12'      # 2 noise seeds, 1 data set: 3 sparsity/stability, 4 φ, 1 scores, 4 sampling runs (φ, none, random-init φ, pooled pixels)
     assert meta['seconds of compute (all steps, when first computed)'] > 0 and meta['seconds (this run)'] >= 0
 
 def test_cli_help_and_version():
