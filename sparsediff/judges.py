@@ -310,9 +310,9 @@ def pick_real(pool_labels: torch.Tensor, labels: torch.Tensor, same: bool, seed:
 def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: int = 2, config=None, seed: int = 0,
                  phi_sigma: float = 0.2, controls: bool = True, pixel_guide: bool = True, progress: bool = True) -> dict:
     "φ-guided samples of `targets` (an ImageSet) judged by class and φ error against unguided, random-init-φ, pooled-pixel-guided (`pixel_guide`, pixel-space models) and real-image controls from `pool`."
-    from sparsediff.sampler import reconstruct, sample, phi_error, match_target
+    from sparsediff.sampler import reconstruct, sample, phi_error
     from sparsediff.adapters import latent_parts
-    from sparsediff.controls import random_init, PooledPixels, pooled_size
+    from sparsediff.controls import random_init
     M, x_c, labels = len(targets.images), targets.images, targets.labels
     index = torch.arange(M).repeat_interleave(n_samples)                      # (M·n,) target of each sample
     err = lambda x: phi_error(model, x, x_c[index], sigma=phi_sigma, seed=seed)
