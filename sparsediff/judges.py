@@ -16,12 +16,12 @@ from .data import load_mnist, augment_digits
 from .adapters import Denoiser, denoise, describe_noise
 
 # %% auto #0
-__all__ = ['JUDGES_DIR', 'conv_block', 'DigitClassifier', 'non_digits', 'train_digit_classifier', 'save_judge', 'load_judge',
-           'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter',
+__all__ = ['JUDGES_DIR', 'STAND_INS', 'conv_block', 'DigitClassifier', 'non_digits', 'train_digit_classifier', 'save_judge',
+           'load_judge', 'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter',
            'scene_count_set', 'count_classes', 'train_scene_reader', 'image_statistics', 'statistics_ratio',
            'nearest_distances', 'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target',
-           'SwappedPhi', 'pixel_guided', 'judge_unconditional', 'judge_images', 'image_controls', 'save_grid',
-           'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
+           'SwappedPhi', 'pixel_guided', 'judge_unconditional', 'judge_images', 'stand_in_images', 'image_controls',
+           'save_grid', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -269,15 +269,20 @@ def judge_images(judge: nn.Module, x: torch.Tensor, train, test) -> dict:
     return dict(images=x, confident=float(conf.float().mean()), confident_spread=bootstrap_spread(conf.float()),
                 statistics=statistics_ratio(x, test), memorisation=memorisation_check(x, train, test))
 
-def image_controls(judge: nn.Module, real, train, test, n: int = 64, seed: int = 0) -> dict:
-    "Images that are not samples, judged as samples: flat images at `real`'s mean colour, isotropic noise with its mean and spread, and Gaussian images with its mean and covariance: {name: `judge_images` dict}."
+STAND_INS = {'flat': 'control: flat images at the mean colour', 'isotropic': 'control: isotropic Gaussian noise',
+             'gaussian': "control: Gaussian with the data's covariance"}
+
+def stand_in_images(real, n: int, seed: int = 0) -> dict:
+    "Images that are not samples, `n` of each kind in `STAND_INS`, made from `real` (N, C, H, W): flat at its mean colour, isotropic noise with its mean and spread, Gaussian with its mean and covariance."
     from sparsediff.controls import gaussian_images
     real = torch.as_tensor(real, dtype=torch.float32); shape = (n, *real.shape[1:])
     mean, g = real.mean((0, 2, 3)).view(1, -1, 1, 1), torch.Generator().manual_seed(seed)
-    x = {'control: flat images at the mean colour': mean.expand(shape).clone(),
-         'control: isotropic Gaussian noise': (real.mean() + real.std() * torch.randn(shape, generator=g)).clamp(0, 1),
-         "control: Gaussian with the data's covariance": gaussian_images(real, n, seed)}
-    return {k: dict(evaluations_per_sample=0, **judge_images(judge, v, train, test)) for k, v in x.items()}
+    return dict(flat=mean.expand(shape).clone(), isotropic=(real.mean() + real.std() * torch.randn(shape, generator=g)).clamp(0, 1),
+                gaussian=gaussian_images(real, n, seed))                       # each (n, C, H, W) in [0, 1]
+
+def image_controls(judge: nn.Module, real, train, test, n: int = 64, seed: int = 0) -> dict:
+    "The `stand_in_images` of `real` judged as samples: {control name: `judge_images` dict}."
+    return {STAND_INS[k]: dict(evaluations_per_sample=0, **judge_images(judge, x, train, test)) for k, x in stand_in_images(real, n, seed).items()}
 
 def save_grid(x: torch.Tensor, ncol: int, path, scale: int = 3):
     "An image grid of (n, C, H, W) images in [0, 1] as a PNG (for the README), each pixel `scale` × `scale`."
@@ -309,7 +314,7 @@ def pick_real(pool_labels: torch.Tensor, labels: torch.Tensor, same: bool, seed:
 # %% ../nbs/08a_judges.ipynb #52ef2b5e
 def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: int = 2, config=None, seed: int = 0,
                  phi_sigma: float = 0.2, controls: bool = True, pixel_guide: bool = True, progress: bool = True) -> dict:
-    "φ-guided samples of `targets` (an ImageSet) judged by class and φ error against unguided, random-init-φ, pooled-pixel-guided (`pixel_guide`, pixel-space models) and real-image controls from `pool`."
+    "φ-guided samples of `targets` (an ImageSet) judged by class and φ error against unguided, random-init-φ, pooled-pixel-guided (`pixel_guide`, pixel-space models), stand-in-image and real-image controls from `pool`."
     from sparsediff.sampler import reconstruct, sample, phi_error
     from sparsediff.adapters import latent_parts
     from sparsediff.controls import random_init
@@ -331,6 +336,8 @@ def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: i
             px = reconstruct(net, x_c, n_samples, config=config, seed=seed, progress=progress, block='phi_net.mid')
             rows.append(_guided_row(f"guided by pooled pixels ({size}×{size}×{x_c.shape[1]})", judge, px.denoised.clamp(0, 1), labels, index, err(px.denoised.clamp(0, 1)), M, px.evaluations_per_sample))
             out['pixel_guided'] = px
+        for k, x in stand_in_images(pool.images, M * n_samples, seed).items():   # not samples at all: what a judge says of no image
+            rows.append(_guided_row(STAND_INS[k], judge, x, labels, index, err(x), M, 0))
         not_target = ~(pool.images.flatten(1)[:, None] == x_c.flatten(1)[None]).all(-1).any(1)   # (P,) the targets themselves are never picked
         for same in (True, False):
             pick = pick_real(pool.labels, labels[index], same, seed, not_target)

@@ -509,6 +509,7 @@ def reconstruction_section(g: dict, images: dict, cfg: ReportConfig) -> Section:
     per = lambda k, run: _per_target(g[run][k], g)[0]
     cls = (f"Share judged the target's class by {g['class_judge']} (mean over targets): guided {per('class_hit', 'guided'):.0%}, unguided {per('class_hit', 'unguided'):.0%}, "
            f"guided by a random-init copy's φ {per('class_hit', 'random_phi'):.0%}" + (f", guided by the target's pooled pixels {per('class_hit', PIXEL_RUN):.0%}" if PIXEL_RUN in g else '')
+           + ''.join(f", {k} images {per('class_hit', f'stand_in_{k}'):.0%}" for k in ('flat', 'isotropic', 'gaussian') if f'stand_in_{k}' in g)
            + f" (chance {g['class_chance']:.0%}). ") if g['guided'].get('class_hit') is not None else \
           "Whether samples keep their target's class needs labels (class sub-folders with enough images each). "
     real = f", a real image of the target's class {per('phi_error', 'real_same_class'):.3f}" if 'real_same_class' in g else ''
@@ -662,11 +663,11 @@ def sampling_run(model, data: ImageSet, cfg: ReportConfig, kind: str) -> dict:
     return dict(images=r.denoised.clamp(0, 1).cpu(), target_index=r.target_index.cpu(), evals_per_sample=r.evaluations_per_sample, status=r.status)
 
 def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None = None) -> dict:
-    "Guided samples against unguided ones, guidance by a random-init copy's φ and by pooled pixels (pixel-space models), and real images of the same class, every score kept per sample."
+    "Guided samples against unguided ones, guidance by a random-init copy's φ and by pooled pixels (pixel-space models), stand-in images (flat, noise, Gaussian) and real images of the same class, every score kept per sample."
     from sparsediff.sampler import phi_error
     from sparsediff.phi import phi as phi_of
     from sparsediff.core import make_generator
-    from sparsediff.judges import pick_real, classify, confident_share
+    from sparsediff.judges import pick_real, classify, confident_share, stand_in_images
     runs = runs or {k: sampling_run(model, data, cfg, k) for k in sampling_kinds(model)}
     labelled = len(class_plan(data, cfg.min_per_class)['rows']) > 0
     idx = guided_targets(data, cfg)
@@ -680,6 +681,8 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None
                     class_hit=None if hits is None else hits.tolist(), pixel_std=x.flatten(1).std(1).tolist())
     out = {name: dict(score(r['images'], r['target_index']), evals_per_sample=r['evals_per_sample']) for name, r in runs.items()}
     index = runs['guided']['target_index']
+    for k, x in stand_in_images(data.images, len(index), cfg.seed).items():   # no image at all: what the judge says of flat, noise and Gaussian images
+        out[f'stand_in_{k}'] = score(x.to(targets.device), index)
     if labelled:   # a real image of the target's class, never a target itself
         allowed = torch.as_tensor(~np.isin(np.arange(len(data)), idx))
         pick = pick_real(data.labels, data.labels[torch.as_tensor(idx)][index], True, cfg.seed, allowed)
@@ -849,14 +852,16 @@ def _prior_row(g: dict) -> dict:
 def _generation_rows(g: dict) -> list:
     "The sampling rows: the prior generates; guided φ error, identification and class rate against unguided samples (unless they are flat images), random-init-φ guidance, real images and chance."
     from sparsediff.controls import verdict
+    from sparsediff.judges import STAND_INS
     gd, ud, rd, n = g['guided'], g['unguided'], g['random_phi'], g['guided']['n']
     prior = _prior_row(g); flat = _flat_prior(g)      # flat: unguided samples are not images at all
     rand, where = "guidance by a random-init copy's φ", f"({n} samples of {g['n_targets']} targets, {g['data']}, {g.get('preset', 'default')} sampler)"
     pix = {PIXEL_RUN: "guidance by the target's pooled pixels (no more numbers than φ)"} if PIXEL_RUN in g else {}
     ctrl = lambda key: {**({'unguided sampling': _per_target(ud[key], g)} if not flat else {}), rand: _per_target(rd[key], g),
                         **{name: _per_target(g[k][key], g) for k, name in pix.items()}}
+    stand_ins = lambda key: {STAND_INS[k].removeprefix('control: '): _per_target(g[f'stand_in_{k}'][key], g) for k in STAND_INS if f'stand_in_{k}' in g}
     rows = []
-    err = ctrl('phi_error')
+    err = {**ctrl('phi_error'), **stand_ins('phi_error')}     # a Gaussian with the data's covariance can sit closer to φ(x_c) than a sample does
     if 'real_same_class' in g: err['a real image of the same class'] = _per_target(g['real_same_class']['phi_error'], g)
     rows.append(_row(f"Guided sampling draws images whose φ matches the target's {where}", 'Algs. 1–2, Fig. 7', 'mean relative φ error, guided',
                      verdict(_per_target(gd['phi_error'], g), err, higher=False)))
@@ -865,7 +870,7 @@ def _generation_rows(g: dict) -> list:
     rows.append(_row(f"A sample's φ is nearest its own target's {where}", 'Fig. 7', 'identification rate, guided', verdict(_per_target(gd['identified'], g), ident)))
     if gd.get('class_hit') is not None:
         rows.append(_row(f"Samples matching φ share the target's class {where}", 'Fig. 7', f"share judged the target's class by {g['class_judge']}, guided",
-                         verdict(_per_target(gd['class_hit'], g), {**ctrl('class_hit'), 'chance': g['class_chance']})))
+                         verdict(_per_target(gd['class_hit'], g), {**ctrl('class_hit'), **stand_ins('class_hit'), 'chance': g['class_chance']})))
     else:
         rows.append(_needs_labels("Samples matching φ share the target's class", 'Fig. 7', 'not measured',
                                   'the reconstructed data set has no usable class labels: put each class (5 or more images) in its own sub-folder'))

@@ -220,12 +220,24 @@ def test_a_pixel_guide_as_good_as_phi_refutes_the_class_row():
     assert cls['verdict'] != 'holds' and cls['best control'].startswith("guidance by the target's pooled pixels")
     assert err['verdict'] == 'holds'                                                                # φ guidance still matches φ better
 
+def test_a_judge_that_names_the_class_of_a_blank_image_refutes_the_class_row():
+    "Stand-in images (flat, noise, Gaussian) are controls of the class row: a judge that gives every target's class to a flat image makes it fail."
+    num = claims_numbers(True); g = num['Controls']['guided']
+    g['stand_in_flat'] = dict(g['unguided'], class_hit=[1.0] * g['guided']['n'])                  # e.g. a judge that reads the target off the pool
+    t = reproduction_table(num)
+    cls = t[t['claim'].str.startswith(ROW_KINDS['class rate'])].iloc[0]
+    assert cls['verdict'] != 'holds' and cls['best control'].startswith('flat images')
+    g['stand_in_flat']['class_hit'] = [0.0] * g['guided']['n']                                       # a judge that is not fooled: holds again
+    assert reproduction_table(num).set_index('claim').filter(like=ROW_KINDS['class rate'], axis=0)['verdict'].iloc[0] == 'holds'
+
 def test_the_report_guides_by_pooled_pixels(small_report):
     rep = json.loads(small_report[1].read_text())
     g = rep['sections']['Controls']['numbers']['guided']
     assert len(g['pixel_phi']['phi_error']) == g['pixel_phi']['n'] == g['guided']['n']              # one pixel-guided sample per guided one
     html = small_report[0].read_text()
     assert 'guided by pooled pixels' in html and 'pooled pixels (no more numbers than φ; pixel-space models)' in html
+    for k in ('flat', 'isotropic', 'gaussian'):                                                     # stand-in images scored as samples of every target
+        assert len(g[f'stand_in_{k}']['class_hit'] or g[f'stand_in_{k}']['phi_error']) == g['guided']['n']
 
 def test_guided_rows_are_scored_per_target():
     "Spreads come from a bootstrap over targets: one target's samples are not independent, so pooling them cannot shrink the spread."
