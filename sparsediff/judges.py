@@ -18,10 +18,10 @@ from .adapters import Denoiser, denoise, describe_noise
 # %% auto #0
 __all__ = ['JUDGES_DIR', 'STAND_INS', 'conv_block', 'DigitClassifier', 'non_digits', 'train_digit_classifier', 'save_judge',
            'load_judge', 'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter',
-           'scene_count_set', 'count_classes', 'train_scene_reader', 'image_statistics', 'statistics_ratio',
-           'nearest_distances', 'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target',
-           'SwappedPhi', 'pixel_guided', 'judge_unconditional', 'judge_images', 'stand_in_images', 'image_controls',
-           'save_grid', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
+           'scene_count_set', 'count_classes', 'scene_pool', 'train_scene_reader', 'image_statistics',
+           'statistics_ratio', 'nearest_distances', 'memorisation_check', 'plot_memorisation', 'bootstrap_spread',
+           'per_target', 'SwappedPhi', 'pixel_guided', 'judge_unconditional', 'judge_images', 'stand_in_images',
+           'image_controls', 'save_grid', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -44,7 +44,7 @@ class DigitClassifier(nn.Module):
 
 # %% ../nbs/08a_judges.ipynb #50d90164
 def non_digits(digits: torch.Tensor, generator) -> torch.Tensor:
-    "Images that are not digits, shaped like `digits` (N, C, 32, 32): grey levels with noise, smooth random fields, tile-shuffled digits."
+    "Images that are not digits (or scenes), shaped like `digits` (N, C, 32, 32): grey levels with noise, smooth random fields, tile-shuffled images."
     g, (n, c, h, w) = generator, digits.shape
     kind = torch.arange(n) % 3
     flat = torch.rand(n, 1, 1, 1, generator=g) + 0.1 * torch.rand(n, 1, 1, 1, generator=g) * torch.randn(n, c, h, w, generator=g)
@@ -119,16 +119,16 @@ def scene_labels(scenes) -> tuple:
 
 class SceneReader(nn.Module):
     "A small CNN reading rendered scenes (B, 3, 32, 32): logits of the visible-object count (0..max_objects) and of each shape's presence."
-    def __init__(self, widths=(16, 32, 64), max_objects: int = 4, n_shapes: int = 3):
+    def __init__(self, widths=(16, 32, 64), max_objects: int = 4, n_shapes: int = 3, pool: int = 2):
         super().__init__()
-        self.config = dict(widths=list(widths), max_objects=max_objects, n_shapes=n_shapes)
+        self.config = dict(widths=list(widths), max_objects=max_objects, n_shapes=n_shapes, pool=pool)
         ws = (3, *widths)
         self.features = nn.Sequential(*[conv_block(a, b) for a, b in zip(ws[:-1], ws[1:])])
-        self.head = nn.Linear(widths[-1] * 4, max_objects + 1 + n_shapes)
+        self.head = nn.Linear(widths[-1] * pool ** 2, max_objects + 1 + n_shapes)
 
     def forward(self, x):
-        f = F.adaptive_avg_pool2d(self.features(x - 0.5), 2).flatten(1)         # (B, 64, 4, 4) -> (B, 64·4): where things are matters
-        return self.head(f)                                                       # (B, max_objects + 1 + n_shapes)
+        f = F.adaptive_avg_pool2d(self.features(x - 0.5), self.config['pool']).flatten(1)   # (B, w, 4, 4) -> (B, w·pool²): where things are matters
+        return self.head(f)                                                                  # (B, max_objects + 1 + n_shapes)
 
 @torch.no_grad()
 def read_scenes(reader: SceneReader, images, batch_size: int = 512) -> dict:
@@ -156,22 +156,49 @@ def count_classes(n: int) -> list:
     return [f'{k} object' + ('' if k == 1 else 's') for k in range(n)]
 
 # %% ../nbs/08a_judges.ipynb #02d07580
-def train_scene_reader(steps: int = 2000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True, widths=(16, 32, 64)) -> SceneReader:
-    "Train a `SceneReader` on freshly rendered scenes (render seeds 10⁶ + step: never the small seeds of evaluation sets)."
+def scene_pool(n: int, seed: int = 0, chunk: int = 500, cache=None, progress: bool = True) -> dict:
+    "`n` training scenes from render seeds 10⁶ + 10⁵·seed + i (never the small seeds of evaluation sets) with their labels: images (n, 3, 32, 32), count (n,), shapes (n, 3); kept in `cache` (a .pt file) when given."
     from tqdm.auto import tqdm
     from sparsediff.scenes import render_scenes
+    if cache is not None and Path(cache).exists():
+        pool = torch.load(cache)
+        if len(pool['images']) == n and pool.get('seed') == seed: return pool
+    parts = []
+    for i in tqdm(range(0, n, chunk), disable=not progress, desc='rendering scenes'):
+        sc = render_scenes(min(chunk, n - i), seed=1_000_000 + seed * 100_000 + i // chunk)
+        parts.append((sc.images, *scene_labels(sc)))
+    pool = dict(images=torch.cat([p[0] for p in parts]), count=torch.cat([p[1] for p in parts]), shapes=torch.cat([p[2] for p in parts]), seed=seed)
+    if cache is not None:
+        with atomic_path(cache) as tmp: torch.save(pool, tmp)
+    return pool
+
+def train_scene_reader(steps: int = 5000, batch_size: int = 128, lr: float = 3e-3, seed: int = 0, n_scenes: int = 30_000,
+                       widths=(32, 64, 128), pool: int = 4, checkpoint=None, progress: bool = True) -> SceneReader:
+    "Train a `SceneReader` on `scene_pool` scenes (mirrored at random), uncertain on images that are not scenes; resumable from `checkpoint` (a .pt file, saved every 250 steps)."
+    from tqdm.auto import tqdm
+    data = scene_pool(n_scenes, seed, cache=None if checkpoint is None else Path(checkpoint).with_suffix('.scenes.pt'), progress=progress)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed); model = SceneReader(widths)
+        torch.manual_seed(seed); model = SceneReader(widths, pool=pool)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    k = model.config['max_objects'] + 1
+    g, start, k = torch.Generator().manual_seed(seed), 0, model.config['max_objects'] + 1
+    if checkpoint is not None and Path(checkpoint).exists():
+        ck = torch.load(checkpoint, weights_only=False)
+        for part, obj in (('model', model), ('opt', opt), ('sched', sched)): obj.load_state_dict(ck[part])
+        g.set_state(ck['generator']); start = ck['step']
     model.train()
-    for step in tqdm(range(steps), disable=not progress, desc='scene reader'):
-        sc = render_scenes(batch_size, seed=1_000_000 + seed * 100_000 + step)
-        count, shapes = scene_labels(sc)
-        out = model(sc.images)
-        loss = F.cross_entropy(out[:, :k], count) + F.binary_cross_entropy_with_logits(out[:, k:], shapes)
+    for step in tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc='scene reader'):
+        idx = torch.randint(n_scenes, (batch_size,), generator=g)
+        flip = torch.rand(batch_size, generator=g) < 0.5                                   # a mirrored scene has the same objects
+        x = torch.where(flip.view(-1, 1, 1, 1), data['images'][idx].flip(3), data['images'][idx])
+        junk = non_digits(x[:batch_size // 8], g)                                          # grey + noise, smooth fields, tile-shuffled scenes
+        out = model(torch.cat([x, junk]))
+        loss = (F.cross_entropy(out[:batch_size, :k], data['count'][idx]) + F.binary_cross_entropy_with_logits(out[:batch_size, k:], data['shapes'][idx])
+                - out[batch_size:, :k].log_softmax(1).mean() * len(junk) / batch_size)      # uniform over counts on non-scenes
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+        if checkpoint is not None and ((step + 1) % 250 == 0 or step + 1 == steps):
+            with atomic_path(checkpoint) as tmp:
+                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), generator=g.get_state(), step=step + 1), tmp)
     return model.eval()
 
 # %% ../nbs/08a_judges.ipynb #ffadcf1d
