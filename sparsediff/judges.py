@@ -20,8 +20,9 @@ __all__ = ['JUDGES_DIR', 'STAND_INS', 'conv_block', 'DigitClassifier', 'non_digi
            'load_judge', 'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter',
            'scene_count_set', 'count_classes', 'scene_pool', 'train_scene_reader', 'image_statistics',
            'statistics_ratio', 'nearest_distances', 'memorisation_check', 'plot_memorisation', 'bootstrap_spread',
-           'per_target', 'SwappedPhi', 'pixel_guided', 'judge_unconditional', 'judge_images', 'stand_in_images',
-           'image_controls', 'save_grid', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
+           'per_target', 'SwappedPhi', 'pixel_guided', 'judge_unconditional', 'judge_run', 'judge_images',
+           'stand_in_images', 'image_controls', 'save_grid', 'pick_real', 'judge_guided', 'guided_grid',
+           'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -287,8 +288,13 @@ def judge_unconditional(model: nn.Module, judge: nn.Module, train, test, n: int 
     "Unconditional samples judged as images: judge confidence, pixel statistics against `test`, memorisation against `train`."
     from sparsediff.sampler import sample
     res = sample(model, n, shape=tuple(test.shape[1:]), config=config, seed=seed, progress=progress)
-    x = res.denoised.clamp(0, 1)                                        # (n, C, H, W) the final clean estimates
-    return dict(result=res, evaluations_per_sample=res.evaluations_per_sample, **judge_images(judge, x, train, test))
+    return dict(result=res, **judge_run(judge, res, train, test))
+
+def judge_run(judge: nn.Module, run, train, test, images: str = 'denoised') -> dict:
+    "A `SampleResult` judged as images: its evaluations per sample and `judge_images` of its `images` (the last clean estimates, or 'samples': a scheduler's final iterates)."
+    if images not in ('denoised', 'samples'): raise ValueError(f"images must be 'denoised' or 'samples', got {images!r}")
+    x = getattr(run, images).clamp(0, 1)                                        # (n, C, H, W)
+    return dict(evaluations_per_sample=run.evaluations_per_sample, **judge_images(judge, x, train, test))
 
 def judge_images(judge: nn.Module, x: torch.Tensor, train, test) -> dict:
     "Images (n, C, H, W) in [0, 1] judged as samples: the judge's confident share and its spread, pixel statistics against `test`, memorisation against `train`."
