@@ -69,7 +69,7 @@ def train_digit_classifier(steps: int = 2000, batch_size: int = 64, lr: float = 
     for _ in tqdm(range(steps), disable=not progress, desc='digit classifier'):
         idx = torch.randint(len(train.images), (batch_size,), generator=g)
         x, y = augment_digits(train.images[idx], g), train.labels[idx]
-        junk = non_digits(train.images[idx[:batch_size // 8]], g)
+        junk = non_digits(train.images[idx[:max(1, batch_size // 8)]], g)
         logits = model(torch.cat([x, junk]))
         loss = F.cross_entropy(logits[:len(x)], y) - logits[len(x):].log_softmax(1).mean() * len(junk) / len(x)
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
@@ -158,25 +158,29 @@ def count_classes(n: int) -> list:
 
 # %% ../nbs/08a_judges.ipynb #02d07580
 def scene_pool(n: int, seed: int = 0, chunk: int = 500, cache=None, progress: bool = True) -> dict:
-    "`n` training scenes from render seeds 10⁶ + 10⁵·seed + i (never the small seeds of evaluation sets) with their labels: images (n, 3, 32, 32), count (n,), shapes (n, 3); kept in `cache` (a .pt file) when given."
+    "`n` training scenes, chunk j from render seed 10⁶ + 10⁵·seed + j (never the small seeds of evaluation sets), with their labels: images (n, 3, 32, 32), count (n,), shapes (n, 3); kept in `cache` (a .pt file) when given."
     from tqdm.auto import tqdm
     from sparsediff.scenes import render_scenes
+    if n < 1 or chunk < 1: raise ValueError(f'need n ≥ 1 scenes in chunks of ≥ 1, got n={n}, chunk={chunk}')
+    recipe = dict(n=n, seed=seed, chunk=chunk)
     if cache is not None and Path(cache).exists():
         pool = torch.load(cache)
-        if len(pool['images']) == n and pool.get('seed') == seed: return pool
+        if pool.get('recipe') == recipe: return pool
     parts = []
     for i in tqdm(range(0, n, chunk), disable=not progress, desc='rendering scenes'):
         sc = render_scenes(min(chunk, n - i), seed=1_000_000 + seed * 100_000 + i // chunk)
         parts.append((sc.images, *scene_labels(sc)))
-    pool = dict(images=torch.cat([p[0] for p in parts]), count=torch.cat([p[1] for p in parts]), shapes=torch.cat([p[2] for p in parts]), seed=seed)
+    pool = dict(images=torch.cat([p[0] for p in parts]), count=torch.cat([p[1] for p in parts]), shapes=torch.cat([p[2] for p in parts]), recipe=recipe)
     if cache is not None:
         with atomic_path(cache) as tmp: torch.save(pool, tmp)
     return pool
 
 def train_scene_reader(steps: int = 5000, batch_size: int = 128, lr: float = 3e-3, seed: int = 0, n_scenes: int = 30_000,
-                       widths=(32, 64, 128), pool: int = 4, checkpoint=None, progress: bool = True) -> SceneReader:
-    "Train a `SceneReader` on `scene_pool` scenes (mirrored at random), uncertain on images that are not scenes; resumable from `checkpoint` (a .pt file, saved every 250 steps)."
+                       widths=(32, 64, 128), pool: int = 4, checkpoint=None, every: int = 250, progress: bool = True) -> SceneReader:
+    "Train a `SceneReader` on `scene_pool` scenes (mirrored at random), its count uniform on images that are not scenes; resumable from `checkpoint` (a .pt file saved every `every` steps, refused if its recipe differs)."
     from tqdm.auto import tqdm
+    if batch_size < 8: raise ValueError(f'batch_size must be ≥ 8 (one in eight images is a non-scene), got {batch_size}')
+    recipe = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, n_scenes=n_scenes, widths=list(widths), pool=pool)
     data = scene_pool(n_scenes, seed, cache=None if checkpoint is None else Path(checkpoint).with_suffix('.scenes.pt'), progress=progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed); model = SceneReader(widths, pool=pool)
@@ -185,6 +189,9 @@ def train_scene_reader(steps: int = 5000, batch_size: int = 128, lr: float = 3e-
     g, start, k = torch.Generator().manual_seed(seed), 0, model.config['max_objects'] + 1
     if checkpoint is not None and Path(checkpoint).exists():
         ck = torch.load(checkpoint, weights_only=False)
+        if ck.get('recipe') != recipe:
+            diff = {key: (ck.get('recipe', {}).get(key), v) for key, v in recipe.items() if ck.get('recipe', {}).get(key) != v}
+            raise ValueError(f'{checkpoint} was trained with another recipe (checkpoint, asked): {diff}; use another checkpoint path or the same arguments')
         for part, obj in (('model', model), ('opt', opt), ('sched', sched)): obj.load_state_dict(ck[part])
         g.set_state(ck['generator']); start = ck['step']
     model.train()
@@ -197,9 +204,9 @@ def train_scene_reader(steps: int = 5000, batch_size: int = 128, lr: float = 3e-
         loss = (F.cross_entropy(out[:batch_size, :k], data['count'][idx]) + F.binary_cross_entropy_with_logits(out[:batch_size, k:], data['shapes'][idx])
                 - out[batch_size:, :k].log_softmax(1).mean() * len(junk) / batch_size)      # uniform over counts on non-scenes
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-        if checkpoint is not None and ((step + 1) % 250 == 0 or step + 1 == steps):
+        if checkpoint is not None and ((step + 1) % every == 0 or step + 1 == steps):
             with atomic_path(checkpoint) as tmp:
-                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), generator=g.get_state(), step=step + 1), tmp)
+                torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(), generator=g.get_state(), step=step + 1, recipe=recipe), tmp)
     return model.eval()
 
 # %% ../nbs/08a_judges.ipynb #ffadcf1d
@@ -305,12 +312,15 @@ def judge_images(judge: nn.Module, x: torch.Tensor, train, test) -> dict:
 STAND_INS = {'flat': 'control: flat images at the mean colour', 'isotropic': 'control: isotropic Gaussian noise',
              'gaussian': "control: Gaussian with the data's covariance"}
 
-def stand_in_images(real, n: int, seed: int = 0) -> dict:
-    "Images that are not samples, `n` of each kind in `STAND_INS`, made from `real` (N, C, H, W): flat at its mean colour, isotropic noise with its mean and spread, Gaussian with its mean and covariance."
+def stand_in_images(real, n: int, seed: int = 0, max_fit: int = 2000) -> dict:
+    "Images that are not samples, `n` of each kind in `STAND_INS`, from the statistics of `real` (N, C, H, W) in [0, 1] (at most `max_fit` of them): flat at its mean colour, isotropic noise with its mean and spread, Gaussian with its mean and covariance."
     from sparsediff.controls import gaussian_images
-    real = torch.as_tensor(real, dtype=torch.float32); shape = (n, *real.shape[1:])
-    mean, g = real.mean((0, 2, 3)).view(1, -1, 1, 1), torch.Generator().manual_seed(seed)
-    return dict(flat=mean.expand(shape).clone(), isotropic=(real.mean() + real.std() * torch.randn(shape, generator=g)).clamp(0, 1),
+    real = check_images(torch.as_tensor(real).detach().cpu(), 'real')
+    if len(real) < 2: raise ValueError(f'stand-in images need at least 2 real images, got {len(real)}')
+    if len(real) > max_fit: real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:max_fit]]
+    shape, mean = (n, *real.shape[1:]), real.mean((0, 2, 3)).view(1, -1, 1, 1)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1))        # its own stream: not the Gaussian's draws
+    return dict(flat=mean.expand(shape).clone(), isotropic=(real.mean() + real.std() * noise).clamp(0, 1),
                 gaussian=gaussian_images(real, n, seed))                       # each (n, C, H, W) in [0, 1]
 
 def image_controls(judge: nn.Module, real, train, test, n: int = 64, seed: int = 0) -> dict:
@@ -369,9 +379,9 @@ def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: i
             px = reconstruct(net, x_c, n_samples, config=config, seed=seed, progress=progress, block='phi_net.mid')
             rows.append(_guided_row(f"guided by pooled pixels ({size}×{size}×{x_c.shape[1]})", judge, px.denoised.clamp(0, 1), labels, index, err(px.denoised.clamp(0, 1)), M, px.evaluations_per_sample))
             out['pixel_guided'] = px
-        for k, x in stand_in_images(pool.images, M * n_samples, seed).items():   # not samples at all: what a judge says of no image
+        not_target = ~(pool.images.flatten(1)[:, None] == x_c.flatten(1)[None]).all(-1).any(1)   # (P,) the targets themselves are never used
+        for k, x in stand_in_images(pool.images[not_target], M * n_samples, seed).items():   # not samples at all: what a judge says of no image
             rows.append(_guided_row(STAND_INS[k], judge, x, labels, index, err(x), M, 0))
-        not_target = ~(pool.images.flatten(1)[:, None] == x_c.flatten(1)[None]).all(-1).any(1)   # (P,) the targets themselves are never picked
         for same in (True, False):
             pick = pick_real(pool.labels, labels[index], same, seed, not_target)
             rows.append(_guided_row(f"a real image of {'the same' if same else 'another'} class", judge, None, labels, index, err(pool.images[pick]), M))

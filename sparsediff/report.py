@@ -516,7 +516,8 @@ def reconstruction_section(g: dict, images: dict, cfg: ReportConfig) -> Section:
     text = (f"{g['guided']['n']} samples of {g['n_targets']} {g['data']} targets ({cfg.n_guided_samples} each), sampler preset <b>{g['preset']}</b>, "
             f"{g['guided']['evals_per_sample']:.0f} network evaluations per guided sample ({g['unguided']['evals_per_sample']:.0f} unguided), status {g.get('status', 'n/a')}. "
             f"Relative φ error ‖φ(x)−φ(x_c)‖/‖φ(x_c)‖ at σ = {cfg.sigma}, mean over targets: guided {per('phi_error', 'guided'):.3f}, unguided {per('phi_error', 'unguided'):.3f}, "
-            f"guided by a random-init copy's φ {per('phi_error', 'random_phi'):.3f}" + (f", guided by pooled pixels {per('phi_error', PIXEL_RUN):.3f}" if PIXEL_RUN in g else '') + f"{real}. " + cls +
+            f"guided by a random-init copy's φ {per('phi_error', 'random_phi'):.3f}" + (f", guided by pooled pixels {per('phi_error', PIXEL_RUN):.3f}" if PIXEL_RUN in g else '')
+            + ''.join(f", {k} images {per('phi_error', f'stand_in_{k}'):.3f}" for k in ('flat', 'isotropic', 'gaussian') if f'stand_in_{k}' in g) + f"{real}. " + cls +
             f"Median pixel std of unguided samples {med('pixel_std', 'unguided'):.3f} against {float(np.median(g['real_pixel_std'])):.3f} for real images. "
             'The claims table tests these numbers against each other.')
     return Section('Reconstruction from φ (Fig. 7)', text, fig7_figures(images, cfg.n_guided_samples, g['data']), {},
@@ -681,11 +682,11 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None
                     class_hit=None if hits is None else hits.tolist(), pixel_std=x.flatten(1).std(1).tolist())
     out = {name: dict(score(r['images'], r['target_index']), evals_per_sample=r['evals_per_sample']) for name, r in runs.items()}
     index = runs['guided']['target_index']
-    for k, x in stand_in_images(data.images, len(index), cfg.seed).items():   # no image at all: what the judge says of flat, noise and Gaussian images
+    not_target = torch.as_tensor(~np.isin(np.arange(len(data)), idx))
+    for k, x in stand_in_images(data.images[not_target], len(index), cfg.seed).items():   # no image at all, from the statistics of the non-targets
         out[f'stand_in_{k}'] = score(x.to(targets.device), index)
     if labelled:   # a real image of the target's class, never a target itself
-        allowed = torch.as_tensor(~np.isin(np.arange(len(data)), idx))
-        pick = pick_real(data.labels, data.labels[torch.as_tensor(idx)][index], True, cfg.seed, allowed)
+        pick = pick_real(data.labels, data.labels[torch.as_tensor(idx)][index], True, cfg.seed, not_target)
         out['real_same_class'] = score(data.images[pick], index)
     if judge is not None:
         out['unguided']['confident'] = confident_share(classify(judge, runs['unguided']['images']))
@@ -748,7 +749,8 @@ def controls_section(nums: dict, cfg: ReportConfig) -> Section:
             f'(simple statistics, pixels, centred pixels, PCA of pixels, mean colour; kNN and linear read-outs preprocessed alike, fitted on training folds). '
             f'KMeans at the paper\'s scale (up to {cfg.n_clusters} clusters), separation measured on held-out points against a matched Gaussian null. '
             f'Sparsity: PR over live channels, per data set and mixed, against random-init copies. Stability: centred, over σ ≥ {cfg.stability_min_sigma}, per data set, beside pixels and mean colour. '
-            f'Sampling: {cfg.n_guided_targets * cfg.n_guided_samples} guided samples against as many unguided ones, as many guided by a random-init copy\'s φ, as many guided by the target\'s pooled pixels (no more numbers than φ; pixel-space models), and real images of the target\'s class '
+            f'Sampling: {cfg.n_guided_targets * cfg.n_guided_samples} guided samples against as many unguided ones, as many guided by a random-init copy\'s φ, as many guided by the target\'s pooled pixels (no more numbers than φ; pixel-space models), '
+            f'as many stand-in images that are not samples (flat at the mean colour, isotropic noise, a Gaussian with the non-targets\' mean and covariance), and real images of the target\'s class '
             f'(scored per target: {cfg.n_guided_targets} targets). {src} Each section above shows the same numbers the claims table uses.')
     return Section('Controls', text, figs, tables, nums)
 
@@ -994,7 +996,10 @@ def report_plan(net, sets: dict, cfg: ReportConfig, cache: Path, manifest: dict 
     kinds = sampling_kinds(net)
     for kind in kinds:
         plan.append((f'samples-{kind}', lambda r, kind=kind: sampling_run(net, first, cfg, kind), dict(sampling, kind=kind), kind != 'guided'))
-    plan.append(('guided-scores', lambda r: _guided_controls(net, first, cfg, {k: r[f'samples-{k}'] for k in kinds}), dict(trained, data=first.name, runs=list(kinds)), True))
+    from sparsediff.judges import STAND_INS
+    judge = judge_for(first)                                               # scores change with the judge (a reshipped reader) and the stand-ins
+    scored = dict(trained, data=first.name, runs=list(kinds), stand_ins=sorted(STAND_INS), judge=None if judge is None else hash_state_dict(judge.state_dict()))
+    plan.append(('guided-scores', lambda r: _guided_controls(net, first, cfg, {k: r[f'samples-{k}'] for k in kinds}), scored, True))
     return plan
 
 def report_sections(r: dict, net, sets: dict, cfg: ReportConfig, manifest: dict | None) -> list:

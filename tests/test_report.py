@@ -147,7 +147,8 @@ def guided_numbers(rng, planted, flat=False):
                        class_hit=[float(i % 10 == 0) for i in range(n)], n=n, pixel_std=real[n:])
     u = bad()
     if flat: u['pixel_std'] = [0.01] * n
-    return dict(guided=good if planted else bad(), unguided=u, random_phi=bad(), real_same_class=dict(phi_error=list(0.5 + 0.02 * rng.random(n)), identified=[float(i % 4 == 0) for i in range(n)]),
+    stand_ins = {f'stand_in_{k}': dict(bad(), pixel_std=[0.0] * n) for k in ('flat', 'isotropic', 'gaussian')}   # images that are not samples
+    return dict(guided=good if planted else bad(), unguided=u, random_phi=bad(), **stand_ins, real_same_class=dict(phi_error=list(0.5 + 0.02 * rng.random(n)), identified=[float(i % 4 == 0) for i in range(n)]),
                 index=list(np.repeat(np.arange(M), 2)), n_targets=M, chance=1 / M, class_chance=0.1, data='toy', real_pixel_std=real,
                 class_judge='a toy judge')
 
@@ -229,6 +230,15 @@ def test_a_judge_that_names_the_class_of_a_blank_image_refutes_the_class_row():
     assert cls['verdict'] != 'holds' and cls['best control'].startswith('flat images')
     g['stand_in_flat']['class_hit'] = [0.0] * g['guided']['n']                                       # a judge that is not fooled: holds again
     assert reproduction_table(num).set_index('claim').filter(like=ROW_KINDS['class rate'], axis=0)['verdict'].iloc[0] == 'holds'
+
+def test_a_gaussian_stand_in_closer_to_phi_refutes_the_phi_error_row():
+    "A Gaussian with the data's covariance is a control of the φ-error row: when it sits closer to the target's φ than guided samples do, the row fails."
+    num = claims_numbers(True); g = num['Controls']['guided']
+    row = lambda: reproduction_table(num).set_index('claim').filter(like=ROW_KINDS['guided φ error'], axis=0).iloc[0]
+    assert row()['verdict'] == 'holds'
+    g['stand_in_gaussian']['phi_error'] = list(0.05 + 0.01 * np.random.default_rng(2).random(g['guided']['n']))
+    r = row()
+    assert r['verdict'] != 'holds' and r['best control'].startswith("Gaussian with the data's covariance")
 
 def test_the_report_guides_by_pooled_pixels(small_report):
     rep = json.loads(small_report[1].read_text())

@@ -4,7 +4,7 @@ Usage: python training/scenes_reader/train.py [--steps 5000] [--threads 1]     (
        python training/scenes_reader/train.py --ship                           (evaluate the finished run and ship it as the 'scenes' judge)"""
 import argparse, json, torch
 from pathlib import Path
-from sparsediff.judges import train_scene_reader, read_scenes, scene_labels, save_judge, stand_in_images, STAND_INS, SceneReader, JUDGES_DIR
+from sparsediff.judges import train_scene_reader, read_scenes, scene_labels, save_judge, stand_in_images, JUDGES_DIR
 from sparsediff.scenes import render_scenes
 
 RUN = Path(__file__).parent/'run'
