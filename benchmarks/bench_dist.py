@@ -10,6 +10,7 @@ issue's target (≥ 1.7×) is read on the end-to-end ratio; the second shows how
 The default job (96 noise draws of 1,000 digits, about 2.5 min on one core) is large enough that torchrun's fixed start-up
 (about 2.8 s) no longer decides the ratio; with 32 draws it took a third of the 2-rank run's time.
 Usage: python benchmarks/bench_dist.py [--model default] [--data mnist] [--n-noise 96] [--sigmas 0.05 0.1 0.2 0.4] [--ranks 2]
+       python benchmarks/bench_dist.py --repeat 3 --end-to-end-only       (the target's ratio three times, nothing else)
        python benchmarks/bench_dist.py --n-noise 1 --sigmas 0.1          (a quick check that it runs)"""
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -66,22 +67,31 @@ def main():
     ap.add_argument('--n-noise', type=int, default=96); ap.add_argument('--chunk', type=int, default=64); ap.add_argument('--ranks', type=int, default=2)
     ap.add_argument('--inner', action='store_true', help=argparse.SUPPRESS); ap.add_argument('--out', help=argparse.SUPPRESS)
     ap.add_argument('--timing', help=argparse.SUPPRESS)
+    ap.add_argument('--repeat', type=int, default=1, help='time the end-to-end pair this many times')
+    ap.add_argument('--end-to-end-only', action='store_true', help='skip the in-process timing and the ceiling runs')
     a = ap.parse_args()
     if a.inner: return inner(a)
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     print(f'{os.cpu_count()} CPU cores; {a.model} on {a.data}, σ {a.sigmas}, blocks {a.blocks}, {a.n_noise} noise draws, chunks of {a.chunk}', flush=True)
     with tempfile.TemporaryDirectory() as d:
-        one = timed([sys.executable, *extract_args(a, Path(d)/'one')], env)
-        print(f'1 process, 1 thread: {one:.1f} s', flush=True)
-        many = timed([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(a.ranks),
-                      *extract_args(a, Path(d)/'many')], env)
-        print(f'{a.ranks} ranks, 1 thread each: {many:.1f} s', flush=True)
-        same = store_files(Path(d)/'one') == store_files(Path(d)/'many')
+        ratios, same = [], True
+        for i in range(a.repeat):                                        # end to end, the pair side by side, `repeat` times
+            one = timed([sys.executable, *extract_args(a, Path(d)/f'one{i}')], env)
+            print(f'1 process, 1 thread: {one:.1f} s', flush=True)
+            many = timed([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(a.ranks),
+                          *extract_args(a, Path(d)/f'many{i}')], env)
+            print(f'{a.ranks} ranks, 1 thread each: {many:.1f} s  (ratio {one / many:.2f}×)', flush=True)
+            same = same and store_files(Path(d)/f'one{i}') == store_files(Path(d)/f'many{i}') == store_files(Path(d)/'one0'); ratios.append(one / many)
+        if a.repeat > 1: print(f'end to end over {a.repeat} pairs: {min(ratios):.2f}–{max(ratios):.2f}× (median {sorted(ratios)[len(ratios) // 2]:.2f}×)', flush=True)
+        if a.end_to_end_only:
+            print(f'speed-up end to end {one / many:.2f}× with {a.ranks} ranks (last pair); stores identical byte for byte: {same}')
+            if not same: raise SystemExit('the stores differ')
+            return
         torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(a.ranks)]
         timed([sys.executable, *inner_args(a, Path(d)/'in1', Path(d)/'t1.json')], env)
         timed([*torchrun, *inner_args(a, Path(d)/'inN', Path(d)/'tN.json')], env)
         in1, inN = (json.loads((Path(d)/f).read_text())['seconds'] for f in ('t1.json', 'tN.json'))
-        same = same and store_files(Path(d)/'in1') == store_files(Path(d)/'inN') == store_files(Path(d)/'one')
+        same = same and store_files(Path(d)/'in1') == store_files(Path(d)/'inN') == store_files(Path(d)/'one0')
         print(f'extract_phi alone (timed in the processes): 1 process {in1:.1f} s, {a.ranks} ranks {inN:.1f} s', flush=True)
         apart = timed_together([[sys.executable, *extract_args(a, Path(d)/f'apart{i}')] for i in range(a.ranks)], env)
         print(f'{a.ranks} independent single-process extractions at once: {apart:.1f} s (each does all the work)', flush=True)
