@@ -16,13 +16,13 @@ from .data import load_mnist, augment_digits
 from .adapters import Denoiser, denoise, describe_noise
 
 # %% auto #0
-__all__ = ['JUDGES_DIR', 'STAND_INS', 'conv_block', 'DigitClassifier', 'non_digits', 'train_digit_classifier', 'save_judge',
-           'load_judge', 'classify', 'confident_share', 'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter',
-           'scene_count_set', 'count_classes', 'scene_pool', 'train_scene_reader', 'image_statistics',
-           'statistics_ratio', 'nearest_distances', 'memorisation_check', 'plot_memorisation', 'bootstrap_spread',
-           'per_target', 'SwappedPhi', 'pixel_guided', 'judge_unconditional', 'judge_run', 'judge_images',
-           'stand_in_images', 'image_controls', 'save_grid', 'pick_real', 'judge_guided', 'guided_grid',
-           'fig7_markdown']
+__all__ = ['JUDGES_DIR', 'STAND_INS', 'conv_block', 'DigitClassifier', 'non_digits', 'gaussian_fields', 'non_scenes',
+           'train_digit_classifier', 'save_judge', 'load_judge', 'classify', 'confident_share', 'scene_labels',
+           'SceneReader', 'read_scenes', 'SceneCounter', 'scene_count_set', 'count_classes', 'scene_pool',
+           'train_scene_reader', 'image_statistics', 'statistics_ratio', 'nearest_distances', 'memorisation_check',
+           'plot_memorisation', 'bootstrap_spread', 'per_target', 'SwappedPhi', 'pixel_guided', 'judge_unconditional',
+           'judge_run', 'judge_images', 'stand_in_images', 'image_controls', 'save_grid', 'pick_real', 'judge_guided',
+           'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -55,6 +55,28 @@ def non_digits(digits: torch.Tensor, generator) -> torch.Tensor:
     shuffled = tiles.permute(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)                   # tiles back into a 32×32 image
     out = torch.where((kind == 0).view(-1, 1, 1, 1), flat, torch.where((kind == 1).view(-1, 1, 1, 1), smooth, shuffled))
     return out.clamp(0, 1)
+
+def gaussian_fields(n: int, c: int, size: int, generator) -> torch.Tensor:
+    "Random Gaussian fields (n, c, size, size) in [0, 1]: a 1/f^α amplitude spectrum (α in 0.5–2.5, around photos' 2), channels mixed by a random colour matrix, a random contrast, vertical ramp (a ground below a sky) and mean."
+    g = generator
+    f = torch.fft.fftfreq(size).abs()
+    radius = (f.view(-1, 1) ** 2 + f.view(1, -1) ** 2).sqrt().clamp_min(1 / size)           # (size, size)
+    alpha = 0.5 + 2 * torch.rand(n, 1, 1, 1, generator=g)
+    spec = torch.randn(n, c, size, size, generator=g) * radius ** -alpha                       # (n, c, size, size) white noise shaped by 1/f^α
+    x = torch.fft.ifft2(spec).real
+    x = x / x.flatten(1).std(1).view(-1, 1, 1, 1)                                               # unit spread per image
+    mix = torch.randn(n, c, c, generator=g) / c ** 0.5
+    x = torch.einsum('nij,njhw->nihw', mix, x)                                                 # correlated colours
+    ramp = torch.linspace(-1, 1, size).view(1, 1, -1, 1) * torch.randn(n, c, 1, 1, generator=g) * 0.15
+    contrast = 0.05 + 0.25 * torch.rand(n, 1, 1, 1, generator=g)
+    return (torch.rand(n, c, 1, 1, generator=g) * 0.6 + 0.2 + contrast * x + ramp).clamp(0, 1)
+
+def non_scenes(scenes: torch.Tensor, generator, fields: bool = True) -> torch.Tensor:
+    "Images that are not scenes, shaped like `scenes` (N, C, H, W): `non_digits`' kinds and, with `fields`, random Gaussian fields with a photo-like spectrum for every second image."
+    out = non_digits(scenes, generator)
+    if not fields: return out
+    n, c, h, _ = scenes.shape
+    return torch.where((torch.arange(n) % 2 == 1).view(-1, 1, 1, 1), gaussian_fields(n, c, h, generator), out)
 
 def train_digit_classifier(steps: int = 2000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> DigitClassifier:
     "Train a `DigitClassifier` on the augmented MNIST-5k training split (the test split is never seen), uncertain on non-digits."
@@ -176,11 +198,11 @@ def scene_pool(n: int, seed: int = 0, chunk: int = 500, cache=None, progress: bo
     return pool
 
 def train_scene_reader(steps: int = 5000, batch_size: int = 128, lr: float = 3e-3, seed: int = 0, n_scenes: int = 30_000,
-                       widths=(32, 64, 128), pool: int = 4, checkpoint=None, every: int = 250, progress: bool = True) -> SceneReader:
+                       widths=(32, 64, 128), pool: int = 4, fields: bool = True, checkpoint=None, every: int = 250, progress: bool = True) -> SceneReader:
     "Train a `SceneReader` on `scene_pool` scenes (mirrored at random), its count uniform on images that are not scenes; resumable from `checkpoint` (a .pt file saved every `every` steps, refused if its recipe differs)."
     from tqdm.auto import tqdm
     if batch_size < 8: raise ValueError(f'batch_size must be ≥ 8 (one in eight images is a non-scene), got {batch_size}')
-    recipe = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, n_scenes=n_scenes, widths=list(widths), pool=pool)
+    recipe = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, n_scenes=n_scenes, widths=list(widths), pool=pool, fields=fields)
     data = scene_pool(n_scenes, seed, cache=None if checkpoint is None else Path(checkpoint).with_suffix('.scenes.pt'), progress=progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed); model = SceneReader(widths, pool=pool)
@@ -199,7 +221,7 @@ def train_scene_reader(steps: int = 5000, batch_size: int = 128, lr: float = 3e-
         idx = torch.randint(n_scenes, (batch_size,), generator=g)
         flip = torch.rand(batch_size, generator=g) < 0.5                                   # a mirrored scene has the same objects
         x = torch.where(flip.view(-1, 1, 1, 1), data['images'][idx].flip(3), data['images'][idx])
-        junk = non_digits(x[:batch_size // 8], g)                                          # grey + noise, smooth fields, tile-shuffled scenes
+        junk = non_scenes(x[:batch_size // 8], g, fields)                                  # grey + noise, smooth fields, tile-shuffled scenes, Gaussian fields
         out = model(torch.cat([x, junk]))
         loss = (F.cross_entropy(out[:batch_size, :k], data['count'][idx]) + F.binary_cross_entropy_with_logits(out[:batch_size, k:], data['shapes'][idx])
                 - out[batch_size:, :k].log_softmax(1).mean() * len(junk) / batch_size)      # uniform over counts on non-scenes

@@ -1,7 +1,8 @@
 """Train the scene attribute reader (`load_judge('scenes')`): a CNN reading the visible-object count and the shapes present from a
 rendered scene, uncertain on images that are not scenes. Resumable: rerun the same command after a crash.
-Usage: python training/scenes_reader/train.py [--steps 5000] [--threads 1]     (trains and evaluates; the checkpoint is in run/)
-       python training/scenes_reader/train.py --ship                           (evaluate the finished run and ship it as the 'scenes' judge)"""
+Usage: python training/scenes_reader/train.py [--steps 5000] [--threads 1] [--run DIR] [--no-fields]   (trains and evaluates; checkpoint in DIR, default run/)
+       python training/scenes_reader/train.py --ship [same arguments]          (evaluate the finished run and ship it as the 'scenes' judge)
+--no-fields leaves random Gaussian fields out of the non-scene images it is trained to be unsure of (the first shipped recipe)."""
 import argparse, json, torch
 from pathlib import Path
 from sparsediff.judges import train_scene_reader, read_scenes, scene_labels, save_judge, stand_in_images, JUDGES_DIR
@@ -21,14 +22,16 @@ def evaluate(reader) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--steps', type=int, default=5000); ap.add_argument('--threads', type=int, default=1); ap.add_argument('--ship', action='store_true')
+    ap.add_argument('--run', type=Path, default=RUN); ap.add_argument('--no-fields', action='store_true')
     a = ap.parse_args(); torch.set_num_threads(a.threads)
-    reader = train_scene_reader(steps=a.steps, checkpoint=RUN/'checkpoint.pt')
+    reader = train_scene_reader(steps=a.steps, fields=not a.no_fields, checkpoint=a.run/'checkpoint.pt')
     scores = evaluate(reader); print(json.dumps(scores), flush=True)
-    (RUN/'scores.json').write_text(json.dumps(dict(steps=a.steps, **scores), indent=1))
+    (a.run/'scores.json').write_text(json.dumps(dict(steps=a.steps, fields=not a.no_fields, **scores), indent=1))
     if a.ship:
+        negatives = 'grey + noise, smooth fields, tile-shuffled scenes' + ('' if a.no_fields else ', random Gaussian fields with a 1/f^α spectrum')
         save_judge(reader, JUDGES_DIR/'scenes', dict(trained_on='30,000 rendered scenes (render seeds 1,000,000 + chunk), mirrored at random; '
-                   'non-scenes (grey + noise, smooth fields, tile-shuffled scenes) trained to a uniform count', steps=a.steps,
-                   recipe='training/scenes_reader/train.py', held_out='render seed 7 (1,000 scenes); stand-ins from render seed 11', **scores))
+                   f'non-scenes ({negatives}) trained to a uniform count', steps=a.steps, fields=not a.no_fields,
+                   recipe='training/scenes_reader/train.py' + (' --no-fields' if a.no_fields else ''), held_out='render seed 7 (1,000 scenes); stand-ins from render seed 11', **scores))
         print('shipped', JUDGES_DIR/'scenes')
 
 if __name__ == '__main__': main()
