@@ -505,11 +505,12 @@ def semantics_section(feats: dict, data: ImageSet, cfg: ReportConfig, scores: di
 # %% ../nbs/13_report.ipynb #c028
 def reconstruction_section(g: dict, images: dict, cfg: ReportConfig) -> Section:
     "Fig. 7: targets beside their φ-guided samples and unguided samples, with the φ error and class rate the claims table uses."
+    from sparsediff.judges import STAND_INS
     med = lambda k, run: float(np.median(g[run][k]))
     per = lambda k, run: _per_target(g[run][k], g)[0]
     cls = (f"Share judged the target's class by {g['class_judge']} (mean over targets): guided {per('class_hit', 'guided'):.0%}, unguided {per('class_hit', 'unguided'):.0%}, "
            f"guided by a random-init copy's φ {per('class_hit', 'random_phi'):.0%}" + (f", guided by the target's pooled pixels {per('class_hit', PIXEL_RUN):.0%}" if PIXEL_RUN in g else '')
-           + ''.join(f", {k} images {per('class_hit', f'stand_in_{k}'):.0%}" for k in ('flat', 'isotropic', 'gaussian') if f'stand_in_{k}' in g)
+           + ''.join(f", {k} images {per('class_hit', f'stand_in_{k}'):.0%}" for k in STAND_INS if f'stand_in_{k}' in g)
            + f" (chance {g['class_chance']:.0%}). ") if g['guided'].get('class_hit') is not None else \
           "Whether samples keep their target's class needs labels (class sub-folders with enough images each). "
     real = f", a real image of the target's class {per('phi_error', 'real_same_class'):.3f}" if 'real_same_class' in g else ''
@@ -517,7 +518,7 @@ def reconstruction_section(g: dict, images: dict, cfg: ReportConfig) -> Section:
             f"{g['guided']['evals_per_sample']:.0f} network evaluations per guided sample ({g['unguided']['evals_per_sample']:.0f} unguided), status {g.get('status', 'n/a')}. "
             f"Relative φ error ‖φ(x)−φ(x_c)‖/‖φ(x_c)‖ at σ = {cfg.sigma}, mean over targets: guided {per('phi_error', 'guided'):.3f}, unguided {per('phi_error', 'unguided'):.3f}, "
             f"guided by a random-init copy's φ {per('phi_error', 'random_phi'):.3f}" + (f", guided by pooled pixels {per('phi_error', PIXEL_RUN):.3f}" if PIXEL_RUN in g else '')
-            + ''.join(f", {k} images {per('phi_error', f'stand_in_{k}'):.3f}" for k in ('flat', 'isotropic', 'gaussian') if f'stand_in_{k}' in g) + f"{real}. " + cls +
+            + ''.join(f", {k} images {per('phi_error', f'stand_in_{k}'):.3f}" for k in STAND_INS if f'stand_in_{k}' in g) + f"{real}. " + cls +
             f"Median pixel std of unguided samples {med('pixel_std', 'unguided'):.3f} against {float(np.median(g['real_pixel_std'])):.3f} for real images. "
             'The claims table tests these numbers against each other.')
     return Section('Reconstruction from φ (Fig. 7)', text, fig7_figures(images, cfg.n_guided_samples, g['data']), {},

@@ -5,7 +5,7 @@ Usage: python training/scenes_reader/train.py [--steps 5000] [--threads 1] [--ru
 --no-fields leaves random Gaussian fields out of the non-scene images it is trained to be unsure of (the first shipped recipe)."""
 import argparse, json, torch
 from pathlib import Path
-from sparsediff.judges import train_scene_reader, read_scenes, scene_labels, save_judge, stand_in_images, JUDGES_DIR
+from sparsediff.judges import train_scene_reader, read_scenes, scene_labels, save_judge, stand_in_images, confident_share, JUDGES_DIR
 from sparsediff.scenes import render_scenes
 
 RUN = Path(__file__).parent/'run'
@@ -14,9 +14,9 @@ def evaluate(reader) -> dict:
     "Count and shape accuracy and the confident share (p ≥ 0.9 on the count) on 1,000 held-out scenes (render seed 7), and the confident share on stand-in images."
     held = render_scenes(1000, seed=7); c, s = scene_labels(held); p = read_scenes(reader, held.images)
     out = dict(count_accuracy=float((p['count'].argmax(1) == c).float().mean()), shape_accuracy=float(((p['shapes'] > 0.5) == s.bool()).float().mean()),
-               confident=float((p['count'].max(1).values >= 0.9).float().mean()))
+               confident=confident_share(p['count']))
     for k, x in stand_in_images(render_scenes(500, seed=11).images, 500, 0).items():
-        out[f'confident_on_{k}'] = float((read_scenes(reader, x)['count'].max(1).values >= 0.9).float().mean())
+        out[f'confident_on_{k}'] = confident_share(read_scenes(reader, x)['count'])
     return out
 
 def main():
