@@ -392,7 +392,7 @@ def _adaptive(model, y, x_c, cfg: SamplerConfig, gen, run: _Run):
     "The adaptive loop of Kadkhodaie & Simoncelli with optional φ guidance: (final y, last x̂)."
     B, dev = len(y), y.device
     active, denoised = torch.ones(B, dtype=torch.bool, device=dev), y.clone()
-    sig_prev = torch.full((B,), cfg.sigma0, device=dev)    # also the σ an adapter is told: the level last measured (σ0 at first)
+    sig_prev = torch.full((B,), cfg.sigma0, device=dev)    # the σ an adapter is told: the level the last step aimed at (σ0 at first)
     for t in range(1, cfg.max_steps + 1):
         idx = active.nonzero().squeeze(1)
         h = step_size(t, cfg.h0, cfg.ramp)
@@ -403,7 +403,7 @@ def _adaptive(model, y, x_c, cfg: SamplerConfig, gen, run: _Run):
         gamma = noise_scale(sigma, h, cfg.beta).view(-1, 1, 1, 1)
         done = sigma < cfg.sigma_final
         y[idx] = torch.where(done.view(-1, 1, 1, 1), seen, seen + delta - h * (seen - xh) + gamma * z)
-        denoised[idx], sig_prev[idx] = xh, sigma
+        denoised[idx], sig_prev[idx] = xh, sigma * (1 - cfg.beta * h)   # the update shrinks σ by (1 − βh)
         active[idx[done]] = False
         run.log(idx, sigma, err, told_sigma)
         if run.guard(t, idx, sigma): break

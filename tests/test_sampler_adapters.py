@@ -6,7 +6,7 @@ from torch import nn
 from sparsediff.core import make_generator
 from sparsediff.unet import UNet, UNetConfig
 from sparsediff.adapters import Denoiser, as_denoiser, sigma_to_timestep, table_sigmas
-from sparsediff.sampler import SamplerConfig, reconstruct, sample, scheduler_samples, denoise, noise_level_check
+from sparsediff.sampler import SamplerConfig, reconstruct, sample, scheduler_samples, denoise, noise_level_check, step_size
 
 diffusers = pytest.importorskip('diffusers')
 torch.set_num_threads(1)
@@ -41,7 +41,9 @@ def test_sigma_ignoring_adapter_matches_the_blind_path(cfg, targets):
     assert a.noise is None and b.noise['timestep'].eq(-1).all()
     told = b.noise['sigma']
     if cfg.schedule == 'fixed': assert torch.allclose(told[:, 0], torch.tensor(cfg.levels(), dtype=told.dtype))
-    else: assert told[0, 0] == cfg.sigma0 and torch.allclose(told[1:], a.sigma[:-1].double(), equal_nan=True)   # the level last measured
+    else:                                                  # the level the last step aimed at: (1 − βh)·σ measured before it
+        aimed = torch.stack([a.sigma[t - 1] * (1 - cfg.beta * step_size(t, cfg.h0, cfg.ramp)) for t in range(1, len(a.sigma))])
+        assert told[0, 0] == cfg.sigma0 and torch.allclose(told[1:], aimed.double(), equal_nan=True)
 
 def test_vp_adapter_is_told_each_level_and_records_its_timestep(targets):
     spy = Spy(tiny_unet2d()); D = as_denoiser(spy, diffusers.DDPMScheduler(), blocks={'mid': 'inner.mid_block'})
@@ -60,6 +62,21 @@ def test_adapter_needs_sigma():
     D = as_denoiser(tiny_unet2d(), diffusers.DDPMScheduler())
     with pytest.raises(ValueError, match='give the noise level sigma'): denoise(D, torch.rand(1, 3, 16, 16))
     with pytest.raises(ValueError, match='takes 3-channel images'): sample(D, 1, (1, 16, 16), progress=False)
+
+class GaussianEps(nn.Module):
+    "The exact ε-predictor of data whose pixels are independent N(0, s²) in model units: E[ε | x_t] = √(1−ᾱ)·x_t / (ᾱs² + 1 − ᾱ)."
+    def __init__(self, s, alphas_cumprod): super().__init__(); self.s, self.ac = s, alphas_cumprod.float(); self.mid = nn.Identity()
+    def forward(self, x_t, t):
+        a = self.ac[t.round().long()].view(-1, 1, 1, 1); return (1 - a).sqrt() * x_t / (a * self.s ** 2 + 1 - a)
+
+@pytest.mark.parametrize('beta', [0.2, 0.5])
+def test_adaptive_sampler_on_an_exact_denoiser_keeps_the_prior_spread(beta):
+    "Told the level each update aims at, the exact denoiser of a Gaussian prior gives samples of the prior's spread (told the level before, 19–23 % too little)."
+    sched = diffusers.DDPMScheduler(clip_sample=False)
+    D = as_denoiser(GaussianEps(0.5, sched.alphas_cumprod), sched)          # pixels N(0.5, 0.25²) in [0, 1] units
+    res = sample(D, 16, (1, 16, 16), config=SamplerConfig(guidance='none', init_mean=0.5, beta=beta), seed=0, progress=False)
+    assert res.status == 'converged' and abs(res.denoised.std().item() / 0.25 - 1) < 0.1
+    assert abs(res.denoised.mean().item() - 0.5) < 0.03
 
 class Oracle(nn.Module):
     "Returns the exact ε of the clean image `x0` (model units) at any x_t and t."
