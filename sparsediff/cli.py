@@ -139,7 +139,7 @@ def report_parser(sub, name='report'):
                    help="shipped model name, checkpoint folder, or a diffusers save_pretrained folder (a pipeline folder with model_index.json, "
                         "or a UNet folder with its scheduler beside it or in scheduler/; a hub id where the network allows)")
     p.add_argument('--data', default='demo' if demo else None,
-                   help="'demo', 'mnist', 'textures', 'validation-photos', a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
+                   help="'demo', 'mnist', 'textures', 'validation-photos', 'scenes' (held-out rendered scenes), a folder of images (class sub-folders optional: a flat folder skips the class-based analyses) "
                         "or a saved Hugging Face dataset folder")
     p.add_argument('--device', default='auto', help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument('--threads', type=int, default=None,

@@ -21,8 +21,8 @@ __all__ = ['JUDGES_DIR', 'STAND_INS', 'conv_block', 'DigitClassifier', 'non_digi
            'SceneReader', 'read_scenes', 'SceneCounter', 'scene_count_set', 'count_classes', 'scene_pool',
            'train_scene_reader', 'image_statistics', 'statistics_ratio', 'nearest_distances', 'memorisation_check',
            'plot_memorisation', 'bootstrap_spread', 'per_target', 'SwappedPhi', 'pixel_guided', 'judge_unconditional',
-           'judge_run', 'judge_images', 'stand_in_images', 'image_controls', 'save_grid', 'pick_real', 'judge_guided',
-           'guided_grid', 'fig7_markdown']
+           'judge_run', 'judge_images', 'stand_in_images', 'image_controls', 'save_grid', 'scene_reader_scores',
+           'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -356,6 +356,17 @@ def save_grid(x: torch.Tensor, ncol: int, path, scale: int = 3):
     g = to_uint8(image_grid(x, ncol=ncol, pad=2)[None])[0]            # (H, W, C) uint8
     im = Image.fromarray(g.squeeze(-1) if g.shape[-1] == 1 else g)
     im.resize((im.width * scale, im.height * scale), Image.NEAREST).save(path)
+
+# %% ../nbs/08a_judges.ipynb #11962aee
+def scene_reader_scores(reader: nn.Module, n: int = 1000, seed: int = 7, stand_in_seed: int = 11) -> dict:
+    "Count and shape accuracy and the confident share (p ≥ 0.9 on the count) on `n` held-out rendered scenes, and the confident share on each stand-in."
+    from sparsediff.scenes import render_scenes
+    held = render_scenes(n, seed=seed); count, shapes = scene_labels(held); p = read_scenes(reader, held.images)
+    out = dict(count_accuracy=float((p['count'].argmax(1) == count).float().mean()),
+               shape_accuracy=float(((p['shapes'] > 0.5) == shapes.bool()).float().mean()), confident=confident_share(p['count']))
+    for k, x in stand_in_images(render_scenes(n // 2, seed=stand_in_seed).images, n // 2, 0).items():   # statistics from other scenes
+        out[f'confident_on_{k}'] = confident_share(read_scenes(reader, x)['count'])
+    return out
 
 # %% ../nbs/08a_judges.ipynb #425078e4
 def _guided_row(name, judge, x, labels, index, errors, n_targets, evals=float('nan')) -> dict:

@@ -664,8 +664,8 @@ def sampling_run(model, data: ImageSet, cfg: ReportConfig, kind: str) -> dict:
     r = reconstruct(net, targets, n_samples=cfg.n_guided_samples, config=sc, seed=cfg.seed, device=cfg.device, progress=False)
     return dict(images=r.denoised.clamp(0, 1).cpu(), target_index=r.target_index.cpu(), evals_per_sample=r.evaluations_per_sample, status=r.status)
 
-def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None = None) -> dict:
-    "Guided samples against unguided ones, guidance by a random-init copy's φ and by pooled pixels (pixel-space models), stand-in images (flat, noise, Gaussian) and real images of the same class, every score kept per sample."
+def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None = None, judge='shipped') -> dict:
+    "Guided samples against unguided ones, guidance by a random-init copy's φ and by pooled pixels (pixel-space models), stand-in images (flat, noise, Gaussian) and real images of the same class, every score kept per sample; `judge` 'shipped' loads `judge_for(data)`."
     from sparsediff.sampler import phi_error
     from sparsediff.phi import phi as phi_of
     from sparsediff.core import make_generator
@@ -673,7 +673,7 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None
     runs = runs or {k: sampling_run(model, data, cfg, k) for k in sampling_kinds(model)}
     labelled = len(class_plan(data, cfg.min_per_class)['rows']) > 0
     idx = guided_targets(data, cfg)
-    targets, judge = data.images[torch.as_tensor(idx)], judge_for(data)
+    targets, judge = data.images[torch.as_tensor(idx)], judge_for(data) if isinstance(judge, str) else judge
     q = phi_of(model, targets, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed))                # (M, D) the targets' φ
     def score(x, index):
         p = phi_of(model, x, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed))                  # (B, D)
@@ -1000,7 +1000,7 @@ def report_plan(net, sets: dict, cfg: ReportConfig, cache: Path, manifest: dict 
     from sparsediff.judges import STAND_INS
     judge = judge_for(first)                                               # scores change with the judge (a reshipped reader) and the stand-ins
     scored = dict(trained, data=first.name, runs=list(kinds), stand_ins=sorted(STAND_INS), judge=None if judge is None else hash_state_dict(judge.state_dict()))
-    plan.append(('guided-scores', lambda r: _guided_controls(net, first, cfg, {k: r[f'samples-{k}'] for k in kinds}), scored, True))
+    plan.append(('guided-scores', lambda r: _guided_controls(net, first, cfg, {k: r[f'samples-{k}'] for k in kinds}, judge), scored, True))
     return plan
 
 def report_sections(r: dict, net, sets: dict, cfg: ReportConfig, manifest: dict | None) -> list:

@@ -5,19 +5,9 @@ Usage: python training/scenes_reader/train.py [--steps 5000] [--threads 1] [--ru
 --no-fields leaves random Gaussian fields out of the non-scene images it is trained to be unsure of (the first shipped recipe)."""
 import argparse, json, torch
 from pathlib import Path
-from sparsediff.judges import train_scene_reader, read_scenes, scene_labels, save_judge, stand_in_images, confident_share, JUDGES_DIR
-from sparsediff.scenes import render_scenes
+from sparsediff.judges import train_scene_reader, scene_reader_scores, save_judge, JUDGES_DIR
 
 RUN = Path(__file__).parent/'run'
-
-def evaluate(reader) -> dict:
-    "Count and shape accuracy and the confident share (p ≥ 0.9 on the count) on 1,000 held-out scenes (render seed 7), and the confident share on stand-in images."
-    held = render_scenes(1000, seed=7); c, s = scene_labels(held); p = read_scenes(reader, held.images)
-    out = dict(count_accuracy=float((p['count'].argmax(1) == c).float().mean()), shape_accuracy=float(((p['shapes'] > 0.5) == s.bool()).float().mean()),
-               confident=confident_share(p['count']))
-    for k, x in stand_in_images(render_scenes(500, seed=11).images, 500, 0).items():
-        out[f'confident_on_{k}'] = confident_share(read_scenes(reader, x)['count'])
-    return out
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -25,7 +15,7 @@ def main():
     ap.add_argument('--run', type=Path, default=RUN); ap.add_argument('--no-fields', action='store_true')
     a = ap.parse_args(); torch.set_num_threads(a.threads)
     reader = train_scene_reader(steps=a.steps, fields=not a.no_fields, checkpoint=a.run/'checkpoint.pt')
-    scores = evaluate(reader); print(json.dumps(scores), flush=True)
+    scores = scene_reader_scores(reader)      # held-out render seed 7; stand-ins from render seed 11; print(json.dumps(scores), flush=True)
     (a.run/'scores.json').write_text(json.dumps(dict(steps=a.steps, fields=not a.no_fields, **scores), indent=1))
     if a.ship:
         negatives = 'grey + noise, smooth fields, tile-shuffled scenes' + ('' if a.no_fields else ', random Gaussian fields with a 1/f^α spectrum')
