@@ -52,6 +52,19 @@ def test_resume_is_exact_and_ship_loads(script, tmp_path):
     assert all(torch.equal(rawd.net.state_dict()[k], raw['model'][k].half().float()) for k in raw['model'])
     assert 'not their EMA' in json.loads((tmp_path/'weights'/'raw'/'manifest.json').read_text())['weights']
 
+def test_every_checkpoint_is_kept_and_can_ship(script, tmp_path):
+    script.train(tmp_path/'r', steps=4, ckpt_every=2, log_every=1, quiet=True)
+    assert sorted(p.name for p in (tmp_path/'r'/'history').iterdir()) == ['000002.pt', '000004.pt']
+    two = torch.load(tmp_path/'r'/'history'/'000002.pt', weights_only=False)
+    four = torch.load(tmp_path/'r'/'checkpoint.pt', weights_only=False)
+    assert two['step'] == 2 and all(v.dtype == torch.float16 for v in two['model'].values() if v.is_floating_point())
+    from sparsediff.adapters import load_denoiser
+    old = load_denoiser(script.ship(tmp_path/'r', tmp_path/'w'/'two', raw=True, step=2))
+    assert json.loads((tmp_path/'w'/'two'/'manifest.json').read_text())['steps'] == 2
+    assert all(torch.equal(old.net.state_dict()[k], two['model'][k].float()) for k in two['model'])     # the step-2 weights ...
+    assert not all(torch.equal(old.net.state_dict()[k], four['model'][k].half().float()) for k in four['model'])   # ... not the latest
+    with pytest.raises(FileNotFoundError, match=r'kept steps: \[2, 4\]'): script.ship(tmp_path/'r', tmp_path/'w'/'x', step=3)
+
 def test_scenes_data_trains_a_colour_eps_model(script, tmp_path):
     script.use_data('scenes')
     assert script.UNET['in_channels'] == script.UNET['out_channels'] == 3 and script.RUN.parent.name == 'scenes_ddpm'

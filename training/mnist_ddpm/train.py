@@ -4,8 +4,10 @@ A diffusers `UNet2DModel` (1 grey channel, 32×32, ≤ 3M parameters) trained wi
 β, 1,000 steps) and ε-MSE on the MNIST-5k training split only — `DigitsMixture`, the augmented `load_mnist('train')` digits our
 blind digits model trained on (the 28×28 digits sit in a 32×32 frame); the test digits never enter. Every step's batch, timesteps
 and noise come from the step number, so killing the run and rerunning the same command resumes exactly from the last checkpoint
-(model + optimizer + step, written atomically every `--ckpt-every` steps). `--ship` saves the latest checkpoint as a diffusers
-pipeline folder, `DDPMPipeline(unet, scheduler).save_pretrained`, under sparsediff/weights/mnist_ddpm with a small manifest.json.
+(model + optimizer + step, written atomically every `--ckpt-every` steps; the weights of each checkpoint are also kept, float16, in
+<run>/history/<step>.pt). `--ship` saves the latest checkpoint as a diffusers
+pipeline folder, `DDPMPipeline(unet, scheduler).save_pretrained`, under sparsediff/weights/mnist_ddpm with a small manifest.json
+(`--ship --step N`: the kept checkpoint of step N instead).
 `--data scenes` trains the same network with three colour channels on the endless rendered-scene stream (`SceneStream(size=32,
 seed=1)`: fresh scenes every batch, nothing to memorise), checkpoints in training/scenes_ddpm/run and ships sparsediff/weights/scenes_ddpm.
 """
@@ -84,6 +86,27 @@ def save_checkpoint(run: Path, unet, ema, opt, step: int, log: list):
     torch.save({'model': unet.state_dict(), 'ema': ema.state_dict(), 'optimizer': opt.state_dict(), 'step': step, 'log': log,
                 'unet': UNET, 'scheduler': SCHEDULER, 'recipe': RECIPE}, tmp)
     os.replace(tmp, run/CKPT)
+    save_history(run, unet, ema, step, log)
+
+def save_history(run: Path, unet, ema, step: int, log: list):
+    "The weights of this checkpoint (training and EMA, float16, about 7 MB) kept as run/history/<step>.pt: raw weights swing between checkpoints, so each can be scored before one ships."
+    (run/'history').mkdir(exist_ok=True)
+    half = lambda m: {k: v.half() if v.is_floating_point() else v for k, v in m.state_dict().items()}
+    tmp = run/'history'/f'.{step:06d}.pt.tmp'
+    torch.save({'model': half(unet), 'ema': half(ema), 'step': step, 'log': log, 'unet': UNET, 'scheduler': SCHEDULER, 'recipe': RECIPE}, tmp)
+    os.replace(tmp, run/'history'/f'{step:06d}.pt')
+
+def load_history(run: Path, step: int, unet, ema) -> tuple:
+    "(step, log) of the kept weights of checkpoint `step`, loaded into `unet` and `ema`."
+    f = run/'history'/f'{step:06d}.pt'
+    if not f.exists():
+        kept = sorted(int(p.stem) for p in (run/'history').glob('[0-9]*.pt'))
+        raise FileNotFoundError(f'no kept weights for step {step} in {run/"history"}; kept steps: {kept or "none"}')
+    h = torch.load(f, map_location='cpu', weights_only=False)
+    if h['unet'] != UNET or h['scheduler'] != SCHEDULER: raise ValueError(f'{f} was trained with another config')
+    unet.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in h['model'].items()})
+    ema.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in h['ema'].items()})
+    return h['step'], h['log']
 
 def load_checkpoint(run: Path, unet, ema, opt) -> tuple:
     "(step, log) of the run's checkpoint loaded into `unet`, `ema` and `opt`; (0, []) for a new run."
@@ -121,13 +144,13 @@ def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_ever
         if step % ckpt_every == 0 or step == steps: save_checkpoint(run, unet, ema, opt, step, log)
     return ema.eval(), step, log
 
-def ship(run: Path = None, dest: Path = None, raw: bool = False) -> Path:
-    "Save the EMA weights (the training weights if `raw`) of the run's latest checkpoint, in half precision, as a diffusers DDPMPipeline folder with manifest.json."
+def ship(run: Path = None, dest: Path = None, raw: bool = False, step: int | None = None) -> Path:
+    "Save the EMA weights (the training weights if `raw`) of the run's latest checkpoint (or of the kept checkpoint `step`), in half precision, as a diffusers DDPMPipeline folder with manifest.json."
     import shutil
     from diffusers import DDPMPipeline
     run, dest = Path(run or RUN), Path(dest or SHIP)
     unet, ema = make_unet(), make_unet(); opt = torch.optim.AdamW(unet.parameters())
-    step, log = load_checkpoint(run, unet, ema, opt)
+    step, log = load_checkpoint(run, unet, ema, opt) if step is None else load_history(run, step, unet, ema)
     if not step: raise FileNotFoundError(f'no checkpoint in {run}: train first')
     tmp = dest.parent/f'.{dest.name}.tmp'; shutil.rmtree(tmp, ignore_errors=True)
     DDPMPipeline(unet=(unet if raw else ema).eval().half(), scheduler=make_scheduler()).save_pretrained(tmp)   # fp16 on disk: half the bytes in git
@@ -150,7 +173,8 @@ if __name__ == '__main__':
     ap.add_argument('--run', type=Path, default=None, help='checkpoint folder (default: training/mnist_ddpm/run, or training/scenes_ddpm/run)')
     ap.add_argument('--ship', action='store_true', help='save the latest checkpoint as a diffusers pipeline folder (see --ship-to)')
     ap.add_argument('--raw', action='store_true', help='with --ship: the training weights instead of their EMA')
+    ap.add_argument('--step', type=int, default=None, help='with --ship: the checkpoint of this step, kept in <run>/history, instead of the latest')
     ap.add_argument('--ship-to', type=Path, default=None, help='where --ship writes (default: sparsediff/weights/mnist_ddpm or scenes_ddpm)')
     a = ap.parse_args(); torch.set_num_threads(a.threads); use_data(a.data)
-    if a.ship: print('shipped to', ship(a.run, a.ship_to, a.raw)); raise SystemExit
+    if a.ship: print('shipped to', ship(a.run, a.ship_to, a.raw, a.step)); raise SystemExit
     train(a.run, a.steps, a.ckpt_every, a.log_every)
