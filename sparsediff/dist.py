@@ -73,8 +73,9 @@ def read_progress(path, key: str) -> dict:
     return out
 
 def clear_progress(path):
-    "Remove every progress file of store folder `path`."
-    for f in Path(path).glob('.progress-*.json'): f.unlink(missing_ok=True)
+    "Remove every progress file of store folder `path`, and the temporaries of progress writes a killed rank left half done."
+    for pattern in ('.progress-*.json', '..progress-*.json.*.tmp'):
+        for f in Path(path).glob(pattern): f.unlink(missing_ok=True)
 
 # %% ../nbs/05b_dist.ipynb #07d0e029
 def fold_progress(path, man: dict, recs: dict) -> dict:

@@ -90,3 +90,12 @@ def test_report_from_a_store(inputs, tmp_path):
     assert all('10-NN label agreement' in x for x in t) and rep['meta']['rows'] == 30
     bad = run([sys.executable, '-m', 'sparsediff.cli', 'report', '--out', str(tmp_path/'x')])
     assert bad.returncode == 2 and '--data' in bad.stderr and '--store' in bad.stderr
+
+def test_clear_progress_removes_half_written_temporaries(tmp_path):
+    "A rank killed inside an atomic progress write leaves `..progress-<rank>.json.<random>.tmp` (the name `atomic_path` gives); finishing the store removes it with the progress files, nothing else."
+    from sparsediff.dist import write_progress, clear_progress
+    write_progress(tmp_path, 0, 'k', {})
+    (tmp_path/'..progress-1.json.ab12cd.tmp').write_text('{')               # what a SIGKILL mid-write leaves behind
+    (tmp_path/'mid_sigma0.1.npy').write_bytes(b'x')
+    clear_progress(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['mid_sigma0.1.npy']
