@@ -80,40 +80,40 @@ def update_ema(ema, unet, decay: float):
         for e, p in zip(ema.parameters(), unet.parameters()): e.lerp_(p, 1 - decay)
         for e, b in zip(ema.buffers(), unet.buffers()): e.copy_(b)
 
+def _save(obj: dict, path: Path):
+    "torch.save `obj` with the run's config, atomically (a crash mid-write leaves the previous file)."
+    from sparsediff.core import atomic_path
+    with atomic_path(path) as tmp: torch.save({**obj, 'unet': UNET, 'scheduler': SCHEDULER, 'recipe': RECIPE}, tmp)
+
+def _load(path: Path) -> dict:
+    "A checkpoint or kept weights written by `_save`, refused when trained with another config."
+    ck = torch.load(path, map_location='cpu', weights_only=False)
+    if ck['unet'] != UNET or ck['scheduler'] != SCHEDULER: raise ValueError(f'{path} was trained with another config; use another --run folder')
+    return ck
+
 def save_checkpoint(run: Path, unet, ema, opt, step: int, log: list):
-    "Model + its EMA + optimizer + step + log, written atomically (a crash mid-write leaves the previous checkpoint)."
-    tmp = run/f'.{CKPT}.tmp'
-    torch.save({'model': unet.state_dict(), 'ema': ema.state_dict(), 'optimizer': opt.state_dict(), 'step': step, 'log': log,
-                'unet': UNET, 'scheduler': SCHEDULER, 'recipe': RECIPE}, tmp)
-    os.replace(tmp, run/CKPT)
+    "Model + its EMA + optimizer + step + log, written atomically, and the weights kept in run/history."
+    _save({'model': unet.state_dict(), 'ema': ema.state_dict(), 'optimizer': opt.state_dict(), 'step': step, 'log': log}, run/CKPT)
     save_history(run, unet, ema, step, log)
 
 def save_history(run: Path, unet, ema, step: int, log: list):
     "The weights of this checkpoint (training and EMA, float16, about 7 MB) kept as run/history/<step>.pt: raw weights swing between checkpoints, so each can be scored before one ships."
-    (run/'history').mkdir(exist_ok=True)
     half = lambda m: {k: v.half() if v.is_floating_point() else v for k, v in m.state_dict().items()}
-    tmp = run/'history'/f'.{step:06d}.pt.tmp'
-    torch.save({'model': half(unet), 'ema': half(ema), 'step': step, 'log': log, 'unet': UNET, 'scheduler': SCHEDULER, 'recipe': RECIPE}, tmp)
-    os.replace(tmp, run/'history'/f'{step:06d}.pt')
+    _save({'model': half(unet), 'ema': half(ema), 'step': step, 'log': log}, run/'history'/f'{step:06d}.pt')
 
 def load_history(run: Path, step: int, unet, ema) -> tuple:
-    "(step, log) of the kept weights of checkpoint `step`, loaded into `unet` and `ema`."
+    "(step, log) of the kept weights of checkpoint `step`, loaded into `unet` and `ema` (load_state_dict casts them back to float32)."
     f = run/'history'/f'{step:06d}.pt'
     if not f.exists():
         kept = sorted(int(p.stem) for p in (run/'history').glob('[0-9]*.pt'))
         raise FileNotFoundError(f'no kept weights for step {step} in {run/"history"}; kept steps: {kept or "none"}')
-    h = torch.load(f, map_location='cpu', weights_only=False)
-    if h['unet'] != UNET or h['scheduler'] != SCHEDULER: raise ValueError(f'{f} was trained with another config')
-    unet.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in h['model'].items()})
-    ema.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in h['ema'].items()})
+    h = _load(f); unet.load_state_dict(h['model']); ema.load_state_dict(h['ema'])
     return h['step'], h['log']
 
 def load_checkpoint(run: Path, unet, ema, opt) -> tuple:
     "(step, log) of the run's checkpoint loaded into `unet`, `ema` and `opt`; (0, []) for a new run."
     if not (run/CKPT).exists(): return 0, []
-    ck = torch.load(run/CKPT, map_location='cpu', weights_only=False)
-    if ck['unet'] != UNET or ck['scheduler'] != SCHEDULER: raise ValueError(f'{run/CKPT} was trained with another config; use another --run folder')
-    unet.load_state_dict(ck['model']); ema.load_state_dict(ck['ema']); opt.load_state_dict(ck['optimizer'])
+    ck = _load(run/CKPT); unet.load_state_dict(ck['model']); ema.load_state_dict(ck['ema']); opt.load_state_dict(ck['optimizer'])
     return ck['step'], ck['log']
 
 def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_every: int = 50, quiet: bool = False) -> tuple:
