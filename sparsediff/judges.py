@@ -16,13 +16,13 @@ from .data import load_mnist, augment_digits
 from .adapters import Denoiser, denoise, describe_noise
 
 # %% auto #0
-__all__ = ['JUDGES_DIR', 'STAND_INS', 'conv_block', 'DigitClassifier', 'non_digits', 'gaussian_fields', 'non_scenes',
-           'train_digit_classifier', 'save_judge', 'load_judge', 'classify', 'confident_share', 'scene_labels',
-           'SceneReader', 'read_scenes', 'SceneCounter', 'scene_count_set', 'count_classes', 'scene_pool',
-           'train_scene_reader', 'image_statistics', 'statistics_ratio', 'nearest_distances', 'memorisation_check',
-           'plot_memorisation', 'bootstrap_spread', 'per_target', 'SwappedPhi', 'pixel_guided', 'judge_unconditional',
-           'judge_run', 'judge_images', 'stand_in_images', 'image_controls', 'save_grid', 'scene_reader_scores',
-           'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
+__all__ = ['JUDGES_DIR', 'STAND_INS', 'conv_block', 'DigitClassifier', 'non_digits', 'gaussian_fields', 'scene_patchworks',
+           'non_scenes', 'train_digit_classifier', 'save_judge', 'load_judge', 'classify', 'confident_share',
+           'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter', 'scene_count_set', 'count_classes',
+           'scene_pool', 'train_scene_reader', 'image_statistics', 'statistics_ratio', 'nearest_distances',
+           'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target', 'SwappedPhi', 'pixel_guided',
+           'judge_unconditional', 'judge_run', 'judge_images', 'stand_in_images', 'image_controls', 'save_grid',
+           'scene_reader_scores', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -71,12 +71,21 @@ def gaussian_fields(n: int, c: int, size: int, generator) -> torch.Tensor:
     contrast = 0.05 + 0.25 * torch.rand(n, 1, 1, 1, generator=g)
     return (torch.rand(n, c, 1, 1, generator=g) * 0.6 + 0.2 + contrast * x + ramp).clamp(0, 1)
 
-def non_scenes(scenes: torch.Tensor, generator, fields: bool = True) -> torch.Tensor:
-    "Images that are not scenes, shaped like `scenes` (N, C, H, W): `non_digits`' kinds and, with `fields`, random Gaussian fields with a photo-like spectrum for every second image."
+def scene_patchworks(scenes: torch.Tensor, generator, parts: int = 3, grid: int = 4) -> torch.Tensor:
+    "Patchworks (N, C, H, W) of `parts` scenes of the batch each, in equal regions cut along a smooth random field: fragments of objects, grounds and backdrops that make no scene."
+    n, c, h, w = scenes.shape
+    field = F.interpolate(torch.rand(n, 1, grid, grid, generator=generator), size=(h, w), mode='bicubic', align_corners=False).flatten(1)  # (N, H·W)
+    region = (field.argsort(1).argsort(1) * parts // (h * w)).view(n, 1, 1, h, w)          # (N, 1, 1, H, W): the part each pixel comes from
+    stack = torch.stack([scenes.roll(k, 0) for k in range(parts)], 1)                     # (N, parts, C, H, W): image i and the next scenes of the batch
+    return stack.gather(1, region.expand(n, 1, c, h, w)).squeeze(1)
+
+def non_scenes(scenes: torch.Tensor, generator, fields: bool = True, mixes: bool = False) -> torch.Tensor:
+    "Images that are not scenes, shaped like `scenes` (N, C, H, W): `non_digits`' kinds, with `fields` random Gaussian fields (a photo-like spectrum) for every second image, with `mixes` scene patchworks for every fourth."
     out = non_digits(scenes, generator)
-    if not fields: return out
     n, c, h, _ = scenes.shape
-    return torch.where((torch.arange(n) % 2 == 1).view(-1, 1, 1, 1), gaussian_fields(n, c, h, generator), out)
+    if fields: out = torch.where((torch.arange(n) % 2 == 1).view(-1, 1, 1, 1), gaussian_fields(n, c, h, generator), out)
+    if mixes: out = torch.where((torch.arange(n) % 4 == 3).view(-1, 1, 1, 1), scene_patchworks(scenes, generator), out)
+    return out
 
 def train_digit_classifier(steps: int = 2000, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = True) -> DigitClassifier:
     "Train a `DigitClassifier` on the augmented MNIST-5k training split (the test split is never seen), uncertain on non-digits."
@@ -198,11 +207,11 @@ def scene_pool(n: int, seed: int = 0, chunk: int = 500, cache=None, progress: bo
     return pool
 
 def train_scene_reader(steps: int = 5000, batch_size: int = 128, lr: float = 3e-3, seed: int = 0, n_scenes: int = 30_000,
-                       widths=(32, 64, 128), pool: int = 4, fields: bool = True, checkpoint=None, every: int = 250, progress: bool = True) -> SceneReader:
+                       widths=(32, 64, 128), pool: int = 4, fields: bool = True, mixes: bool = False, checkpoint=None, every: int = 250, progress: bool = True) -> SceneReader:
     "Train a `SceneReader` on `scene_pool` scenes (mirrored at random), its count uniform on images that are not scenes; resumable from `checkpoint` (a .pt file saved every `every` steps, refused if its recipe differs)."
     from tqdm.auto import tqdm
     if batch_size < 8: raise ValueError(f'batch_size must be ≥ 8 (one in eight images is a non-scene), got {batch_size}')
-    recipe = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, n_scenes=n_scenes, widths=list(widths), pool=pool, fields=fields)
+    recipe = dict(steps=steps, batch_size=batch_size, lr=lr, seed=seed, n_scenes=n_scenes, widths=list(widths), pool=pool, fields=fields, mixes=mixes)
     data = scene_pool(n_scenes, seed, cache=None if checkpoint is None else Path(checkpoint).with_suffix('.scenes.pt'), progress=progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed); model = SceneReader(widths, pool=pool)
@@ -211,8 +220,9 @@ def train_scene_reader(steps: int = 5000, batch_size: int = 128, lr: float = 3e-
     g, start, k = torch.Generator().manual_seed(seed), 0, model.config['max_objects'] + 1
     if checkpoint is not None and Path(checkpoint).exists():
         ck = torch.load(checkpoint, weights_only=False)
-        if ck.get('recipe') != recipe:
-            diff = {key: (ck.get('recipe', {}).get(key), v) for key, v in recipe.items() if ck.get('recipe', {}).get(key) != v}
+        saved = {'mixes': False, **ck.get('recipe', {})}                                  # checkpoints from before `mixes` trained without
+        if saved != recipe:
+            diff = {key: (saved.get(key), v) for key, v in recipe.items() if saved.get(key) != v}
             raise ValueError(f'{checkpoint} was trained with another recipe (checkpoint, asked): {diff}; use another checkpoint path or the same arguments')
         for part, obj in (('model', model), ('opt', opt), ('sched', sched)): obj.load_state_dict(ck[part])
         g.set_state(ck['generator']); start = ck['step']
@@ -221,7 +231,7 @@ def train_scene_reader(steps: int = 5000, batch_size: int = 128, lr: float = 3e-
         idx = torch.randint(n_scenes, (batch_size,), generator=g)
         flip = torch.rand(batch_size, generator=g) < 0.5                                   # a mirrored scene has the same objects
         x = torch.where(flip.view(-1, 1, 1, 1), data['images'][idx].flip(3), data['images'][idx])
-        junk = non_scenes(x[:batch_size // 8], g, fields)                                  # grey + noise, smooth fields, tile-shuffled scenes, Gaussian fields
+        junk = non_scenes(x[:batch_size // 8], g, fields, mixes)                           # grey + noise, smooth fields, tile-shuffled scenes, Gaussian fields, patchworks
         out = model(torch.cat([x, junk]))
         loss = (F.cross_entropy(out[:batch_size, :k], data['count'][idx]) + F.binary_cross_entropy_with_logits(out[:batch_size, k:], data['shapes'][idx])
                 - out[batch_size:, :k].log_softmax(1).mean() * len(junk) / batch_size)      # uniform over counts on non-scenes

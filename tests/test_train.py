@@ -78,8 +78,9 @@ def test_torchrun_ddp_two_cpu_processes(tmp_path):
     if torchrun is None: pytest.skip('torchrun not on PATH')
     script = tmp_path/'ddp.py'; script.write_text(DDP_SCRIPT)
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    r = subprocess.run([torchrun, '--standalone', '--nproc_per_node', '2', str(script), str(tmp_path/'run')],
-                       capture_output=True, text=True, timeout=300, env=env)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = subprocess.run([torchrun, '--standalone', '--nproc_per_node', '2', '--log-dir', str(tmp_path/'logs'), '--redirects', '3',
+                        str(script), str(tmp_path/'run')], capture_output=True, text=True, timeout=300, env=env)
+    ranks = ''.join(f'\n--- {f.relative_to(tmp_path)}\n{f.read_text()[-3000:]}' for f in sorted((tmp_path/'logs').rglob('*.log')))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:] + ranks      # each rank's own output, not only the launcher's
     assert (tmp_path/'run-ok-0').exists() and (tmp_path/'run-ok-1').exists()
     assert load_checkpoint(tmp_path/'run') is not None   # written by rank 0
