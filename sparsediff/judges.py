@@ -21,8 +21,8 @@ __all__ = ['JUDGES_DIR', 'STAND_INS', 'conv_block', 'DigitClassifier', 'non_digi
            'scene_labels', 'SceneReader', 'read_scenes', 'SceneCounter', 'scene_count_set', 'count_classes',
            'scene_pool', 'train_scene_reader', 'image_statistics', 'statistics_ratio', 'nearest_distances',
            'memorisation_check', 'plot_memorisation', 'bootstrap_spread', 'per_target', 'SwappedPhi', 'pixel_guided',
-           'judge_unconditional', 'judge_run', 'judge_images', 'stand_in_images', 'image_controls', 'save_grid',
-           'scene_reader_scores', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
+           'control_guides', 'judge_unconditional', 'judge_run', 'judge_images', 'stand_in_images', 'image_controls',
+           'save_grid', 'scene_reader_scores', 'pick_real', 'judge_guided', 'guided_grid', 'fig7_markdown']
 
 # %% ../nbs/08a_judges.ipynb #79a513e5
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -321,6 +321,19 @@ def pixel_guided(model: nn.Module, images: torch.Tensor, sigma: float = 0.2, blo
     s = pooled_size(match_target(model, images[:1], torch.tensor([sigma]), block).shape[1], images.shape[1])   # φ's channels, the images' channels
     return SwappedPhi(model, PooledPixels(s)), s
 
+def control_guides(model: nn.Module, targets: torch.Tensor, block: str = 'mid', sigma: float = 0.2, seed: int = 0,
+                   kinds=('random_phi', 'pixels')) -> dict:
+    "The guided controls' guides of `kinds`, {name: (network, block it matches, label)}: 'random_phi', a random-init copy's φ; 'pixels', the targets' pooled pixels (pixel-space models only)."
+    from sparsediff.controls import random_init
+    from sparsediff.adapters import latent_parts
+    if set(kinds) - {'random_phi', 'pixels'}: raise ValueError(f"kinds must be among ('random_phi', 'pixels'), got {kinds!r}")
+    out = {}
+    if 'random_phi' in kinds: out['random_phi'] = (SwappedPhi(model, random_init(model, seed)), f'phi_net.{block}', "guided by a random-init copy's φ")
+    if 'pixels' in kinds and latent_parts(model)[1] is None:            # pixel models only: a latent one's guide would pool latents
+        net, size = pixel_guided(model, targets, sigma, block)
+        out['pixels'] = (net, 'phi_net.mid', f'guided by pooled pixels ({size}×{size}×{targets.shape[1]})')
+    return out
+
 # %% ../nbs/08a_judges.ipynb #bb506b9e
 def judge_unconditional(model: nn.Module, judge: nn.Module, train, test, n: int = 64, config=None, seed: int = 0,
                         progress: bool = True) -> dict:
@@ -402,8 +415,6 @@ def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: i
                  phi_sigma: float = 0.2, controls: bool = True, pixel_guide: bool = True, progress: bool = True) -> dict:
     "φ-guided samples of `targets` (an ImageSet) judged by class and φ error against unguided, random-init-φ, pooled-pixel-guided (`pixel_guide`, pixel-space models), stand-in-image and real-image controls from `pool`."
     from sparsediff.sampler import reconstruct, sample, phi_error
-    from sparsediff.adapters import latent_parts
-    from sparsediff.controls import random_init
     M, x_c, labels = len(targets.images), targets.images, targets.labels
     index = torch.arange(M).repeat_interleave(n_samples)                      # (M·n,) target of each sample
     err = lambda x: phi_error(model, x, x_c[index], sigma=phi_sigma, seed=seed)
@@ -413,22 +424,18 @@ def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: i
     if controls:
         un = sample(model, M * n_samples, shape=tuple(x_c.shape[1:]), config=config, seed=seed + 1, progress=progress)
         rows.append(_guided_row('unguided samples', judge, un.denoised.clamp(0, 1), labels, index, err(un.denoised.clamp(0, 1)), M, un.evaluations_per_sample))
-        block = (config.block if config is not None else 'mid')
-        swap = SwappedPhi(model, random_init(model, seed))
-        rnd = reconstruct(swap, x_c, n_samples, config=config, seed=seed, progress=progress, block=f'phi_net.{block}')
-        rows.append(_guided_row("guided by a random-init copy's φ", judge, rnd.denoised.clamp(0, 1), labels, index, err(rnd.denoised.clamp(0, 1)), M, rnd.evaluations_per_sample))
-        if pixel_guide and latent_parts(model)[1] is None:                    # pixel models only: a latent one's guide would pool latents
-            net, size = pixel_guided(model, x_c, phi_sigma, block)
-            px = reconstruct(net, x_c, n_samples, config=config, seed=seed, progress=progress, block='phi_net.mid')
-            rows.append(_guided_row(f"guided by pooled pixels ({size}×{size}×{x_c.shape[1]})", judge, px.denoised.clamp(0, 1), labels, index, err(px.denoised.clamp(0, 1)), M, px.evaluations_per_sample))
-            out['pixel_guided'] = px
+        guides = control_guides(model, x_c, config.block if config is not None else 'mid', phi_sigma, seed, ('random_phi', 'pixels')[:1 + pixel_guide])
+        for name, (net, block, label) in guides.items():
+            r = reconstruct(net, x_c, n_samples, config=config, seed=seed, progress=progress, block=block)
+            rows.append(_guided_row(label, judge, r.denoised.clamp(0, 1), labels, index, err(r.denoised.clamp(0, 1)), M, r.evaluations_per_sample))
+            out['random_phi' if name == 'random_phi' else 'pixel_guided'] = r
         not_target = ~(pool.images.flatten(1)[:, None] == x_c.flatten(1)[None]).all(-1).any(1)   # (P,) the targets themselves are never used
         for k, x in stand_in_images(pool.images[not_target], M * n_samples, seed).items():   # not samples at all: what a judge says of no image
             rows.append(_guided_row(STAND_INS[k], judge, x, labels, index, err(x), M, 0))
         for same in (True, False):
             pick = pick_real(pool.labels, labels[index], same, seed, not_target)
             rows.append(_guided_row(f"a real image of {'the same' if same else 'another'} class", judge, None, labels, index, err(pool.images[pick]), M))
-        out.update(unguided=un, random_phi=rnd)
+        out['unguided'] = un
     out['table'] = pd.DataFrame(rows)
     return out
 

@@ -651,21 +651,23 @@ def guided_targets(data: ImageSet, cfg: ReportConfig) -> np.ndarray:
 def sampling_run(model, data: ImageSet, cfg: ReportConfig, kind: str) -> dict:
     "One of the sampling claims' runs (`SAMPLING_RUNS` or `PIXEL_RUN`) on the targets of `guided_targets`: samples, their target index and network evaluations per sample."
     from sparsediff.sampler import reconstruct, SamplerConfig
-    from sparsediff.controls import random_init
-    from sparsediff.judges import SwappedPhi, pixel_guided
+    from sparsediff.judges import control_guides
     from sparsediff.core import model_device
     from dataclasses import replace
     if kind not in SAMPLING_RUNS + (PIXEL_RUN,): raise ValueError(f'kind must be one of {SAMPLING_RUNS + (PIXEL_RUN,)}, got {kind!r}')
     base = SamplerConfig.preset(cfg.guided_preset)
     targets = data.images[torch.as_tensor(guided_targets(data, cfg))]
-    if kind == 'random_phi': net, sc = SwappedPhi(model, random_init(model, cfg.seed)), replace(base, block='phi_net.mid')
-    elif kind == PIXEL_RUN: net, sc = pixel_guided(model, targets.to(model_device(model)), cfg.sigma, base.block)[0], replace(base, block='phi_net.mid')
+    if kind in ('random_phi', PIXEL_RUN):                               # the same guides as `judges.judge_guided`'s controls
+        name = 'random_phi' if kind == 'random_phi' else 'pixels'
+        guides = control_guides(model, targets.to(model_device(model)), base.block, cfg.sigma, cfg.seed, (name,))
+        if name not in guides: raise ValueError(f'{kind!r} needs a pixel-space model; this one samples in a latent space (see `sampling_kinds`)')
+        net, block, _ = guides[name]; sc = replace(base, block=block)
     else: net, sc = model, (base if kind == 'guided' else replace(base, guidance='none'))
     r = reconstruct(net, targets, n_samples=cfg.n_guided_samples, config=sc, seed=cfg.seed, device=cfg.device, progress=False)
     return dict(images=r.denoised.clamp(0, 1).cpu(), target_index=r.target_index.cpu(), evals_per_sample=r.evaluations_per_sample, status=r.status)
 
-def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None = None, judge='shipped') -> dict:
-    "Guided samples against unguided ones, guidance by a random-init copy's φ and by pooled pixels (pixel-space models), stand-in images (flat, noise, Gaussian) and real images of the same class, every score kept per sample; `judge` 'shipped' loads `judge_for(data)`."
+def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None, judge) -> dict:
+    "Guided samples against unguided ones, guidance by a random-init copy's φ and by pooled pixels (pixel-space models), stand-in images (flat, noise, Gaussian) and real images of the same class, every score kept per sample; `judge` is `judge_for(data)` (None: no class rows)."
     from sparsediff.sampler import phi_error
     from sparsediff.phi import phi as phi_of
     from sparsediff.core import make_generator
@@ -673,7 +675,7 @@ def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None
     runs = runs or {k: sampling_run(model, data, cfg, k) for k in sampling_kinds(model)}
     labelled = len(class_plan(data, cfg.min_per_class)['rows']) > 0
     idx = guided_targets(data, cfg)
-    targets, judge = data.images[torch.as_tensor(idx)], judge_for(data) if isinstance(judge, str) else judge
+    targets = data.images[torch.as_tensor(idx)]
     q = phi_of(model, targets, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed))                # (M, D) the targets' φ
     def score(x, index):
         p = phi_of(model, x, cfg.sigma, cfg.n_noise, generator=make_generator(cfg.seed))                  # (B, D)
