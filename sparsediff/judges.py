@@ -74,13 +74,14 @@ def gaussian_fields(n: int, c: int, size: int, generator) -> torch.Tensor:
 def scene_patchworks(scenes: torch.Tensor, generator, parts: int = 3, grid: int = 4) -> torch.Tensor:
     "Patchworks (N, C, H, W) of `parts` scenes of the batch each, in equal regions cut along a smooth random field: fragments of objects, grounds and backdrops that make no scene."
     n, c, h, w = scenes.shape
+    if n < parts: raise ValueError(f'a patchwork of {parts} scenes needs a batch of at least {parts}, got {n}')
     field = F.interpolate(torch.rand(n, 1, grid, grid, generator=generator), size=(h, w), mode='bicubic', align_corners=False).flatten(1)  # (N, H·W)
     region = (field.argsort(1).argsort(1) * parts // (h * w)).view(n, 1, 1, h, w)          # (N, 1, 1, H, W): the part each pixel comes from
-    stack = torch.stack([scenes.roll(k, 0) for k in range(parts)], 1)                     # (N, parts, C, H, W): image i and the next scenes of the batch
+    stack = torch.stack([scenes.roll(k, 0) for k in range(parts)], 1)                     # (N, parts, C, H, W): image i and the parts − 1 before it
     return stack.gather(1, region.expand(n, 1, c, h, w)).squeeze(1)
 
 def non_scenes(scenes: torch.Tensor, generator, fields: bool = True, mixes: bool = False) -> torch.Tensor:
-    "Images that are not scenes, shaped like `scenes` (N, C, H, W): `non_digits`' kinds, with `fields` random Gaussian fields (a photo-like spectrum) for every second image, with `mixes` scene patchworks for every fourth."
+    "Images that are not scenes, shaped like `scenes` (N, C, H, W): `non_digits`' kinds; with `fields` random Gaussian fields (a photo-like spectrum) at odd indices; with `mixes` scene patchworks at indices 3 mod 4, in place of half of those fields."
     out = non_digits(scenes, generator)
     n, c, h, _ = scenes.shape
     if fields: out = torch.where((torch.arange(n) % 2 == 1).view(-1, 1, 1, 1), gaussian_fields(n, c, h, generator), out)
@@ -323,7 +324,7 @@ def pixel_guided(model: nn.Module, images: torch.Tensor, sigma: float = 0.2, blo
 
 def control_guides(model: nn.Module, targets: torch.Tensor, block: str = 'mid', sigma: float = 0.2, seed: int = 0,
                    kinds=('random_phi', 'pixels')) -> dict:
-    "The guided controls' guides of `kinds`, {name: (network, block it matches, label)}: 'random_phi', a random-init copy's φ; 'pixels', the targets' pooled pixels (pixel-space models only)."
+    "The guided controls' guides of `kinds`, {name: (network, block it matches, label)}: 'random_phi', a random-init copy's φ; 'pixels', the targets' pooled pixels (left out for a latent model)."
     from sparsediff.controls import random_init
     from sparsediff.adapters import latent_parts
     if set(kinds) - {'random_phi', 'pixels'}: raise ValueError(f"kinds must be among ('random_phi', 'pixels'), got {kinds!r}")
@@ -424,7 +425,7 @@ def judge_guided(model: nn.Module, judge: nn.Module, targets, pool, n_samples: i
     if controls:
         un = sample(model, M * n_samples, shape=tuple(x_c.shape[1:]), config=config, seed=seed + 1, progress=progress)
         rows.append(_guided_row('unguided samples', judge, un.denoised.clamp(0, 1), labels, index, err(un.denoised.clamp(0, 1)), M, un.evaluations_per_sample))
-        guides = control_guides(model, x_c, config.block if config is not None else 'mid', phi_sigma, seed, ('random_phi', 'pixels')[:1 + pixel_guide])
+        guides = control_guides(model, x_c, config.block if config is not None else 'mid', phi_sigma, seed, ('random_phi', 'pixels')[:1 + bool(pixel_guide)])
         for name, (net, block, label) in guides.items():
             r = reconstruct(net, x_c, n_samples, config=config, seed=seed, progress=progress, block=block)
             rows.append(_guided_row(label, judge, r.denoised.clamp(0, 1), labels, index, err(r.denoised.clamp(0, 1)), M, r.evaluations_per_sample))

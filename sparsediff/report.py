@@ -667,7 +667,7 @@ def sampling_run(model, data: ImageSet, cfg: ReportConfig, kind: str) -> dict:
     return dict(images=r.denoised.clamp(0, 1).cpu(), target_index=r.target_index.cpu(), evals_per_sample=r.evaluations_per_sample, status=r.status)
 
 def _guided_controls(model, data: ImageSet, cfg: ReportConfig, runs: dict | None, judge) -> dict:
-    "Guided samples against unguided ones, guidance by a random-init copy's φ and by pooled pixels (pixel-space models), stand-in images (flat, noise, Gaussian) and real images of the same class, every score kept per sample; `judge` is `judge_for(data)` (None: no class rows)."
+    "Guided samples against unguided ones, guidance by a random-init copy's φ and by pooled pixels (pixel-space models), stand-in images (flat, noise, Gaussian) and real images of the same class, every score kept per sample; `judge` is `judge_for(data)` (None: a pixel classifier trained on the other images judges the class)."
     from sparsediff.sampler import phi_error
     from sparsediff.phi import phi as phi_of
     from sparsediff.core import make_generator

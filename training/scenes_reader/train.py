@@ -3,7 +3,7 @@ rendered scene, uncertain on images that are not scenes. Resumable: rerun the sa
 Usage: python training/scenes_reader/train.py [--steps 5000] [--threads 1] [--run DIR] [--no-fields] [--mixes]   (trains and evaluates; checkpoint in DIR, default run/)
        python training/scenes_reader/train.py --ship [same arguments]          (evaluate the finished run and ship it as the 'scenes' judge)
 --no-fields leaves random Gaussian fields out of the non-scene images it is trained to be unsure of (the first shipped recipe);
---mixes adds patchworks of three scenes cut along smooth regions (fragments that make no scene) to them."""
+--mixes puts patchworks of three scenes cut along smooth regions (fragments that make no scene) in place of half of the Gaussian fields."""
 import argparse, json, torch
 from pathlib import Path
 from sparsediff.judges import train_scene_reader, scene_reader_scores, save_judge, JUDGES_DIR
