@@ -78,3 +78,16 @@ def test_scenes_data_trains_a_colour_eps_model(script, tmp_path):
     from sparsediff.adapters import load_denoiser
     assert load_denoiser(dest).net.config.out_channels == 3
     with pytest.raises(ValueError, match='digits'): script.use_data('faces')
+
+def test_cool_down_decays_the_learning_rate_to_zero_and_resumes_only_as_a_cool_down(script, tmp_path):
+    lrs = [script.lr_at(s, 1e-3, 2, decay_from=4, end=8) for s in range(10)]
+    assert lrs[:4] == [5e-4, 1e-3, 1e-3, 1e-3] and lrs[4] == 1e-3 and lrs[6] == 5e-4 and lrs[8] == lrs[9] == 0.0   # warm-up, constant, linear to 0
+    assert script.lr_at(100, 1e-3, 2) == 1e-3                                               # no decay unless asked
+    script.train(tmp_path/'main', steps=2, ckpt_every=2, log_every=1, quiet=True)           # the main run ...
+    import shutil; (tmp_path/'cool').mkdir(); shutil.copy(tmp_path/'main'/'checkpoint.pt', tmp_path/'cool'/'checkpoint.pt')
+    script.RECIPE = dict(script.RECIPE, decay_from=2, decay_to_zero_at=4)                   # as the command line records it
+    script.train(tmp_path/'cool', steps=3, ckpt_every=1, log_every=1, quiet=True, decay_from=2)   # ... branched into a cool-down, stopped at 3
+    with pytest.raises(ValueError, match='resume it with --decay-from 2'): script.train(tmp_path/'cool', steps=4, quiet=True)
+    with pytest.raises(ValueError, match='decay_from must be in'): script.train(tmp_path/'x', steps=4, quiet=True, decay_from=4)
+    dest = script.ship(tmp_path/'cool', tmp_path/'shipped')
+    assert json.loads((dest/'manifest.json').read_text())['recipe']['decay_from'] == 2      # the manifest says how it was trained

@@ -10,6 +10,8 @@ pipeline folder, `DDPMPipeline(unet, scheduler).save_pretrained`, under sparsedi
 (`--ship --step N`: the kept checkpoint of step N instead).
 `--data scenes` trains the same network with three colour channels on the endless rendered-scene stream (`SceneStream(size=32,
 seed=1)`: fresh scenes every batch, nothing to memorise), checkpoints in training/scenes_ddpm/run and ships sparsediff/weights/scenes_ddpm.
+`--decay-from S --steps E --run DIR` is a cool-down: the learning rate falls linearly from its constant value at step S to 0 at step E,
+in its own folder started from a copy of a checkpoint at step S (the main run goes on at a constant rate); the manifest records it.
 """
 import argparse, json, math, os, time
 from pathlib import Path
@@ -60,9 +62,11 @@ def make_scheduler():
     from diffusers import DDPMScheduler
     return DDPMScheduler(**SCHEDULER)
 
-def lr_at(step: int, lr: float, warmup: int) -> float:
-    "Linear warm-up to `lr`, then constant."
-    return lr * min(1.0, (step + 1) / warmup)
+def lr_at(step: int, lr: float, warmup: int, decay_from: int | None = None, end: int | None = None) -> float:
+    "Linear warm-up to `lr`, then constant; from step `decay_from` (if given) a linear decay that reaches 0 at step `end`."
+    base = lr * min(1.0, (step + 1) / warmup)
+    if decay_from is None or step < decay_from: return base
+    return base * max(0.0, (end - step) / (end - decay_from))
 
 def step_noise(step: int, x: torch.Tensor, T: int, seed: int) -> tuple:
     "The timesteps (B,) and noise ε (B, C, 32, 32) of `step`, the same on every run."
@@ -116,8 +120,9 @@ def load_checkpoint(run: Path, unet, ema, opt) -> tuple:
     ck = _load(run/CKPT); unet.load_state_dict(ck['model']); ema.load_state_dict(ck['ema']); opt.load_state_dict(ck['optimizer'])
     return ck['step'], ck['log']
 
-def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_every: int = 50, quiet: bool = False) -> tuple:
-    "Train (or resume) to `steps`; returns (EMA of the unet, step reached, log)."
+def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_every: int = 50, quiet: bool = False, decay_from: int | None = None) -> tuple:
+    "Train (or resume) to `steps`, the learning rate decaying linearly to 0 at `steps` from step `decay_from` if given; returns (EMA of the unet, step reached, log)."
+    if decay_from is not None and not 0 <= decay_from < steps: raise ValueError(f'decay_from must be in [0, steps={steps}), got {decay_from}')
     import copy
     run = Path(run or RUN); run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(RECIPE['seed'])
@@ -125,13 +130,15 @@ def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_ever
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=RECIPE['lr'], weight_decay=0.0)
     step, log = load_checkpoint(run, unet, ema, opt)
+    was = _load(run/CKPT)['recipe'].get('decay_from') if step else None
+    if was is not None and was != decay_from: raise ValueError(f'{run} is a cool-down run from step {was}: resume it with --decay-from {was}')
     if not quiet: print(f'{sum(p.numel() for p in unet.parameters()):,} parameters; ' + (f'resuming at step {step}' if step else 'new run'), flush=True)
     data, T = make_data(), scheduler.config.num_train_timesteps
     unet.train(); t0, seen = time.time(), 0
     while step < steps:
         x = data.batch(step, RECIPE['batch_size'])                                  # (B, C, 32, 32) in [0, 1], training images only
         t, eps = step_noise(step, x, T, RECIPE['seed'])
-        for g in opt.param_groups: g['lr'] = lr_at(step, RECIPE['lr'], RECIPE['warmup_steps'])
+        for g in opt.param_groups: g['lr'] = lr_at(step, RECIPE['lr'], RECIPE['warmup_steps'], decay_from, steps)
         loss = eps_loss(unet, scheduler, x, t, eps)
         if not math.isfinite(loss.item()): raise FloatingPointError(f'loss is {loss.item()} at step {step}; the checkpoint at step {step - step % ckpt_every} is intact')
         opt.zero_grad(set_to_none=True); loss.backward()
@@ -150,14 +157,16 @@ def ship(run: Path = None, dest: Path = None, raw: bool = False, step: int | Non
     from diffusers import DDPMPipeline
     run, dest = Path(run or RUN), Path(dest or SHIP)
     unet, ema = make_unet(), make_unet(); opt = torch.optim.AdamW(unet.parameters())
+    source = run/CKPT if step is None else run/'history'/f'{step:06d}.pt'
     step, log = load_checkpoint(run, unet, ema, opt) if step is None else load_history(run, step, unet, ema)
     if not step: raise FileNotFoundError(f'no checkpoint in {run}: train first')
+    recipe = _load(source)['recipe']                                                   # as trained (a cool-down records its decay)
     tmp = dest.parent/f'.{dest.name}.tmp'; shutil.rmtree(tmp, ignore_errors=True)
     DDPMPipeline(unet=(unet if raw else ema).eval().half(), scheduler=make_scheduler()).save_pretrained(tmp)   # fp16 on disk: half the bytes in git
     manifest = dict(model=DATA['name'], kind='diffusers DDPMPipeline (UNet2DModel + DDPMScheduler), ε-prediction', steps=step,
                     parameters=sum(p.numel() for p in unet.parameters()), final_loss=log[-1]['loss'] if log else None,
                     data=DATA['data'], image=DATA['image'], unet=UNET, scheduler=SCHEDULER,
-                    weights=('the training weights (not their EMA, which lags early in a run)' if raw else 'EMA of the training weights (decay in recipe)') + ', stored in float16', recipe=RECIPE, script='training/mnist_ddpm/train.py' + (' --data scenes' if DATA['name'] == 'scenes_ddpm' else ''), load="sparsediff.adapters.load_denoiser('<this folder>')")
+                    weights=('the training weights (not their EMA, which lags early in a run)' if raw else 'EMA of the training weights (decay in recipe)') + ', stored in float16', recipe=recipe, script='training/mnist_ddpm/train.py' + (' --data scenes' if DATA['name'] == 'scenes_ddpm' else ''), load="sparsediff.adapters.load_denoiser('<this folder>')")
     (tmp/'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
     (tmp/'log.json').write_text(json.dumps(log) + '\n')                       # the loss every --log-every steps, for the notebook's plot
     old = dest.parent/f'.{dest.name}.old'; shutil.rmtree(old, ignore_errors=True)
@@ -175,6 +184,8 @@ if __name__ == '__main__':
     ap.add_argument('--raw', action='store_true', help='with --ship: the training weights instead of their EMA')
     ap.add_argument('--step', type=int, default=None, help='with --ship: the checkpoint of this step, kept in <run>/history, instead of the latest')
     ap.add_argument('--ship-to', type=Path, default=None, help='where --ship writes (default: sparsediff/weights/mnist_ddpm or scenes_ddpm)')
+    ap.add_argument('--decay-from', type=int, default=None, help='from this step the learning rate falls linearly to 0 at --steps (a cool-down; run it in its own --run folder, started from a copy of a checkpoint)')
     a = ap.parse_args(); torch.set_num_threads(a.threads); use_data(a.data)
+    if a.decay_from is not None: RECIPE = dict(RECIPE, decay_from=a.decay_from, decay_to_zero_at=a.steps)   # recorded in checkpoints and the manifest
     if a.ship: print('shipped to', ship(a.run, a.ship_to, a.raw, a.step)); raise SystemExit
-    train(a.run, a.steps, a.ckpt_every, a.log_every)
+    train(a.run, a.steps, a.ckpt_every, a.log_every, decay_from=a.decay_from)
