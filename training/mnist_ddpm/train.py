@@ -84,10 +84,10 @@ def update_ema(ema, unet, decay: float):
         for e, p in zip(ema.parameters(), unet.parameters()): e.lerp_(p, 1 - decay)
         for e, b in zip(ema.buffers(), unet.buffers()): e.copy_(b)
 
-def _save(obj: dict, path: Path):
-    "torch.save `obj` with the run's config, atomically (a crash mid-write leaves the previous file)."
+def _save(obj: dict, path: Path, recipe: dict):
+    "torch.save `obj` with the run's config and `recipe`, atomically (a crash mid-write leaves the previous file)."
     from sparsediff.core import atomic_path
-    with atomic_path(path) as tmp: torch.save({**obj, 'unet': UNET, 'scheduler': SCHEDULER, 'recipe': RECIPE}, tmp)
+    with atomic_path(path) as tmp: torch.save({**obj, 'unet': UNET, 'scheduler': SCHEDULER, 'recipe': recipe}, tmp)
 
 def _load(path: Path) -> dict:
     "A checkpoint or kept weights written by `_save`, refused when trained with another config."
@@ -95,30 +95,31 @@ def _load(path: Path) -> dict:
     if ck['unet'] != UNET or ck['scheduler'] != SCHEDULER: raise ValueError(f'{path} was trained with another config; use another --run folder')
     return ck
 
-def save_checkpoint(run: Path, unet, ema, opt, step: int, log: list):
-    "Model + its EMA + optimizer + step + log, written atomically, and the weights kept in run/history."
-    _save({'model': unet.state_dict(), 'ema': ema.state_dict(), 'optimizer': opt.state_dict(), 'step': step, 'log': log}, run/CKPT)
-    save_history(run, unet, ema, step, log)
+def save_checkpoint(run: Path, unet, ema, opt, step: int, log: list, recipe: dict = None):
+    "Model + its EMA + optimizer + step + log, written atomically with `recipe` (default `RECIPE`), and the weights kept in run/history."
+    recipe = recipe or RECIPE
+    _save({'model': unet.state_dict(), 'ema': ema.state_dict(), 'optimizer': opt.state_dict(), 'step': step, 'log': log}, run/CKPT, recipe)
+    save_history(run, unet, ema, step, log, recipe)
 
-def save_history(run: Path, unet, ema, step: int, log: list):
+def save_history(run: Path, unet, ema, step: int, log: list, recipe: dict = None):
     "The weights of this checkpoint (training and EMA, float16, about 7 MB) kept as run/history/<step>.pt: raw weights swing between checkpoints, so each can be scored before one ships."
     half = lambda m: {k: v.half() if v.is_floating_point() else v for k, v in m.state_dict().items()}
-    _save({'model': half(unet), 'ema': half(ema), 'step': step, 'log': log}, run/'history'/f'{step:06d}.pt')
+    _save({'model': half(unet), 'ema': half(ema), 'step': step, 'log': log}, run/'history'/f'{step:06d}.pt', recipe or RECIPE)
 
 def load_history(run: Path, step: int, unet, ema) -> tuple:
-    "(step, log) of the kept weights of checkpoint `step`, loaded into `unet` and `ema` (load_state_dict casts them back to float32)."
+    "(step, log, recipe) of the kept weights of checkpoint `step`, loaded into `unet` and `ema` (load_state_dict casts them back to float32)."
     f = run/'history'/f'{step:06d}.pt'
     if not f.exists():
         kept = sorted(int(p.stem) for p in (run/'history').glob('[0-9]*.pt'))
         raise FileNotFoundError(f'no kept weights for step {step} in {run/"history"}; kept steps: {kept or "none"}')
     h = _load(f); unet.load_state_dict(h['model']); ema.load_state_dict(h['ema'])
-    return h['step'], h['log']
+    return h['step'], h['log'], h['recipe']
 
 def load_checkpoint(run: Path, unet, ema, opt) -> tuple:
-    "(step, log) of the run's checkpoint loaded into `unet`, `ema` and `opt`; (0, []) for a new run."
-    if not (run/CKPT).exists(): return 0, []
+    "(step, log, recipe) of the run's checkpoint loaded into `unet`, `ema` and `opt`; (0, [], None) for a new run."
+    if not (run/CKPT).exists(): return 0, [], None
     ck = _load(run/CKPT); unet.load_state_dict(ck['model']); ema.load_state_dict(ck['ema']); opt.load_state_dict(ck['optimizer'])
-    return ck['step'], ck['log']
+    return ck['step'], ck['log'], ck['recipe']
 
 def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_every: int = 50, quiet: bool = False, decay_from: int | None = None) -> tuple:
     "Train (or resume) to `steps`, the learning rate decaying linearly to 0 at `steps` from step `decay_from` if given; returns (EMA of the unet, step reached, log)."
@@ -129,8 +130,9 @@ def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_ever
     unet, scheduler = make_unet(), make_scheduler()
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=RECIPE['lr'], weight_decay=0.0)
-    step, log = load_checkpoint(run, unet, ema, opt)
-    was = _load(run/CKPT)['recipe'].get('decay_from') if step else None
+    step, log, saved = load_checkpoint(run, unet, ema, opt)
+    recipe = RECIPE if decay_from is None else dict(RECIPE, decay_from=decay_from, decay_to_zero_at=steps)   # a cool-down is recorded in what it saves
+    was = (saved or {}).get('decay_from')
     if was is not None and was != decay_from: raise ValueError(f'{run} is a cool-down run from step {was}: resume it with --decay-from {was}')
     if not quiet: print(f'{sum(p.numel() for p in unet.parameters()):,} parameters; ' + (f'resuming at step {step}' if step else 'new run'), flush=True)
     data, T = make_data(), scheduler.config.num_train_timesteps
@@ -148,7 +150,7 @@ def train(run: Path = None, steps: int = 60_000, ckpt_every: int = 500, log_ever
         if step % log_every == 0 or step == steps:
             log.append({'step': step, 'loss': round(loss.item(), 5), 'img_per_s': round(seen * len(x) / (time.time() - t0), 1)})
             if not quiet: print(json.dumps(log[-1]), flush=True)
-        if step % ckpt_every == 0 or step == steps: save_checkpoint(run, unet, ema, opt, step, log)
+        if step % ckpt_every == 0 or step == steps: save_checkpoint(run, unet, ema, opt, step, log, recipe)
     return ema.eval(), step, log
 
 def ship(run: Path = None, dest: Path = None, raw: bool = False, step: int | None = None) -> Path:
@@ -157,10 +159,8 @@ def ship(run: Path = None, dest: Path = None, raw: bool = False, step: int | Non
     from diffusers import DDPMPipeline
     run, dest = Path(run or RUN), Path(dest or SHIP)
     unet, ema = make_unet(), make_unet(); opt = torch.optim.AdamW(unet.parameters())
-    source = run/CKPT if step is None else run/'history'/f'{step:06d}.pt'
-    step, log = load_checkpoint(run, unet, ema, opt) if step is None else load_history(run, step, unet, ema)
+    step, log, recipe = load_checkpoint(run, unet, ema, opt) if step is None else load_history(run, step, unet, ema)   # the recipe as trained
     if not step: raise FileNotFoundError(f'no checkpoint in {run}: train first')
-    recipe = _load(source)['recipe']                                                   # as trained (a cool-down records its decay)
     tmp = dest.parent/f'.{dest.name}.tmp'; shutil.rmtree(tmp, ignore_errors=True)
     DDPMPipeline(unet=(unet if raw else ema).eval().half(), scheduler=make_scheduler()).save_pretrained(tmp)   # fp16 on disk: half the bytes in git
     manifest = dict(model=DATA['name'], kind='diffusers DDPMPipeline (UNet2DModel + DDPMScheduler), ε-prediction', steps=step,
@@ -186,6 +186,5 @@ if __name__ == '__main__':
     ap.add_argument('--ship-to', type=Path, default=None, help='where --ship writes (default: sparsediff/weights/mnist_ddpm or scenes_ddpm)')
     ap.add_argument('--decay-from', type=int, default=None, help='from this step the learning rate falls linearly to 0 at --steps (a cool-down; run it in its own --run folder, started from a copy of a checkpoint)')
     a = ap.parse_args(); torch.set_num_threads(a.threads); use_data(a.data)
-    if a.decay_from is not None: RECIPE = dict(RECIPE, decay_from=a.decay_from, decay_to_zero_at=a.steps)   # recorded in checkpoints and the manifest
     if a.ship: print('shipped to', ship(a.run, a.ship_to, a.raw, a.step)); raise SystemExit
     train(a.run, a.steps, a.ckpt_every, a.log_every, decay_from=a.decay_from)
